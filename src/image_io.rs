@@ -1,0 +1,161 @@
+//! Still images in and out: reading and checking image files, resizing to the processing size,
+//! converting between 8-bit RGB pixels and the network's input tensors, and writing results
+//! atomically (a temporary name in the same directory, then a rename).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use image::{imageops::FilterType, ImageFormat, RgbImage};
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::vgg::IMAGENET_MEAN_RGB;
+
+/// Reads an image file (format from its contents), as 8-bit RGB.
+pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    if !path.exists() {
+        return Err(Error::input(path, "file not found"));
+    }
+    if path.is_dir() {
+        return Err(Error::input(path, "is a directory, not an image"));
+    }
+    let reader = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+    if reader.format().is_none() {
+        return Err(Error::input(path, "not an image (unrecognised format; PNG and JPEG are supported)"));
+    }
+    let image = reader.decode().map_err(|e| Error::input(path, format!("not a readable image: {e}")))?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(Error::input(path, "image has zero size"));
+    }
+    Ok(image.to_rgb8())
+}
+
+/// Width and height with the longest side equal to `longest` and the aspect ratio kept.
+pub fn size_for_longest_side(width: u32, height: u32, longest: u32) -> (u32, u32) {
+    let scale = longest as f64 / width.max(height) as f64;
+    let w = ((width as f64 * scale).round() as u32).max(1);
+    let h = ((height as f64 * scale).round() as u32).max(1);
+    (w, h)
+}
+
+/// Width and height with area `area` (in pixels) and the aspect ratio of `width × height`.
+pub fn size_for_area(width: u32, height: u32, area: f64) -> (u32, u32) {
+    let scale = (area / (width as f64 * height as f64)).sqrt();
+    (((width as f64 * scale).round() as u32).max(1), ((height as f64 * scale).round() as u32).max(1))
+}
+
+/// Resizes with a Lanczos filter; a no-op when the size already matches.
+pub fn resize(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    if image.dimensions() == (width, height) {
+        return image.clone();
+    }
+    image::imageops::resize(image, width, height, FilterType::Lanczos3)
+}
+
+/// 8-bit RGB → network input `(1, 3, H, W)`: pixel values 0..255 minus the ImageNet mean.
+pub fn to_tensor(image: &RgbImage, device: &Device) -> Result<Tensor> {
+    let (w, h) = image.dimensions();
+    let (w, h) = (w as usize, h as usize);
+    let mut data = vec![0f32; 3 * w * h];
+    for (i, p) in image.pixels().enumerate() {
+        for c in 0..3 {
+            data[c * w * h + i] = p[c] as f32 - IMAGENET_MEAN_RGB[c];
+        }
+    }
+    Ok(Tensor::from_vec(data, (1, 3, h, w), device)?)
+}
+
+/// Network input `(1, 3, H, W)` → 8-bit RGB, adding the mean back and clamping to 0..255.
+/// A NaN or infinite pixel is an error: it never reaches a file.
+pub fn from_tensor(tensor: &Tensor) -> Result<RgbImage> {
+    let (_, c, h, w) = tensor.dims4()?;
+    if c != 3 {
+        return Err(Error::Settings(format!("expected an RGB tensor, got {c} channels")));
+    }
+    let data = tensor.flatten_all()?.to_vec1::<f32>()?;
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        let (ch, pos) = (i / (w * h), i % (w * h));
+        return Err(Error::Diverged(format!(
+            "pixel ({}, {}) channel {ch} is {} — not writing it",
+            pos % w,
+            pos / w,
+            data[i]
+        )));
+    }
+    let mut image = RgbImage::new(w as u32, h as u32);
+    for (i, p) in image.pixels_mut().enumerate() {
+        for ch in 0..3 {
+            p[ch] = (data[ch * w * h + i] + IMAGENET_MEAN_RGB[ch]).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Ok(image)
+}
+
+/// Uniform noise over the whole pixel range, as a network input, reproducible from `seed`.
+pub fn noise_tensor(width: u32, height: u32, seed: u64, device: &Device) -> Result<Tensor> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let image = RgbImage::from_fn(width, height, |_, _| image::Rgb([rng.random(), rng.random(), rng.random()]));
+    to_tensor(&image, device)
+}
+
+/// The image format an output path asks for, from its extension.
+pub fn output_format(path: &Path) -> Result<ImageFormat> {
+    match ImageFormat::from_path(path) {
+        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => Ok(f),
+        _ => Err(Error::output(path, "unsupported image extension (use .png, .jpg or .jpeg)")),
+    }
+}
+
+/// A sibling of `path` to write to before renaming it into place.
+pub fn temporary_sibling(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Checks that `path`'s directory exists and is writable, before any work is spent on it.
+pub fn check_writable_destination(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::output(path, format!("directory {} does not exist", dir.display())));
+    }
+    let probe = temporary_sibling(path);
+    std::fs::write(&probe, b"")
+        .map_err(|e| Error::output(path, format!("directory {} is not writable: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename, so that `path` either
+/// holds the complete file or is untouched.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> std::result::Result<(), String>) -> Result<()> {
+    let tmp = temporary_sibling(path);
+    if let Err(problem) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::output(path, problem));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::output(path, format!("cannot move the finished file into place: {e}"))
+    })
+}
+
+/// Saves an RGB image (PNG or JPEG by extension, JPEG at quality 95) atomically.
+pub fn save_rgb(image: &RgbImage, path: &Path) -> Result<()> {
+    let format = output_format(path)?;
+    write_atomically(path, |tmp| {
+        let file = std::fs::File::create(tmp).map_err(|e| format!("cannot create: {e}"))?;
+        let mut out = std::io::BufWriter::new(file);
+        let result = match format {
+            ImageFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).encode_image(image),
+            _ => image.write_to(&mut out, format),
+        };
+        result.map_err(|e| format!("cannot write image: {e}"))?;
+        use std::io::Write;
+        out.flush().map_err(|e| format!("cannot write image: {e}"))
+    })
+}

@@ -1,0 +1,302 @@
+//! VGG's layers as candle custom operations: 3×3 convolution (+ bias + ReLU), 2×2 max and
+//! average pooling.
+//!
+//! Why custom ops rather than `Tensor::conv2d` and friends:
+//! - the network's weights are constants: we only ever need the gradient with respect to the
+//!   *input* image, and candle's own conv2d backward always computes the weight gradient too;
+//! - candle 0.11.1's CPU backward of `max_pool2d` scales the gradient at the maximum by 1/4
+//!   (it multiplies by the average-pooled mask where it should divide), and its `avg_pool2d`
+//!   backward maps rows wrongly when a side is odd (it upsamples with nearest neighbour
+//!   instead of scattering to the pooled window);
+//! - one place to make the CPU path fast (row-tiled im2col + `gemm`, bias and ReLU fused).
+//!
+//! Every op works on contiguous `f32` tensors of shape `(N, C, H, W)` on the CPU.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Bytes of im2col buffer per row tile: small enough to stay in cache, large enough for `gemm`.
+const IM2COL_TILE_BYTES: usize = 2 << 20;
+
+/// A raw pointer that rayon tasks may share because each task writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+/// Weights of one 3×3, stride-1, padding-1 convolution, packed for the im2col product:
+/// `weight` is `[c_out][c_in·9]` (OIHW flattened), `bias` is `[c_out]`.
+#[derive(Debug, Clone)]
+pub struct Conv3x3Weights {
+    pub c_out: usize,
+    pub c_in: usize,
+    pub weight: Arc<Vec<f32>>,
+    pub bias: Option<Arc<Vec<f32>>>,
+}
+
+impl Conv3x3Weights {
+    /// The weights of the convolution whose output is the input gradient of this one:
+    /// `W'[ci][co][kh][kw] = W[co][ci][2-kh][2-kw]`, no bias.
+    pub fn input_gradient_weights(&self) -> Conv3x3Weights {
+        let (c_out, c_in) = (self.c_out, self.c_in);
+        let mut flipped = vec![0f32; c_out * c_in * 9];
+        for co in 0..c_out {
+            for ci in 0..c_in {
+                for k in 0..9 {
+                    flipped[(ci * c_out + co) * 9 + (8 - k)] = self.weight[(co * c_in + ci) * 9 + k];
+                }
+            }
+        }
+        Conv3x3Weights { c_out: c_in, c_in: c_out, weight: Arc::new(flipped), bias: None }
+    }
+}
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("stylize-video layers need contiguous tensors"),
+    }
+}
+
+/// `out[co][y][x] = bias[co] + Σ_{ci,kh,kw} W[co][ci][kh][kw] · in[ci][y+kh-1][x+kw-1]`
+/// for one image, optionally followed by ReLU, computed tile of rows by tile of rows
+/// (im2col into a cache-sized buffer, then one `gemm` per tile).
+fn conv3x3_image(w: &Conv3x3Weights, input: &[f32], h: usize, wd: usize, relu: bool, out: &mut [f32]) {
+    let (c_in, c_out) = (w.c_in, w.c_out);
+    let k = c_in * 9;
+    let rows_per_tile = (IM2COL_TILE_BYTES / (k * wd * 4)).clamp(1, h);
+    let tiles: Vec<(usize, usize)> =
+        (0..h).step_by(rows_per_tile).map(|r0| (r0, (r0 + rows_per_tile).min(h))).collect();
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    tiles.par_iter().for_each_init(Vec::new, |cols: &mut Vec<f32>, &(r0, r1)| {
+        let n = (r1 - r0) * wd;
+        cols.clear();
+        cols.resize(k * n, 0.0);
+        for ci in 0..c_in {
+            let plane = &input[ci * h * wd..(ci + 1) * h * wd];
+            for kh in 0..3 {
+                for kw in 0..3 {
+                    let row = &mut cols[(ci * 9 + kh * 3 + kw) * n..][..n];
+                    for y in r0..r1 {
+                        let dst = &mut row[(y - r0) * wd..][..wd];
+                        let sy = y as isize + kh as isize - 1;
+                        if sy < 0 || sy >= h as isize {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[sy as usize * wd..][..wd];
+                        match kw {
+                            0 => {
+                                dst[0] = 0.0;
+                                dst[1..].copy_from_slice(&src[..wd - 1]);
+                            }
+                            1 => dst.copy_from_slice(src),
+                            _ => {
+                                dst[..wd - 1].copy_from_slice(&src[1..]);
+                                dst[wd - 1] = 0.0;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let dst = out_ptr;
+        // SAFETY: each tile writes columns [r0·W, r1·W) of every output channel: disjoint.
+        unsafe {
+            let dst = dst.0.add(r0 * wd);
+            gemm::gemm(
+                c_out, n, k,
+                dst, 1, (h * wd) as isize, false,
+                w.weight.as_ptr(), 1, k as isize,
+                cols.as_ptr(), 1, n as isize,
+                0.0, 1.0, false, false, false,
+                gemm::Parallelism::None,
+            );
+            for co in 0..c_out {
+                let tile = std::slice::from_raw_parts_mut(dst.add(co * h * wd), n);
+                let b = w.bias.as_ref().map_or(0.0, |b| b[co]);
+                if relu {
+                    tile.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                } else if b != 0.0 {
+                    tile.iter_mut().for_each(|v| *v += b);
+                }
+            }
+        }
+    });
+}
+
+fn conv3x3_batch(
+    w: &Conv3x3Weights,
+    input: &[f32],
+    shape: &Shape,
+    relu: bool,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (n, c, h, wd) = shape.dims4()?;
+    if c != w.c_in {
+        candle_core::bail!("conv3x3: input has {c} channels, weights expect {}", w.c_in);
+    }
+    let mut out = vec![0f32; n * w.c_out * h * wd];
+    for b in 0..n {
+        conv3x3_image(
+            w,
+            &input[b * c * h * wd..(b + 1) * c * h * wd],
+            h,
+            wd,
+            relu,
+            &mut out[b * w.c_out * h * wd..(b + 1) * w.c_out * h * wd],
+        );
+    }
+    Ok((CpuStorage::F32(out), Shape::from((n, w.c_out, h, wd))))
+}
+
+/// `relu(conv3x3(x) + bias)` whose backward gives the input gradient only.
+#[derive(Debug, Clone)]
+pub struct Conv3x3Relu {
+    pub weights: Conv3x3Weights,
+    /// Precomputed weights of the backward convolution.
+    pub input_gradient: Conv3x3Weights,
+}
+
+impl Conv3x3Relu {
+    pub fn new(weights: Conv3x3Weights) -> Self {
+        let input_gradient = weights.input_gradient_weights();
+        Self { weights, input_gradient }
+    }
+}
+
+impl CustomOp1 for Conv3x3Relu {
+    fn name(&self) -> &'static str {
+        "conv3x3-relu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        conv3x3_batch(&self.weights, contiguous_f32(storage, layout)?, layout.shape(), true)
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let grad_res = grad_res.contiguous()?;
+        let res = res.contiguous()?;
+        let grad = grad_res.apply_op2_no_bwd(&res, &ReluConv3x3InputGrad(self.input_gradient.clone()))?;
+        Ok(Some(grad))
+    }
+}
+
+/// Backward of [`Conv3x3Relu`]: `conv3x3(grad ⊙ [res > 0], W')` with the flipped weights W'.
+struct ReluConv3x3InputGrad(Conv3x3Weights);
+
+impl CustomOp2 for ReluConv3x3InputGrad {
+    fn name(&self) -> &'static str {
+        "conv3x3-relu-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+        res: &CpuStorage,
+        res_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let grad_s = contiguous_f32(grad, grad_layout)?;
+        let res_s = contiguous_f32(res, res_layout)?;
+        let masked: Vec<f32> =
+            grad_s.par_iter().zip(res_s.par_iter()).map(|(&g, &r)| if r > 0.0 { g } else { 0.0 }).collect();
+        conv3x3_batch(&self.0, &masked, grad_layout.shape(), false)
+    }
+}
+
+/// 2×2, stride-2 pooling (output `floor(H/2) × floor(W/2)`, as in Caffe/PyTorch by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool2x2 {
+    Max,
+    Avg,
+}
+
+impl CustomOp1 for Pool2x2 {
+    fn name(&self) -> &'static str {
+        match self {
+            Pool2x2::Max => "max-pool-2x2",
+            Pool2x2::Avg => "avg-pool-2x2",
+        }
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let input = contiguous_f32(storage, layout)?;
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let (oh, ow) = (h / 2, w / 2);
+        let mut out = vec![0f32; n * c * oh * ow];
+        if oh > 0 && ow > 0 {
+            out.par_chunks_mut(oh * ow).zip(input.par_chunks(h * w)).for_each(|(o, i)| {
+                for y in 0..oh {
+                    for x in 0..ow {
+                        let (a, b) = (i[2 * y * w + 2 * x], i[2 * y * w + 2 * x + 1]);
+                        let (c_, d) = (i[(2 * y + 1) * w + 2 * x], i[(2 * y + 1) * w + 2 * x + 1]);
+                        o[y * ow + x] = match self {
+                            Pool2x2::Max => a.max(b).max(c_).max(d),
+                            Pool2x2::Avg => 0.25 * (a + b + c_ + d),
+                        };
+                    }
+                }
+            });
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let grad = arg.contiguous()?.apply_op2_no_bwd(&grad_res.contiguous()?, &Pool2x2InputGrad(*self))?;
+        Ok(Some(grad))
+    }
+}
+
+/// Backward of [`Pool2x2`]: max pooling routes each window's gradient to its (first) maximum,
+/// as PyTorch does; average pooling spreads it evenly, a quarter to each input. Inputs in a
+/// trailing odd row or column take part in no window and get zero.
+struct Pool2x2InputGrad(Pool2x2);
+
+impl CustomOp2 for Pool2x2InputGrad {
+    fn name(&self) -> &'static str {
+        "pool-2x2-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        arg: &CpuStorage,
+        arg_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let input = contiguous_f32(arg, arg_layout)?;
+        let grad = contiguous_f32(grad, grad_layout)?;
+        let (_, _, h, w) = arg_layout.shape().dims4()?;
+        let (oh, ow) = (h / 2, w / 2);
+        let mut out = vec![0f32; input.len()];
+        if oh > 0 && ow > 0 {
+            out.par_chunks_mut(h * w).zip(input.par_chunks(h * w)).zip(grad.par_chunks(oh * ow)).for_each(
+                |((o, i), g)| {
+                    for y in 0..oh {
+                        for x in 0..ow {
+                            let window =
+                                [2 * y * w + 2 * x, 2 * y * w + 2 * x + 1, (2 * y + 1) * w + 2 * x, (2 * y + 1) * w + 2 * x + 1];
+                            let gv = g[y * ow + x];
+                            match self.0 {
+                                Pool2x2::Max => {
+                                    let mut best = window[0];
+                                    for &p in &window[1..] {
+                                        if i[p] > i[best] {
+                                            best = p;
+                                        }
+                                    }
+                                    o[best] += gv;
+                                }
+                                Pool2x2::Avg => window.iter().for_each(|&p| o[p] += 0.25 * gv),
+                            }
+                        }
+                    }
+                },
+            );
+        }
+        Ok((CpuStorage::F32(out), arg_layout.shape().clone()))
+    }
+}

@@ -1,0 +1,22 @@
+//! stylize-video: turn a video into a painting in motion.
+//!
+//! The data path, one module per step:
+//! - [`image_io`]: still images ↔ network input tensors, atomic writes;
+//! - [`vgg`] (with [`layers`]): the VGG16 feature extractor with constant weights;
+//! - [`loss`]: Gram matrices, J_style, J_content, J_tv as in Gatys et al.;
+//! - [`optim`]: L-BFGS and Adam over the pixels;
+//! - [`stylize`]: J(G) = α J_content + β J_style + γ_tv J_tv, optimised from a starting image;
+//! - [`still`]: the still-image job (preview tool);
+//! - [`progress`]: how a run reports its progress.
+
+pub mod error;
+pub mod image_io;
+pub mod layers;
+pub mod loss;
+pub mod optim;
+pub mod progress;
+pub mod still;
+pub mod stylize;
+pub mod vgg;
+
+pub use error::{Error, Result};

@@ -1,0 +1,106 @@
+//! The costs of Gatys et al. neural style transfer, written as the formulas read.
+//!
+//! Notation: for a layer l, a^[l] are its activations, of shape n_H × n_W × n_C (stored here
+//! as a tensor `(1, n_C, n_H, n_W)`); C is the content image, S the style image, G the image
+//! being generated. Sums of squares are accumulated in f64 so that the reported costs do not
+//! depend on summation order; the gradient flows back to f32.
+
+use candle_core::{DType, Tensor};
+
+use crate::error::{Error, Result};
+
+/// Style (Gram) matrix of one layer's activations `(1, n_C, n_H, n_W)`:
+///
+/// G^[l]_{kk'} = Σ_i Σ_j a^[l]_{ijk} a^[l]_{ijk'}   (unnormalised cross-covariance, n_C × n_C).
+pub fn gram_matrix(a: &Tensor) -> Result<Tensor> {
+    let (n, n_c, n_h, n_w) = a.dims4()?;
+    if n != 1 {
+        return Err(Error::Settings(format!("gram_matrix expects one image, got a batch of {n}")));
+    }
+    let a = a.reshape((n_c, n_h * n_w))?;
+    Ok(a.matmul(&a.t()?)?)
+}
+
+/// Σ of the squared entries, as an f64 scalar tensor.
+fn sum_of_squares(t: &Tensor) -> Result<Tensor> {
+    Ok(t.to_dtype(DType::F64)?.sqr()?.sum_all()?)
+}
+
+/// Layer style cost, with `gram_style` = G^[l](S) already brought to G's size:
+///
+/// J^[l]_style(S,G) = 1/(2 n_H n_W n_C)^2 · Σ_k Σ_k' (G^[l](S)_{kk'} − G^[l](G)_{kk'})^2
+///
+/// where n_H, n_W, n_C are those of the generated image's activations `a_generated`.
+pub fn layer_style_cost(gram_style: &Tensor, a_generated: &Tensor) -> Result<Tensor> {
+    let (_, n_c, n_h, n_w) = a_generated.dims4()?;
+    let gram_generated = gram_matrix(a_generated)?;
+    let normaliser = (2 * n_h * n_w * n_c) as f64;
+    Ok((sum_of_squares(&(gram_style - gram_generated)?)? / (normaliser * normaliser))?)
+}
+
+/// Content cost at one layer:
+///
+/// J_content(C,G) = 1/(4 n_H n_W n_C) · Σ_{i,j,k} (a^[l](C)_{ijk} − a^[l](G)_{ijk})^2
+pub fn content_cost(a_content: &Tensor, a_generated: &Tensor) -> Result<Tensor> {
+    let (_, n_c, n_h, n_w) = a_generated.dims4()?;
+    Ok((sum_of_squares(&(a_content - a_generated)?)? / (4 * n_h * n_w * n_c) as f64)?)
+}
+
+/// Total-variation cost of an image `(1, n_C, n_H, n_W)` (pixel units, 0..255 scale):
+///
+/// J_tv(G) = 1/(n_H n_W n_C) · Σ_{i,j,k} [(G_{i+1,j,k} − G_{i,j,k})^2 + (G_{i,j+1,k} − G_{i,j,k})^2]
+///
+/// (differences that would leave the image are left out). It favours smooth images and
+/// suppresses the high-frequency noise the style cost can introduce.
+pub fn tv_cost(image: &Tensor) -> Result<Tensor> {
+    let (_, n_c, n_h, n_w) = image.dims4()?;
+    let mut total = Tensor::zeros((), DType::F64, image.device())?;
+    if n_h > 1 {
+        let dy = (image.narrow(2, 1, n_h - 1)? - image.narrow(2, 0, n_h - 1)?)?;
+        total = (total + sum_of_squares(&dy)?)?;
+    }
+    if n_w > 1 {
+        let dx = (image.narrow(3, 1, n_w - 1)? - image.narrow(3, 0, n_w - 1)?)?;
+        total = (total + sum_of_squares(&dx)?)?;
+    }
+    Ok((total / (n_h * n_w * n_c) as f64)?)
+}
+
+/// The style target of one layer, independent of image size: the (blend of the) style
+/// images' Gram matrices divided by their n_H n_W, G^[l](S) / (n_H n_W)_S.
+///
+/// When the style and generated images differ in size, the style Gram is rescaled by
+/// (n_H n_W of G)/(n_H n_W of S) before it enters J^[l]_style: Gram entries grow with the
+/// number of positions they sum over, so without this a small style image would ask for
+/// faint features. For equal sizes the factor is 1 and the cost is exactly the formula above.
+#[derive(Debug, Clone)]
+pub struct StyleTarget {
+    gram_per_position: Tensor,
+}
+
+impl StyleTarget {
+    /// Blends the Gram matrices of several style images' activations at one layer with
+    /// weights `w_s` (normalised to sum 1): Σ_s w_s G^[l](S_s) / (n_H n_W)_{S_s}.
+    pub fn blend(style_activations: &[(Tensor, f64)]) -> Result<Self> {
+        let total: f64 = style_activations.iter().map(|(_, w)| w).sum();
+        if style_activations.is_empty() || !(total > 0.0) {
+            return Err(Error::Settings("style blend weights must be positive".into()));
+        }
+        let mut blended: Option<Tensor> = None;
+        for (a, w) in style_activations {
+            let (_, _, n_h, n_w) = a.dims4()?;
+            let term = (gram_matrix(a)? * (w / total / (n_h * n_w) as f64))?;
+            blended = Some(match blended {
+                None => term,
+                Some(b) => (b + term)?,
+            });
+        }
+        Ok(Self { gram_per_position: blended.expect("non-empty").detach() })
+    }
+
+    /// G^[l](S) brought to the size of the generated image's activations `a_generated`.
+    pub fn gram_for(&self, a_generated: &Tensor) -> Result<Tensor> {
+        let (_, _, n_h, n_w) = a_generated.dims4()?;
+        Ok((&self.gram_per_position * (n_h * n_w) as f64)?)
+    }
+}

@@ -1,0 +1,319 @@
+//! The stylizer: J(G) = α J_content(C,G) + β J_style(S,G) + γ_tv J_tv(G), minimised over the
+//! pixels of G starting from a given image. The style targets are computed once, when the
+//! stylizer is built; each call of [`Stylizer::optimise`] takes a content target and a starting
+//! image (the content, noise, or — for video — the previous stylized frame).
+
+use std::time::Instant;
+
+use candle_core::{Tensor, Var};
+
+use crate::error::{Error, Result};
+use crate::loss::{content_cost, layer_style_cost, tv_cost, StyleTarget};
+use crate::optim::{Optimizer, OptimizerKind};
+use crate::progress::Progress;
+use crate::vgg::{LayerName, Vgg16};
+
+/// What the stylizer optimises and how. Defaults are the documented CLI defaults.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    /// α, weight of J_content.
+    pub content_weight: f64,
+    /// β, weight of J_style.
+    pub style_weight: f64,
+    /// γ_tv, weight of J_tv (0 disables it).
+    pub tv_weight: f64,
+    /// Layers whose Gram matrices make the style cost.
+    pub style_layers: Vec<LayerName>,
+    /// λ^[l] for each style layer.
+    pub style_layer_weights: Vec<f64>,
+    /// Layer of the content cost.
+    pub content_layer: LayerName,
+    pub optimizer: OptimizerKind,
+    /// Adam's step size; L-BFGS's step scale (1 is the classic choice).
+    pub learning_rate: f64,
+    /// Curvature pairs L-BFGS keeps.
+    pub lbfgs_history: usize,
+    /// Early stop when |J_{t−w} − J_t| / J_{t−w} < tol over a window of w iterations (0: never).
+    pub tol: f64,
+    pub tol_window: usize,
+}
+
+/// The style layers of Gatys et al.: relu1_1 … relu5_1.
+pub fn default_style_layers() -> Vec<LayerName> {
+    (1..=5).map(|block| LayerName { block, conv: 1 }).collect()
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let style_layers = default_style_layers();
+        let n = style_layers.len();
+        Settings {
+            content_weight: 1.0,
+            style_weight: 1e-3,
+            tv_weight: 1e-3,
+            style_layer_weights: vec![1.0 / n as f64; n],
+            style_layers,
+            content_layer: LayerName { block: 4, conv: 2 },
+            optimizer: OptimizerKind::Lbfgs,
+            learning_rate: 1.0,
+            lbfgs_history: 20,
+            tol: 1e-4,
+            tol_window: 10,
+        }
+    }
+}
+
+impl Settings {
+    /// The default learning rate of an optimiser (L-BFGS 1, Adam 10 in 0..255 pixel units).
+    pub fn default_learning_rate(kind: OptimizerKind) -> f64 {
+        match kind {
+            OptimizerKind::Lbfgs => 1.0,
+            OptimizerKind::Adam => 10.0,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.style_layers.is_empty() {
+            return Err(Error::Settings("--style-layers: at least one layer is needed".into()));
+        }
+        if self.style_layer_weights.len() != self.style_layers.len() {
+            return Err(Error::Settings(format!(
+                "--style-layer-weights: {} weights given for {} style layers",
+                self.style_layer_weights.len(),
+                self.style_layers.len()
+            )));
+        }
+        let weights = [
+            ("--content-weight", self.content_weight),
+            ("--style-weight", self.style_weight),
+            ("--tv-weight", self.tv_weight),
+            ("--learning-rate", self.learning_rate),
+            ("--tol", self.tol),
+        ];
+        for (name, w) in weights.into_iter().chain(self.style_layer_weights.iter().map(|&w| ("--style-layer-weights", w))) {
+            if !(w >= 0.0 && w.is_finite()) {
+                return Err(Error::Settings(format!("{name}: must be a finite number ≥ 0, got {w}")));
+            }
+        }
+        if !(self.learning_rate > 0.0) {
+            return Err(Error::Settings("--learning-rate: must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    /// Style layers then the content layer: every layer the cost reads.
+    fn tapped_layers(&self) -> Vec<LayerName> {
+        let mut layers = self.style_layers.clone();
+        layers.push(self.content_layer);
+        layers
+    }
+
+    /// Smallest image side that still leaves at least one position at the deepest tapped layer.
+    pub fn min_image_side(&self) -> u32 {
+        let deepest_block = self.tapped_layers().iter().map(|l| l.block).max().unwrap_or(1);
+        1 << (deepest_block - 1)
+    }
+}
+
+/// The loss terms of one image, all evaluated on the same G.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LossTerms {
+    /// J = α J_content + β J_style + γ_tv J_tv.
+    #[serde(rename = "J")]
+    pub total: f64,
+    #[serde(rename = "J_content")]
+    pub content: f64,
+    /// J_style = Σ_l λ^[l] J^[l]_style.
+    #[serde(rename = "J_style")]
+    pub style: f64,
+    /// Unweighted J^[l]_style per style layer, by name.
+    #[serde(rename = "J_style_layers", serialize_with = "serialize_layers")]
+    pub style_layers: Vec<(LayerName, f64)>,
+    #[serde(rename = "J_tv")]
+    pub tv: f64,
+}
+
+fn serialize_layers<S: serde::Serializer>(layers: &[(LayerName, f64)], s: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(layers.len()))?;
+    for (name, value) in layers {
+        map.serialize_entry(&name.to_string(), value)?;
+    }
+    map.end()
+}
+
+/// What a content image asks for: a^[l](C) at the content layer, and the image's size.
+#[derive(Debug, Clone)]
+pub struct ContentTarget {
+    activations: Tensor,
+    dims: (usize, usize, usize, usize),
+}
+
+/// The result of an optimisation: the image with the lowest J seen, its loss terms (evaluated
+/// on that very image, before any 8-bit quantisation) and the iterations spent.
+#[derive(Debug, Clone)]
+pub struct Stylized {
+    pub image: Tensor,
+    pub terms: LossTerms,
+    pub iterations: usize,
+    /// J after each evaluation (index 0: the starting image).
+    pub history: Vec<f64>,
+    pub seconds: f64,
+}
+
+pub struct Stylizer {
+    vgg: Vgg16,
+    settings: Settings,
+    style_targets: Vec<StyleTarget>,
+}
+
+impl Stylizer {
+    /// Builds the stylizer and computes the style targets once: for each style layer, the blend
+    /// Σ_s w_s G^[l](S_s)/(n_H n_W)_{S_s} of the style images (already at their working size).
+    pub fn new(vgg: Vgg16, settings: Settings, styles: &[(Tensor, f64)]) -> Result<Self> {
+        settings.validate()?;
+        if styles.is_empty() {
+            return Err(Error::Settings("at least one style image is needed".into()));
+        }
+        let min_side = settings.min_image_side() as usize;
+        let mut per_layer: Vec<Vec<(Tensor, f64)>> = vec![Vec::new(); settings.style_layers.len()];
+        for (style, weight) in styles {
+            let (_, _, h, w) = style.dims4()?;
+            if h.min(w) < min_side {
+                return Err(Error::Settings(format!(
+                    "style image is {w}×{h} at its working size; the style layers need at least {min_side} pixels per side"
+                )));
+            }
+            let activations = vgg.features(style, &settings.style_layers)?;
+            for (slot, a) in per_layer.iter_mut().zip(activations) {
+                slot.push((a.detach(), *weight));
+            }
+        }
+        let style_targets = per_layer.iter().map(|a| StyleTarget::blend(a)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { vgg, settings, style_targets })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn vgg(&self) -> &Vgg16 {
+        &self.vgg
+    }
+
+    /// a^[l](C) at the content layer, computed once per content image (frame).
+    pub fn content_target(&self, content: &Tensor) -> Result<ContentTarget> {
+        let dims = content.dims4()?;
+        let min_side = self.settings.min_image_side() as usize;
+        if dims.2.min(dims.3) < min_side {
+            return Err(Error::Settings(format!(
+                "image is {}×{} at its working size; the chosen layers need at least {min_side} pixels per side",
+                dims.3, dims.2
+            )));
+        }
+        let activations = self.vgg.features(content, &[self.settings.content_layer])?.remove(0).detach();
+        Ok(ContentTarget { activations, dims })
+    }
+
+    /// J(G) as a scalar tensor (for backprop) and its terms as numbers.
+    pub fn cost(&self, image: &Tensor, content: &ContentTarget) -> Result<(Tensor, LossTerms)> {
+        let s = &self.settings;
+        let mut features = self.vgg.features(image, &s.tapped_layers())?;
+        let a_content = features.pop().expect("content layer is tapped last");
+        let j_content = content_cost(&content.activations, &a_content)?;
+        let mut j_style = None;
+        let mut style_layers = Vec::with_capacity(s.style_layers.len());
+        for ((a, target), (&layer, &lambda)) in
+            features.iter().zip(&self.style_targets).zip(s.style_layers.iter().zip(&s.style_layer_weights))
+        {
+            let j_layer = layer_style_cost(&target.gram_for(a)?, a)?;
+            style_layers.push((layer, j_layer.to_scalar::<f64>()?));
+            let weighted = (j_layer * lambda)?;
+            j_style = Some(match j_style {
+                None => weighted,
+                Some(sum) => (sum + weighted)?,
+            });
+        }
+        let j_style = j_style.expect("style layers are not empty");
+        let mut total = ((&j_content * s.content_weight)? + (&j_style * s.style_weight)?)?;
+        let mut tv = 0.0;
+        if s.tv_weight > 0.0 {
+            let j_tv = tv_cost(image)?;
+            tv = j_tv.to_scalar::<f64>()?;
+            total = (total + (j_tv * s.tv_weight)?)?;
+        }
+        let terms = LossTerms {
+            total: total.to_scalar::<f64>()?,
+            content: j_content.to_scalar::<f64>()?,
+            style: j_style.to_scalar::<f64>()?,
+            style_layers,
+            tv,
+        };
+        Ok((total, terms))
+    }
+
+    /// Optimises the pixels of G from `start` (same size as the content) for at most
+    /// `iterations` steps, stopping early when J levels off (see [`Settings::tol`]).
+    /// Returns the best image seen with its loss terms. `iterations = 0` returns `start`.
+    pub fn optimise(
+        &self,
+        content: &ContentTarget,
+        start: &Tensor,
+        iterations: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<Stylized> {
+        let started = Instant::now();
+        if start.dims4()? != content.dims {
+            return Err(Error::Settings(format!(
+                "starting image is {:?}, the content is {:?}",
+                start.dims4()?,
+                content.dims
+            )));
+        }
+        let s = &self.settings;
+        let var = Var::from_tensor(&start.detach())?;
+        let mut x = start.flatten_all()?.to_vec1::<f32>()?;
+        let mut optimizer = Optimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history);
+        let mut history = Vec::with_capacity(iterations + 1);
+        let mut best: Option<(f64, Tensor, LossTerms)> = None;
+        let mut done = 0;
+        loop {
+            let last = done == iterations || self.levelled_off(&history);
+            let (j, terms) = self.cost(var.as_tensor(), content)?;
+            if !terms.total.is_finite() {
+                return Err(Error::Diverged(format!("J became {} after {done} iterations", terms.total)));
+            }
+            history.push(terms.total);
+            if best.as_ref().is_none_or(|(b, _, _)| terms.total < *b) {
+                best = Some((terms.total, var.as_tensor().detach().copy()?, terms.clone()));
+            }
+            if last {
+                break;
+            }
+            let grads = j.backward()?;
+            let grad = grads
+                .get(var.as_tensor())
+                .ok_or_else(|| Error::Diverged("no gradient reached the image".into()))?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            if let Some(bad) = grad.iter().find(|g| !g.is_finite()) {
+                return Err(Error::Diverged(format!("gradient became {bad} after {done} iterations")));
+            }
+            optimizer.step(&mut x, &grad);
+            var.set(&Tensor::from_slice(&x, start.shape(), start.device())?)?;
+            done += 1;
+            progress.iteration(done, iterations, &terms);
+        }
+        let (_, image, terms) = best.expect("at least one evaluation");
+        Ok(Stylized { image, terms, iterations: done, history, seconds: started.elapsed().as_secs_f64() })
+    }
+
+    fn levelled_off(&self, history: &[f64]) -> bool {
+        let (tol, w) = (self.settings.tol, self.settings.tol_window);
+        if tol <= 0.0 || w == 0 || history.len() <= w {
+            return false;
+        }
+        let (then, now) = (history[history.len() - 1 - w], history[history.len() - 1]);
+        (then - now).abs() / then.abs().max(f64::MIN_POSITIVE) < tol
+    }
+}

@@ -1,0 +1,209 @@
+//! The VGG16 feature extractor: the 13 convolution layers of the ImageNet-trained network,
+//! described as data (blocks of channels and layer names) and loaded through a `VarBuilder`
+//! so that the names here are the names in `weights/vgg16-conv.safetensors`.
+//!
+//! Input convention: an RGB image tensor `(1, 3, H, W)` holding pixel values 0..255 minus the
+//! ImageNet mean ([`IMAGENET_MEAN_RGB`]). The original (Caffe) weights expect BGR input; we
+//! reverse conv1_1's input channels once at load time so the rest of the program stays RGB.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::error::{Error, Result};
+use crate::layers::{Conv3x3Relu, Conv3x3Weights, Pool2x2};
+
+/// Mean pixel of ImageNet in R, G, B order (Caffe's B 103.939, G 116.779, R 123.68).
+pub const IMAGENET_MEAN_RGB: [f32; 3] = [123.68, 116.779, 103.939];
+
+/// VGG16's convolution blocks: (number of 3×3 conv layers, output channels). A 2×2/2 pooling
+/// follows every block but the last.
+pub const VGG16_BLOCKS: [(usize, usize); 5] = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)];
+
+/// Environment variable that points the tool at another weights file.
+pub const WEIGHTS_ENV: &str = "STYLIZE_VIDEO_WEIGHTS";
+/// Where the weights live in the source tree (fixed at build time, so `cargo install --path .`
+/// keeps finding them as long as the clone stays where it was built).
+pub const BUNDLED_WEIGHTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/weights/vgg16-conv.safetensors");
+
+/// The weights file to use: an explicit path, else `$STYLIZE_VIDEO_WEIGHTS`, else the file
+/// beside the executable's source tree (`weights/vgg16-conv.safetensors`).
+pub fn weights_path(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os(WEIGHTS_ENV) {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(BUNDLED_WEIGHTS)
+}
+
+/// Pooling between VGG's blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    Max,
+    Avg,
+}
+
+impl FromStr for Pooling {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "max" => Ok(Pooling::Max),
+            "avg" => Ok(Pooling::Avg),
+            _ => Err(format!("unknown pooling '{s}' (expected max or avg)")),
+        }
+    }
+}
+
+/// A ReLU output of VGG16 that losses can tap: `relu{block}_{conv}`, both counted from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LayerName {
+    pub block: usize,
+    pub conv: usize,
+}
+
+impl LayerName {
+    /// Position in the sequence of the 13 conv layers (0-based): how deep the network must run.
+    pub fn depth(&self) -> usize {
+        VGG16_BLOCKS[..self.block - 1].iter().map(|(n, _)| n).sum::<usize>() + self.conv - 1
+    }
+
+    /// Channels n_C of this layer's activations.
+    pub fn channels(&self) -> usize {
+        VGG16_BLOCKS[self.block - 1].1
+    }
+
+    /// All 13 tappable layers, shallow to deep.
+    pub fn all() -> Vec<LayerName> {
+        VGG16_BLOCKS
+            .iter()
+            .enumerate()
+            .flat_map(|(b, &(convs, _))| (1..=convs).map(move |c| LayerName { block: b + 1, conv: c }))
+            .collect()
+    }
+}
+
+impl fmt::Display for LayerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "relu{}_{}", self.block, self.conv)
+    }
+}
+
+impl serde::Serialize for LayerName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl FromStr for LayerName {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || {
+            let names: Vec<String> = LayerName::all().iter().map(|l| l.to_string()).collect();
+            format!("unknown VGG16 layer '{s}' (expected one of {})", names.join(", "))
+        };
+        let rest = s.trim().strip_prefix("relu").ok_or_else(bad)?;
+        let (b, c) = rest.split_once('_').ok_or_else(bad)?;
+        let (block, conv): (usize, usize) = (b.parse().map_err(|_| bad())?, c.parse().map_err(|_| bad())?);
+        if block == 0 || block > VGG16_BLOCKS.len() || conv == 0 || conv > VGG16_BLOCKS[block - 1].0 {
+            return Err(bad());
+        }
+        Ok(LayerName { block, conv })
+    }
+}
+
+/// The 13 conv layers of VGG16 with their pooling; weights are constants (no gradients).
+pub struct Vgg16 {
+    convs: Vec<(LayerName, Conv3x3Relu)>,
+    pooling: Pooling,
+    device: Device,
+}
+
+impl Vgg16 {
+    /// Loads the weights from a safetensors file with keys `conv{b}_{c}.weight` (OIHW, Caffe
+    /// BGR input order for conv1_1) and `conv{b}_{c}.bias`.
+    pub fn load(path: &Path, pooling: Pooling) -> Result<Self> {
+        let weights_error = |problem: String| Error::Weights { path: path.to_path_buf(), problem };
+        if !path.is_file() {
+            return Err(weights_error(format!(
+                "file not found (run scripts/fetch-weights, or point --weights / ${WEIGHTS_ENV} at it)"
+            )));
+        }
+        let device = Device::Cpu;
+        // SAFETY: the file is mapped read-only and not modified while we read it.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &device) }
+            .map_err(|e| weights_error(e.to_string()))?;
+        let mut convs = Vec::new();
+        let mut c_in = 3;
+        for layer in LayerName::all() {
+            let c_out = layer.channels();
+            let name = format!("conv{}_{}", layer.block, layer.conv);
+            let read = |t: candle_core::Result<Tensor>| -> Result<Vec<f32>> {
+                t.and_then(|t| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>())
+                    .map_err(|e| weights_error(format!("{name}: {e}")))
+            };
+            let mut weight = read(vb.pp(&name).get((c_out, c_in, 3, 3), "weight"))?;
+            let bias = read(vb.pp(&name).get(c_out, "bias"))?;
+            if let Some(bad) = weight.iter().chain(&bias).find(|v| !v.is_finite()) {
+                return Err(weights_error(format!("{name} holds a non-finite value ({bad})")));
+            }
+            if c_in == 3 {
+                // BGR → RGB: reverse the input-channel axis of conv1_1.
+                let original = weight.clone();
+                for co in 0..c_out {
+                    for ci in 0..3 {
+                        let (dst, src) = ((co * 3 + ci) * 9, (co * 3 + (2 - ci)) * 9);
+                        weight[dst..dst + 9].copy_from_slice(&original[src..src + 9]);
+                    }
+                }
+            }
+            let weights = Conv3x3Weights { c_out, c_in, weight: Arc::new(weight), bias: Some(Arc::new(bias)) };
+            convs.push((layer, Conv3x3Relu::new(weights)));
+            c_in = c_out;
+        }
+        Ok(Self { convs, pooling, device })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// The packed weights of one conv layer (conv1_1's input channels already in RGB order).
+    pub fn conv_weights(&self, layer: LayerName) -> &Conv3x3Weights {
+        &self.convs[layer.depth()].1.weights
+    }
+
+    /// Runs the network on `image` `(1, 3, H, W)` only as deep as the deepest requested layer
+    /// and returns the activations a^[l] `(1, n_C, n_H, n_W)` of each requested layer, in order.
+    pub fn features(&self, image: &Tensor, layers: &[LayerName]) -> Result<Vec<Tensor>> {
+        let deepest = layers.iter().map(|l| l.depth()).max().unwrap_or(0);
+        let mut taps: Vec<Option<Tensor>> = vec![None; layers.len()];
+        let mut x = image.contiguous()?;
+        let pool = match self.pooling {
+            Pooling::Max => Pool2x2::Max,
+            Pooling::Avg => Pool2x2::Avg,
+        };
+        for (name, conv) in &self.convs[..=deepest] {
+            if name.conv == 1 && name.block > 1 {
+                x = x.apply_op1(pool)?;
+            }
+            x = x.apply_op1(conv.clone())?;
+            for (slot, wanted) in taps.iter_mut().zip(layers) {
+                if wanted == name {
+                    *slot = Some(x.clone());
+                }
+            }
+        }
+        Ok(taps.into_iter().map(|t| t.expect("every requested layer is at most the deepest")).collect())
+    }
+}

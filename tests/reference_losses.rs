@@ -1,0 +1,70 @@
+//! The losses against an independent implementation's values (../shared/reference): three
+//! 64×48 images, VGG16 with max and with average pooling. Skips when ../shared is absent.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use stylize_video::image_io::{load_rgb, to_tensor};
+use stylize_video::loss::{content_cost, gram_matrix, layer_style_cost};
+use stylize_video::vgg::{weights_path, LayerName, Pooling, Vgg16};
+
+fn reference_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference");
+    if dir.join("expected_losses.json").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: {} is absent (only present in the project's workspace)", dir.display());
+        None
+    }
+}
+
+fn assert_close(what: &str, got: f64, expected: f64, rel_tol: f64) {
+    let rel = (got - expected).abs() / expected.abs();
+    assert!(rel <= rel_tol, "{what}: got {got}, expected {expected} (relative error {rel:.2e} > {rel_tol:.0e})");
+}
+
+fn check(pooling_key: &str, pooling: Pooling) {
+    let Some(dir) = reference_dir() else { return };
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected_losses.json")).unwrap()).unwrap();
+    let expected = &expected[pooling_key];
+    // The file's tolerance: 1e-4 relative with float32 weights (ours are float32).
+    let tol = 1e-4;
+    let dev = Device::Cpu;
+    let vgg = Vgg16::load(&weights_path(None), pooling).unwrap();
+    let image = |name: &str| to_tensor(&load_rgb(&dir.join(name)).unwrap(), &dev).unwrap();
+    let (content, style, generated) = (image("content_64x48.png"), image("style_64x48.png"), image("generated_64x48.png"));
+
+    let style_layers: Vec<LayerName> = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"].iter().map(|s| s.parse().unwrap()).collect();
+    let content_layer: LayerName = "relu4_2".parse().unwrap();
+    let mut all_layers = style_layers.clone();
+    all_layers.push(content_layer);
+
+    let a_s = vgg.features(&style, &style_layers).unwrap();
+    let a_g = vgg.features(&generated, &all_layers).unwrap();
+    let a_c = vgg.features(&content, &all_layers).unwrap();
+
+    for (layer, sum) in all_layers.iter().zip(&a_c) {
+        let got = sum.to_dtype(candle_core::DType::F64).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        assert_close(&format!("activation sum {layer}"), got, expected["activation_sums_content"][layer.to_string()].as_f64().unwrap(), tol);
+    }
+    let mut j_style = 0.0;
+    for (i, layer) in style_layers.iter().enumerate() {
+        let j = layer_style_cost(&gram_matrix(&a_s[i]).unwrap(), &a_g[i]).unwrap().to_scalar::<f64>().unwrap();
+        assert_close(&format!("J_style {layer}"), j, expected["style_layers"][layer.to_string()].as_f64().unwrap(), tol);
+        j_style += j / 5.0;
+    }
+    assert_close("J_style", j_style, expected["J_style"].as_f64().unwrap(), tol);
+    let j_content = content_cost(&a_c[5], &a_g[5]).unwrap().to_scalar::<f64>().unwrap();
+    assert_close("J_content", j_content, expected["J_content"].as_f64().unwrap(), tol);
+}
+
+#[test]
+fn losses_match_the_independent_reference_with_max_pooling() {
+    check("max_pool", Pooling::Max);
+}
+
+#[test]
+fn losses_match_the_independent_reference_with_avg_pooling() {
+    check("avg_pool", Pooling::Avg);
+}
