@@ -19,13 +19,11 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     if path.is_dir() {
         return Err(Error::input(path, "is a directory, not an image"));
     }
-    let reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
-    if reader.format().is_none() {
-        return Err(Error::input(path, "not an image (unrecognised format; PNG and JPEG are supported)"));
-    }
-    let image = reader.decode().map_err(|e| Error::input(path, format!("not a readable image: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+    let format = image::guess_format(&bytes)
+        .map_err(|_| Error::input(path, "not an image (unrecognised contents; PNG and JPEG are supported)"))?;
+    let image = image::load_from_memory_with_format(&bytes, format)
+        .map_err(|e| Error::input(path, format!("not a readable image: {e}")))?;
     if image.width() == 0 || image.height() == 0 {
         return Err(Error::input(path, "image has zero size"));
     }

@@ -66,8 +66,8 @@ pub fn tv_cost(image: &Tensor) -> Result<Tensor> {
     Ok((total / (n_h * n_w * n_c) as f64)?)
 }
 
-/// The style target of one layer, independent of image size: the (blend of the) style
-/// images' Gram matrices divided by their n_H n_W, G^[l](S) / (n_H n_W)_S.
+/// The style target of one layer: the (blend of the) style images' Gram matrices, kept with
+/// the number of positions n_H n_W they were summed over.
 ///
 /// When the style and generated images differ in size, the style Gram is rescaled by
 /// (n_H n_W of G)/(n_H n_W of S) before it enters J^[l]_style: Gram entries grow with the
@@ -75,32 +75,46 @@ pub fn tv_cost(image: &Tensor) -> Result<Tensor> {
 /// faint features. For equal sizes the factor is 1 and the cost is exactly the formula above.
 #[derive(Debug, Clone)]
 pub struct StyleTarget {
-    gram_per_position: Tensor,
+    /// Σ_s w_s (P / P_s) G^[l](S_s): the blend expressed at P positions.
+    gram: Tensor,
+    /// P = (n_H n_W) of the first style image's activations.
+    positions: usize,
 }
 
 impl StyleTarget {
     /// Blends the Gram matrices of several style images' activations at one layer with
-    /// weights `w_s` (normalised to sum 1): Σ_s w_s G^[l](S_s) / (n_H n_W)_{S_s}.
+    /// weights `w_s` (normalised to sum 1), each brought to a common number of positions.
     pub fn blend(style_activations: &[(Tensor, f64)]) -> Result<Self> {
         let total: f64 = style_activations.iter().map(|(_, w)| w).sum();
-        if style_activations.is_empty() || !(total > 0.0) {
+        let Some((first, _)) = style_activations.first() else {
+            return Err(Error::Settings("at least one style image is needed".into()));
+        };
+        if !(total > 0.0) {
             return Err(Error::Settings("style blend weights must be positive".into()));
         }
+        let (_, _, n_h, n_w) = first.dims4()?;
+        let positions = n_h * n_w;
         let mut blended: Option<Tensor> = None;
         for (a, w) in style_activations {
             let (_, _, n_h, n_w) = a.dims4()?;
-            let term = (gram_matrix(a)? * (w / total / (n_h * n_w) as f64))?;
+            let factor = w / total * positions as f64 / (n_h * n_w) as f64;
+            let gram = gram_matrix(a)?;
+            let term = if factor == 1.0 { gram } else { (gram * factor)? };
             blended = Some(match blended {
                 None => term,
                 Some(b) => (b + term)?,
             });
         }
-        Ok(Self { gram_per_position: blended.expect("non-empty").detach() })
+        Ok(Self { gram: blended.expect("non-empty").detach(), positions })
     }
 
-    /// G^[l](S) brought to the size of the generated image's activations `a_generated`.
+    /// G^[l](S) brought to the size of the generated image's activations `a_generated`:
+    /// scaled by (n_H n_W of G)/(n_H n_W of S), exactly G^[l](S) when the sizes agree.
     pub fn gram_for(&self, a_generated: &Tensor) -> Result<Tensor> {
         let (_, _, n_h, n_w) = a_generated.dims4()?;
-        Ok((&self.gram_per_position * (n_h * n_w) as f64)?)
+        if n_h * n_w == self.positions {
+            return Ok(self.gram.clone());
+        }
+        Ok((&self.gram * ((n_h * n_w) as f64 / self.positions as f64))?)
     }
 }

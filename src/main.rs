@@ -145,7 +145,16 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // clap's first line says what is wrong; the rest points at --help.
+            let message = e.render().to_string();
+            eprintln!("stylize-video: {}", message.lines().next().unwrap_or("invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
     let quiet = cli.quiet;
     let job = match cli.job() {
         Ok(job) => job,

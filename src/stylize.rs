@@ -278,7 +278,6 @@ impl Stylizer {
         let mut best: Option<(f64, Tensor, LossTerms)> = None;
         let mut done = 0;
         loop {
-            let last = done == iterations || self.levelled_off(&history);
             let (j, terms) = self.cost(var.as_tensor(), content)?;
             if !terms.total.is_finite() {
                 return Err(Error::Diverged(format!("J became {} after {done} iterations", terms.total)));
@@ -287,7 +286,7 @@ impl Stylizer {
             if best.as_ref().is_none_or(|(b, _, _)| terms.total < *b) {
                 best = Some((terms.total, var.as_tensor().detach().copy()?, terms.clone()));
             }
-            if last {
+            if done == iterations || self.levelled_off(&history) {
                 break;
             }
             let grads = j.backward()?;

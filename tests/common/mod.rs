@@ -1,0 +1,47 @@
+//! Helpers shared by the integration tests: synthetic images and the bundled weights.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use stylize_video::vgg::{weights_path, Pooling, Vgg16};
+
+pub fn vgg(pooling: Pooling) -> Vgg16 {
+    Vgg16::load(&weights_path(None), pooling).expect("bundled weights load")
+}
+
+/// A smooth synthetic "photo": gradients and a bright disc.
+pub fn synthetic_content(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let disc = ((fx - 0.6).powi(2) + (fy - 0.4).powi(2)) < 0.05;
+        let v = |a: f32| (a.clamp(0.0, 1.0) * 255.0) as u8;
+        if disc { image::Rgb([240, 220, 90]) } else { image::Rgb([v(fx), v(0.3 + 0.5 * fy), v(1.0 - fx * fy)]) }
+    })
+}
+
+/// A busy synthetic "painting": diagonal stripes in two colours with a checker overlay.
+pub fn synthetic_style(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let stripe = ((x + 2 * y) / 3) % 2 == 0;
+        let check = ((x / 4) + (y / 4)) % 2 == 0;
+        match (stripe, check) {
+            (true, true) => image::Rgb([20, 40, 160]),
+            (true, false) => image::Rgb([30, 90, 200]),
+            (false, true) => image::Rgb([250, 210, 40]),
+            (false, false) => image::Rgb([200, 160, 20]),
+        }
+    })
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A fresh empty directory under the target dir, unique to the test.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

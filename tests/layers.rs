@@ -1,0 +1,80 @@
+//! The custom VGG layers against candle's own ops (forward and input gradient), on random
+//! tensors of VGG-like shapes, including odd sizes.
+
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor, Var};
+use stylize_video::layers::{Conv3x3Relu, Conv3x3Weights, Pool2x2};
+
+fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) / scale
+}
+
+fn check_conv(c_in: usize, c_out: usize, h: usize, w: usize) {
+    let dev = Device::Cpu;
+    let weight = Tensor::randn(0f32, 0.1, (c_out, c_in, 3, 3), &dev).unwrap();
+    let bias = Tensor::randn(0f32, 0.1, c_out, &dev).unwrap();
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, c_in, h, w), &dev).unwrap()).unwrap();
+    let probe = Tensor::randn(0f32, 1.0, (1, c_out, h, w), &dev).unwrap();
+
+    let ours_op = Conv3x3Relu::new(Conv3x3Weights {
+        c_out,
+        c_in,
+        weight: Arc::new(weight.flatten_all().unwrap().to_vec1().unwrap()),
+        bias: Some(Arc::new(bias.to_vec1().unwrap())),
+    });
+    let ours = x.as_tensor().apply_op1(ours_op).unwrap();
+    let candle = x.as_tensor().conv2d(&weight, 1, 1, 1, 1).unwrap().broadcast_add(&bias.reshape((1, c_out, 1, 1)).unwrap()).unwrap().relu().unwrap();
+    let fwd = max_rel_diff(&ours, &candle);
+    assert!(fwd < 1e-5, "forward {c_in}->{c_out} {h}x{w}: {fwd}");
+
+    let grad = |y: &Tensor| (y * &probe).unwrap().sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
+    let bwd = max_rel_diff(&grad(&ours), &grad(&candle));
+    assert!(bwd < 1e-4, "input gradient {c_in}->{c_out} {h}x{w}: {bwd}");
+}
+
+#[test]
+fn conv3x3_relu_matches_candle_conv2d() {
+    check_conv(3, 64, 18, 24);
+    check_conv(64, 64, 7, 9);
+    check_conv(128, 256, 5, 3);
+    check_conv(512, 512, 2, 1);
+}
+
+#[test]
+fn pooling_forward_matches_candle_and_backward_routes_to_the_window() {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, 4, 7, 9), &dev).unwrap()).unwrap();
+    let max = x.as_tensor().apply_op1(Pool2x2::Max).unwrap();
+    let avg = x.as_tensor().apply_op1(Pool2x2::Avg).unwrap();
+    assert_eq!(max.dims4().unwrap(), (1, 4, 3, 4));
+    assert_eq!(max_rel_diff(&max, &x.as_tensor().max_pool2d(2).unwrap()), 0.0);
+    assert!(max_rel_diff(&avg, &x.as_tensor().avg_pool2d(2).unwrap()) < 1e-6);
+
+    // d(Σ pool)/dx: max pooling puts exactly 1 on each window's maximum, average 1/4 on every
+    // input inside a window, and both leave the trailing odd row and column at 0.
+    let g_max = max.sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
+    let g_avg = avg.sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
+    let g_max = g_max.squeeze(0).unwrap().to_vec3::<f32>().unwrap();
+    let g_avg = g_avg.squeeze(0).unwrap().to_vec3::<f32>().unwrap();
+    let input = x.as_tensor().squeeze(0).unwrap().to_vec3::<f32>().unwrap();
+    for c in 0..4 {
+        for y in 0..7 {
+            for xx in 0..9 {
+                let inside = y < 6 && xx < 8;
+                assert_eq!(g_avg[c][y][xx], if inside { 0.25 } else { 0.0 });
+                if !inside {
+                    assert_eq!(g_max[c][y][xx], 0.0);
+                    continue;
+                }
+                let (wy, wx) = (y / 2 * 2, xx / 2 * 2);
+                let window_max = [(0, 0), (0, 1), (1, 0), (1, 1)].iter().map(|(dy, dx)| input[c][wy + dy][wx + dx]).fold(f32::MIN, f32::max);
+                assert_eq!(g_max[c][y][xx], if input[c][y][xx] == window_max { 1.0 } else { 0.0 }, "c{c} y{y} x{xx}");
+            }
+        }
+    }
+}

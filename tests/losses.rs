@@ -1,0 +1,70 @@
+//! The costs on small hand-made tensors against numbers worked out by hand.
+
+use candle_core::{Device, Tensor};
+use stylize_video::loss::{content_cost, gram_matrix, layer_style_cost, tv_cost, StyleTarget};
+
+fn scalar(t: Tensor) -> f64 {
+    t.to_scalar::<f64>().unwrap()
+}
+
+/// a^[l] with n_C = 2, n_H = n_W = 2: channel 0 = [1 2; 3 4], channel 1 = [0 1; 0 -1].
+fn activations() -> Tensor {
+    Tensor::from_vec(vec![1f32, 2., 3., 4., 0., 1., 0., -1.], (1, 2, 2, 2), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn gram_matrix_is_the_unnormalised_cross_covariance() {
+    let g = gram_matrix(&activations()).unwrap().to_vec2::<f32>().unwrap();
+    // G_00 = 1+4+9+16, G_01 = G_10 = 0+2+0-4, G_11 = 0+1+0+1
+    assert_eq!(g, vec![vec![30., -2.], vec![-2., 2.]]);
+}
+
+#[test]
+fn layer_style_cost_follows_the_formula() {
+    let gram_s = Tensor::from_vec(vec![10f32, 0., 0., 1.], (2, 2), &Device::Cpu).unwrap();
+    // Σ (G(S) − G(G))^2 = 20² + 2² + 2² + 1² = 409, over (2·n_H·n_W·n_C)^2 = 16² = 256.
+    let j = scalar(layer_style_cost(&gram_s, &activations()).unwrap());
+    assert!((j - 409.0 / 256.0).abs() < 1e-12, "{j}");
+}
+
+#[test]
+fn content_cost_follows_the_formula() {
+    let ones = Tensor::ones((1, 2, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+    // Σ (1 − a)^2 = (0+1+4+9) + (1+0+1+4) = 20, over 4·n_H·n_W·n_C = 32.
+    let j = scalar(content_cost(&ones, &activations()).unwrap());
+    assert!((j - 20.0 / 32.0).abs() < 1e-12, "{j}");
+}
+
+#[test]
+fn tv_cost_follows_the_formula() {
+    let image = Tensor::from_vec(vec![1f32, 2., 4., 0., 0., 0.], (1, 1, 2, 3), &Device::Cpu).unwrap();
+    // vertical: 1+4+16, horizontal: (1+4) + 0, over n_H·n_W·n_C = 6.
+    let j = scalar(tv_cost(&image).unwrap());
+    assert!((j - 26.0 / 6.0).abs() < 1e-12, "{j}");
+}
+
+#[test]
+fn identical_inputs_cost_nothing() {
+    let a = activations();
+    assert_eq!(scalar(layer_style_cost(&gram_matrix(&a).unwrap(), &a).unwrap()), 0.0);
+    assert_eq!(scalar(content_cost(&a, &a).unwrap()), 0.0);
+    let flat = Tensor::full(3f32, (1, 3, 4, 5), &Device::Cpu).unwrap();
+    assert_eq!(scalar(tv_cost(&flat).unwrap()), 0.0);
+}
+
+#[test]
+fn style_target_is_rescaled_to_the_generated_size_and_blended() {
+    let a = activations(); // 2×2 positions
+    let generated_4x4 = Tensor::zeros((1, 2, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let target = StyleTarget::blend(&[(a.clone(), 2.0)]).unwrap();
+    // Same size: exactly G(S). Four times the positions: 4·G(S).
+    assert_eq!(target.gram_for(&a).unwrap().to_vec2::<f32>().unwrap(), vec![vec![30., -2.], vec![-2., 2.]]);
+    assert_eq!(target.gram_for(&generated_4x4).unwrap().to_vec2::<f32>().unwrap(), vec![vec![120., -8.], vec![-8., 8.]]);
+
+    // Blend 1:3 of a (Gram G over 4 positions) and 2a (Gram 4G over 4 positions): per position
+    // 0.25·G/4 + 0.75·4G/4 = 0.8125·G, so 3.25·G at 2×2.
+    let doubled = (&a * 2.0).unwrap();
+    let blended = StyleTarget::blend(&[(a.clone(), 1.0), (doubled, 3.0)]).unwrap();
+    let g = blended.gram_for(&a).unwrap().to_vec2::<f32>().unwrap();
+    assert!((g[0][0] - 30.0 * 3.25).abs() < 1e-4 && (g[1][1] - 2.0 * 3.25).abs() < 1e-5, "{g:?}");
+}
