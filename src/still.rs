@@ -76,6 +76,11 @@ impl StyleSpec {
     }
 }
 
+/// Default longest side of the processed image: about 0.3 s per iteration on 2 CPU cores.
+pub const DEFAULT_SIZE: u32 = 256;
+/// Default iteration budget of a still image (the early stop may end sooner).
+pub const DEFAULT_ITERATIONS: usize = 150;
+
 #[derive(Debug, Clone)]
 pub struct StillJob {
     pub content: PathBuf,
@@ -91,6 +96,25 @@ pub struct StillJob {
     /// Weights file; `None` finds it as [`vgg::weights_path`] says.
     pub weights: Option<PathBuf>,
     pub report: Option<PathBuf>,
+}
+
+impl StillJob {
+    /// The job with every option at its CLI default.
+    pub fn with_defaults(content: PathBuf, style: PathBuf, output: PathBuf) -> Self {
+        StillJob {
+            content,
+            style: StyleSpec { paths: vec![style], blend_weights: vec![1.0], scale: 1.0 },
+            output,
+            size: DEFAULT_SIZE,
+            init: Init::Content,
+            seed: 0,
+            iterations: DEFAULT_ITERATIONS,
+            pooling: Pooling::Max,
+            settings: Settings::default(),
+            weights: None,
+            report: None,
+        }
+    }
 }
 
 /// What `--report` writes: the loss terms of the returned image plus the run's facts.

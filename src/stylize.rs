@@ -49,7 +49,7 @@ impl Default for Settings {
         let n = style_layers.len();
         Settings {
             content_weight: 1.0,
-            style_weight: 1e-3,
+            style_weight: 5e-4,
             tv_weight: 1e-3,
             style_layer_weights: vec![1.0 / n as f64; n],
             style_layers,
