@@ -24,6 +24,10 @@ pub enum Error {
     #[error("optimisation diverged: {0}")]
     Diverged(String),
 
+    /// The user asked to stop (Ctrl-C); finished work has been kept.
+    #[error("interrupted")]
+    Interrupted,
+
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
 }

@@ -7,6 +7,7 @@
 //! - [`optim`]: L-BFGS and Adam over the pixels;
 //! - [`stylize`]: J(G) = α J_content + β J_style + γ_tv J_tv, optimised from a starting image;
 //! - [`still`]: the still-image job (preview tool);
+//! - [`workdir`]: finished frames kept beside the output so interrupted runs resume;
 //! - [`progress`]: how a run reports its progress.
 
 pub mod error;
@@ -18,5 +19,6 @@ pub mod progress;
 pub mod still;
 pub mod stylize;
 pub mod vgg;
+pub mod workdir;
 
 pub use error::{Error, Result};

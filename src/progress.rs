@@ -11,6 +11,11 @@ use crate::stylize::LossTerms;
 pub trait Progress {
     /// Called after each optimisation step; `terms` are those of the image the step started from.
     fn iteration(&mut self, done: usize, total: usize, terms: &LossTerms);
+
+    /// Asked before each step: true abandons the optimisation with [`crate::Error::Interrupted`].
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 /// Reports nothing.

@@ -289,6 +289,9 @@ impl Stylizer {
             if done == iterations || self.levelled_off(&history) {
                 break;
             }
+            if progress.should_stop() {
+                return Err(Error::Interrupted);
+            }
             let grads = j.backward()?;
             let grad = grads
                 .get(var.as_tensor())
