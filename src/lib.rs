@@ -7,7 +7,8 @@
 //! - [`optim`]: L-BFGS and Adam over the pixels;
 //! - [`stylize`]: J(G) = α J_content + β J_style + γ_tv J_tv, optimised from a starting image;
 //! - [`still`]: the still-image job (preview tool);
-//! - [`progress`]: how a run reports its progress.
+//! - [`progress`]: how a run reports its progress;
+//! - [`video`]: video files in (decode, scale, rotate) and out (encode, copy the other streams).
 
 pub mod error;
 pub mod image_io;
@@ -18,5 +19,6 @@ pub mod progress;
 pub mod still;
 pub mod stylize;
 pub mod vgg;
+pub mod video;
 
 pub use error::{Error, Result};
