@@ -1,6 +1,7 @@
 //! stylize-video: turn a video into a painting in motion.
 //!
 //! The data path, one module per step:
+//! - [`video`]: video files in (decode, scale, rotate) and out (encode, copy the other streams);
 //! - [`image_io`]: still images ↔ network input tensors, atomic writes;
 //! - [`vgg`] (with [`layers`]): the VGG16 feature extractor with constant weights;
 //! - [`loss`]: Gram matrices, J_style, J_content, J_tv as in Gatys et al.;
@@ -19,6 +20,7 @@ pub mod progress;
 pub mod still;
 pub mod stylize;
 pub mod vgg;
+pub mod video;
 pub mod workdir;
 
 pub use error::{Error, Result};

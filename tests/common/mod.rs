@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: synthetic images and the bundled weights.
 #![allow(dead_code)]
 
+pub mod clips;
+
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
