@@ -24,9 +24,9 @@ pub enum Error {
     #[error("optimisation diverged: {0}")]
     Diverged(String),
 
-    /// The user asked to stop (Ctrl-C); finished work has been kept.
-    #[error("interrupted")]
-    Interrupted,
+    /// The user asked to stop (Ctrl-C); the text says what was kept and how to resume.
+    #[error("interrupted{0}")]
+    Interrupted(String),
 
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),

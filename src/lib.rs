@@ -8,6 +8,7 @@
 //! - [`optim`]: L-BFGS and Adam over the pixels;
 //! - [`stylize`]: J(G) = α J_content + β J_style + γ_tv J_tv, optimised from a starting image;
 //! - [`still`]: the still-image job (preview tool);
+//! - [`pipeline`]: the video job: decode → warm-started stylization → encode, on three threads;
 //! - [`workdir`]: finished frames kept beside the output so interrupted runs resume;
 //! - [`progress`]: how a run reports its progress.
 
@@ -16,6 +17,7 @@ pub mod image_io;
 pub mod layers;
 pub mod loss;
 pub mod optim;
+pub mod pipeline;
 pub mod progress;
 pub mod still;
 pub mod stylize;

@@ -5,31 +5,42 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use stylize_video::optim::OptimizerKind;
-use stylize_video::progress::{IterationBar, NoProgress, Progress};
+use stylize_video::pipeline::{run_video, OutputSize, VideoJob, DEFAULT_FIRST_ITERATIONS, DEFAULT_WARM_ITERATIONS};
+use stylize_video::progress::{FrameBar, IterationBar, NoProgress, Progress, VideoProgress};
 use stylize_video::still::{run_still, Init, StillJob, StyleSpec, DEFAULT_ITERATIONS, DEFAULT_SIZE};
+use stylize_video::video::VideoCodec;
+use stylize_video::Error;
 use stylize_video::stylize::{default_style_layers, Settings};
 use stylize_video::vgg::{LayerName, Pooling};
 
-/// Turn a photo (and soon a video) into a painting: Gatys et al. neural style transfer with
-/// VGG16, optimised over the pixels of the output image.
+/// Turn a video (or a photo) into a painting in motion: Gatys et al. neural style transfer with
+/// VGG16, each frame warm-started from the previous stylized frame.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
-    /// Input image (PNG or JPEG).
+    /// Input video (anything FFmpeg reads: mp4, mov, mkv, webm, avi…) or still image (PNG, JPEG).
     input: PathBuf,
 
     /// Style image(s); several (repeated or comma-separated) are blended, see --style-weights.
     #[arg(short, long, required = true, num_args = 1.., value_delimiter = ',')]
     style: Vec<PathBuf>,
 
-    /// Output file; .png or .jpg [default: <input stem>-stylized.png beside the input]
+    /// Output file; the container or image format follows the extension [default: beside the
+    /// input, <input stem>-stylized.mp4 for a video (.mkv with ffv1, .mov with prores), .png for an image]
     #[arg(short, long)]
     output: Option<PathBuf>,
 
-    /// Maximum optimisation iterations (each: forward, losses, backward, step).
-    #[arg(long, default_value_t = DEFAULT_ITERATIONS)]
-    iterations: usize,
+    /// Maximum optimisation iterations (each: forward, losses, backward, step) of an image, or
+    /// of each video frame after the first [default: 150 for an image, 20 for video frames]
+    #[arg(long)]
+    iterations: Option<usize>,
+
+    /// Video: maximum iterations of the first frame, which starts from scratch.
+    #[arg(long, default_value_t = DEFAULT_FIRST_ITERATIONS)]
+    first_iterations: usize,
 
     /// Optimiser over the pixels.
     #[arg(long, default_value = "lbfgs", value_parser = ["lbfgs", "adam"])]
@@ -101,47 +112,165 @@ struct Cli {
     #[arg(long)]
     weights: Option<PathBuf>,
 
+    /// Video: size of the written video: the processing size, or the source's (stylized frames
+    /// scaled back up with a Lanczos filter, to overlay on the original).
+    #[arg(long, default_value = "processing", value_parser = ["processing", "source"])]
+    output_size: String,
+
+    /// Video codec: h264 (libx264, yuv420p; .mp4/.mov/.mkv), ffv1 (lossless; .mkv) or prores
+    /// (ProRes 422 HQ for editing; .mov).
+    #[arg(long, default_value = "h264", value_parser = ["h264", "ffv1", "prores"])]
+    codec: String,
+
+    /// Video: H.264 constant quality, 0 (lossless) to 51; 18 is visually transparent.
+    #[arg(long, default_value_t = 18, value_parser = clap::value_parser!(u8).range(0..=51))]
+    crf: u8,
+
+    /// Video: drop the source's audio and subtitle streams (by default they are copied).
+    #[arg(long)]
+    no_audio: bool,
+
+    /// Video: also write every stylized frame here as frame_000001.png, ….
+    #[arg(long)]
+    frames_dir: Option<PathBuf>,
+
+    /// Video: start this far into the input (seconds, or [HH:]MM:SS[.ms]), like ffmpeg -ss.
+    #[arg(long, value_parser = parse_time)]
+    start: Option<f64>,
+
+    /// Video: stylize this long a stretch (seconds, or [HH:]MM:SS[.ms]), like ffmpeg -t.
+    #[arg(long, value_parser = parse_time)]
+    duration: Option<f64>,
+
+    /// Video: stylize at most this many frames.
+    #[arg(long)]
+    max_frames: Option<u64>,
+
+    /// Video: replace an existing output file.
+    #[arg(short = 'y', long)]
+    overwrite: bool,
+
+    /// Video: discard the finished frames of an earlier interrupted run instead of resuming it.
+    #[arg(long)]
+    fresh: bool,
+
+    /// Video: keep the work directory (<output>.partial/, every finished frame as PNG) after success.
+    #[arg(long)]
+    keep_work: bool,
+
     /// No progress output.
     #[arg(short, long)]
     quiet: bool,
 }
 
-fn default_output(input: &Path) -> PathBuf {
+/// Seconds, or [HH:]MM:SS[.fraction], as ffmpeg's time durations.
+fn parse_time(text: &str) -> Result<f64, String> {
+    let bad = || format!("'{text}' is not a time (seconds, or [HH:]MM:SS[.ms])");
+    let mut seconds = 0.0;
+    let parts: Vec<&str> = text.trim().split(':').collect();
+    if parts.len() > 3 {
+        return Err(bad());
+    }
+    for part in &parts {
+        let value: f64 = part.parse().map_err(|_| bad())?;
+        seconds = seconds * 60.0 + value;
+    }
+    if !(seconds >= 0.0 && seconds.is_finite()) {
+        return Err(bad());
+    }
+    Ok(seconds)
+}
+
+/// Whether the input is meant as a still image: its first bytes are PNG or JPEG, or (for a
+/// file that is neither, so that the error speaks of images) its extension says so.
+fn is_still_image(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    match image::guess_format(&head[..n]) {
+        Ok(image::ImageFormat::Png | image::ImageFormat::Jpeg) => true,
+        _ => matches!(image::ImageFormat::from_path(path), Ok(image::ImageFormat::Png | image::ImageFormat::Jpeg)),
+    }
+}
+
+fn default_output(input: &Path, extension: &str) -> PathBuf {
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-    input.with_file_name(format!("{stem}-stylized.png"))
+    input.with_file_name(format!("{stem}-stylized.{extension}"))
+}
+
+/// What the command line asks for.
+enum Job {
+    Still(StillJob),
+    Video(VideoJob),
 }
 
 impl Cli {
-    fn job(self) -> Result<StillJob, String> {
+    fn settings(&self) -> Result<Settings, String> {
         let optimizer: OptimizerKind = self.optimizer.parse()?;
-        let pooling: Pooling = self.pooling.parse()?;
         let n = self.style_layers.len();
-        let settings = Settings {
+        Ok(Settings {
             content_weight: self.content_weight,
             style_weight: self.style_weight,
             tv_weight: self.tv_weight,
-            style_layer_weights: self.style_layer_weights.unwrap_or_else(|| vec![1.0 / n.max(1) as f64; n]),
-            style_layers: if n == 0 { default_style_layers() } else { self.style_layers },
+            style_layer_weights: self.style_layer_weights.clone().unwrap_or_else(|| vec![1.0 / n.max(1) as f64; n]),
+            style_layers: if n == 0 { default_style_layers() } else { self.style_layers.clone() },
             content_layer: self.content_layer,
             optimizer,
             learning_rate: self.learning_rate.unwrap_or(Settings::default_learning_rate(optimizer)),
             tol: self.tol,
             ..Settings::default()
+        })
+    }
+
+    fn job(self) -> Result<Job, String> {
+        let settings = self.settings()?;
+        let pooling: Pooling = self.pooling.parse()?;
+        let blend_weights = self.style_weights.clone().unwrap_or_else(|| vec![1.0; self.style.len()]);
+        let style = StyleSpec { paths: self.style.clone(), blend_weights, scale: self.style_scale };
+        if is_still_image(&self.input) {
+            return Ok(Job::Still(StillJob {
+                output: self.output.unwrap_or_else(|| default_output(&self.input, "png")),
+                content: self.input,
+                style,
+                size: self.size,
+                init: self.init,
+                seed: self.seed,
+                iterations: self.iterations.unwrap_or(DEFAULT_ITERATIONS),
+                pooling,
+                settings,
+                weights: self.weights,
+                report: self.report,
+            }));
+        }
+        let (codec, extension) = match self.codec.as_str() {
+            "ffv1" => (VideoCodec::Ffv1, "mkv"),
+            "prores" => (VideoCodec::ProresKs, "mov"),
+            _ => (VideoCodec::H264 { crf: self.crf }, "mp4"),
         };
-        let blend_weights = self.style_weights.unwrap_or_else(|| vec![1.0; self.style.len()]);
-        Ok(StillJob {
-            output: self.output.unwrap_or_else(|| default_output(&self.input)),
-            content: self.input,
-            style: StyleSpec { paths: self.style, blend_weights, scale: self.style_scale },
+        Ok(Job::Video(VideoJob {
+            output: self.output.unwrap_or_else(|| default_output(&self.input, extension)),
+            input: self.input,
+            style,
             size: self.size,
+            output_size: self.output_size.parse::<OutputSize>()?,
+            first_iterations: self.first_iterations,
+            iterations: self.iterations.unwrap_or(DEFAULT_WARM_ITERATIONS),
             init: self.init,
             seed: self.seed,
-            iterations: self.iterations,
             pooling,
             settings,
             weights: self.weights,
+            codec,
+            keep_audio: !self.no_audio,
+            frames_dir: self.frames_dir,
+            start: self.start,
+            duration: self.duration,
+            max_frames: self.max_frames,
+            overwrite: self.overwrite,
+            fresh: self.fresh,
+            keep_work: self.keep_work,
             report: self.report,
-        })
+        }))
     }
 }
 
@@ -164,36 +293,93 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut bar = (!quiet).then(|| IterationBar::new(job.iterations));
-    let progress: &mut dyn Progress = match bar.as_mut() {
-        Some(bar) => bar,
-        None => &mut NoProgress,
+    let result = match job {
+        Job::Still(job) => run_still_job(&job, quiet),
+        Job::Video(job) => run_video_job(&job, quiet),
     };
-    let result = run_still(&job, progress);
-    if let Some(bar) = &bar {
-        bar.finish();
-    }
     match result {
-        Ok(report) => {
-            if !quiet {
-                eprintln!(
-                    "wrote {} ({}×{}, {} iterations, {:.1} s, J {:.4e} = α·{:.4e} + β·{:.4e} + γ·{:.4e})",
-                    report.output.display(),
-                    report.width,
-                    report.height,
-                    report.iterations,
-                    report.seconds,
-                    report.terms.total,
-                    report.terms.content,
-                    report.terms.style,
-                    report.terms.tv
-                );
-            }
-            ExitCode::SUCCESS
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ Error::Interrupted(_)) => {
+            eprintln!("stylize-video: {e}");
+            ExitCode::from(130)
         }
         Err(e) => {
             eprintln!("stylize-video: error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_still_job(job: &StillJob, quiet: bool) -> Result<(), Error> {
+    let mut bar = (!quiet).then(|| IterationBar::new(job.iterations));
+    let progress: &mut dyn Progress = match bar.as_mut() {
+        Some(bar) => bar,
+        None => &mut NoProgress,
+    };
+    let result = run_still(job, progress);
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    let report = result?;
+    if !quiet {
+        eprintln!(
+            "wrote {} ({}×{}, {} iterations, {:.1} s, J {:.4e} = α·{:.4e} + β·{:.4e} + γ·{:.4e})",
+            report.output.display(),
+            report.width,
+            report.height,
+            report.iterations,
+            report.seconds,
+            report.terms.total,
+            report.terms.content,
+            report.terms.style,
+            report.terms.tv
+        );
+    }
+    Ok(())
+}
+
+fn run_video_job(job: &VideoJob, quiet: bool) -> Result<(), Error> {
+    // First Ctrl-C: finish the current write and stop cleanly; a second one: leave at once.
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstylize-video: stopping after the current step (Ctrl-C again to quit at once)");
+    });
+    let mut bar = (!quiet).then(FrameBar::new);
+    let progress: &mut dyn VideoProgress = match bar.as_mut() {
+        Some(bar) => bar,
+        None => &mut NoProgress,
+    };
+    let result = run_video(job, progress, &STOP);
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    let report = result?;
+    if !quiet {
+        let t = &report.totals;
+        let speed = match (t.first_frame_seconds, t.warm_frame_seconds) {
+            (Some(first), Some(warm)) => format!("; first frame {first:.1} s, then {warm:.1} s per frame"),
+            (None, Some(warm)) => format!("; {warm:.1} s per frame"),
+            (Some(first), None) => format!("; {first:.1} s"),
+            (None, None) => String::new(),
+        };
+        let resumed = if t.resumed_frames > 0 { format!(", {} resumed", t.resumed_frames) } else { String::new() };
+        eprintln!(
+            "wrote {} ({} frames{resumed}, {}×{}, {:.1} s{speed})",
+            report.output.path.display(),
+            t.frames,
+            report.output.width,
+            report.output.height,
+            t.seconds
+        );
+        for note in &report.output.notes {
+            eprintln!("note: {note}");
+        }
+        if t.decoder_warnings > 0 {
+            eprintln!("note: the decoder met {} damaged packets or frames in the input", t.decoder_warnings);
+        }
+    }
+    Ok(())
 }

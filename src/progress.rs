@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::stylize::LossTerms;
+use crate::workdir::FrameRecord;
 
 pub trait Progress {
     /// Called after each optimisation step; `terms` are those of the image the step started from.
@@ -18,11 +19,24 @@ pub trait Progress {
     }
 }
 
+/// How a video run reports progress: per frame, and per iteration within a frame.
+pub trait VideoProgress: Progress {
+    /// Called once the input is open; `total` is the expected frame count, if known.
+    fn begin(&mut self, total: Option<u64>);
+    /// Called when a frame is finished (computed, or resumed from an earlier run).
+    fn frame(&mut self, record: &FrameRecord);
+}
+
 /// Reports nothing.
 pub struct NoProgress;
 
 impl Progress for NoProgress {
     fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {}
+}
+
+impl VideoProgress for NoProgress {
+    fn begin(&mut self, _: Option<u64>) {}
+    fn frame(&mut self, _: &FrameRecord) {}
 }
 
 /// An indicatif bar when stderr is a terminal, else a plain line every few seconds.
@@ -64,6 +78,101 @@ impl Progress for IterationBar {
                     eprintln!("iteration {done}/{total}  J {:.4e}", terms.total);
                     self.last_line = Some(Instant::now());
                 }
+            }
+        }
+    }
+}
+
+/// Frame-level progress of a video: an indicatif bar (frame i/N, iterations and loss of the last
+/// frame, seconds per frame, ETA) on a terminal, else one plain line per frame.
+pub struct FrameBar {
+    bar: Option<ProgressBar>,
+    total: Option<u64>,
+    done: u64,
+    /// Seconds of the frames computed in this run (resumed ones cost nothing).
+    computed_seconds: Vec<f64>,
+    last: Option<FrameRecord>,
+}
+
+impl FrameBar {
+    pub fn new() -> Self {
+        Self { bar: None, total: None, done: 0, computed_seconds: Vec::new(), last: None }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn seconds_per_frame(&self) -> Option<f64> {
+        let warm = if self.computed_seconds.len() > 1 { &self.computed_seconds[1..] } else { &self.computed_seconds[..] };
+        (!warm.is_empty()).then(|| warm.iter().sum::<f64>() / warm.len() as f64)
+    }
+
+    fn summary(&self) -> String {
+        let Some(last) = &self.last else { return String::new() };
+        let speed = self.seconds_per_frame().map(|s| format!(", {s:.1} s/frame")).unwrap_or_default();
+        format!("last frame: {} iterations, J {:.3e}{speed}", last.iterations, last.total)
+    }
+}
+
+impl Default for FrameBar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for FrameBar {
+    fn iteration(&mut self, done: usize, total: usize, _: &LossTerms) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{} | frame {}: iteration {done}/{total}", self.summary(), self.done + 1));
+        }
+    }
+}
+
+impl VideoProgress for FrameBar {
+    fn begin(&mut self, total: Option<u64>) {
+        self.total = total;
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total.unwrap_or(0));
+            let template = if total.is_some() {
+                "{bar:25} frame {pos}/{len}  {msg}  [{elapsed_precise}, ETA {eta}]"
+            } else {
+                "{spinner} frame {pos}  {msg}  [{elapsed_precise}]"
+            };
+            bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+            bar.enable_steady_tick(Duration::from_millis(500));
+            self.bar = Some(bar);
+        }
+    }
+
+    fn frame(&mut self, record: &FrameRecord) {
+        self.done += 1;
+        if !record.resumed {
+            self.computed_seconds.push(record.seconds);
+        }
+        let first_computed = !record.resumed && self.computed_seconds.len() == 1;
+        self.last = Some(record.clone());
+        match &self.bar {
+            Some(bar) => {
+                if first_computed {
+                    bar.reset_eta(); // resumed frames came for free: they say nothing of the pace
+                }
+                bar.set_position(self.done);
+                bar.set_message(self.summary());
+            }
+            None => {
+                let of = self.total.map(|t| format!("/{t}")).unwrap_or_default();
+                let eta = match (self.total, self.seconds_per_frame()) {
+                    (Some(t), Some(s)) if t > self.done => format!(", ETA {:.0} s", s * (t - self.done) as f64),
+                    _ => String::new(),
+                };
+                let what = if record.resumed { "resumed".to_string() } else { format!("{:.1} s", record.seconds) };
+                eprintln!(
+                    "frame {}{of}  t={:.3} s  {} iterations  J {:.3e}  {what}{eta}",
+                    self.done, record.pts_seconds, record.iterations, record.total
+                );
             }
         }
     }

@@ -290,7 +290,7 @@ impl Stylizer {
                 break;
             }
             if progress.should_stop() {
-                return Err(Error::Interrupted);
+                return Err(Error::Interrupted(String::new()));
             }
             let grads = j.backward()?;
             let grad = grads

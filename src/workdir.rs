@@ -55,6 +55,11 @@ impl WorkDir {
     pub fn open(output: &Path, settings: &serde_json::Value, fresh: bool) -> Result<WorkDir> {
         let dir = Self::path_for(output);
         let settings_path = dir.join(SETTINGS_FILE);
+        // Compare what was read back with what we would read back: the same text parses to the
+        // same numbers, while a float and its parsed text may differ in the last bit.
+        let text = serde_json::to_string_pretty(settings).map_err(|e| Error::output(&settings_path, e))?;
+        let settings: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::output(&settings_path, e))?;
+        let settings = &settings;
         if dir.exists() && !fresh {
             let existing: Option<serde_json::Value> =
                 std::fs::read_to_string(&settings_path).ok().and_then(|t| serde_json::from_str(&t).ok());
@@ -82,7 +87,6 @@ impl WorkDir {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::output(&dir, format!("cannot remove: {e}")))?;
         }
         std::fs::create_dir_all(&dir).map_err(|e| Error::output(&dir, format!("cannot create: {e}")))?;
-        let text = serde_json::to_string_pretty(settings).map_err(|e| Error::output(&settings_path, e))?;
         image_io::write_atomically(&settings_path, |tmp| std::fs::write(tmp, text).map_err(|e| format!("cannot write: {e}")))?;
         Ok(WorkDir { dir })
     }

@@ -78,6 +78,7 @@ pub fn frame_image(i: u32, width: u32, height: u32) -> RgbImage {
 /// Writes a clip as `spec` says; the container comes from `path`'s extension.
 pub fn make_clip(path: &Path, spec: &ClipSpec) {
     ffmpeg::init().unwrap();
+    ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error); // no x264 banners in test output
     let mut muxer = format::output(&path).expect("create clip");
     let global_header = muxer.format().flags().contains(format::Flags::GLOBAL_HEADER);
 
@@ -231,6 +232,7 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
 /// An audio-only file: a silent mono 16-bit PCM track (for .wav).
 pub fn make_audio_only(path: &Path, seconds: f64) {
     ffmpeg::init().unwrap();
+    ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error); // no x264 banners in test output
     let mut muxer = format::output(&path).expect("create audio file");
     let codec = ffmpeg::encoder::find(codec::Id::PCM_S16LE).unwrap();
     let mut encoder = codec::context::Context::new_with_codec(codec).encoder().audio().unwrap();

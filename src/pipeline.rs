@@ -1,0 +1,509 @@
+//! The video job: video in → frames → stylizer → frames → video out, as three threads joined
+//! by bounded channels. The decoder thread reads frames ahead, the encoder thread writes (and
+//! scales, and saves `--frames-dir` PNGs) behind, and the calling thread only optimises, so
+//! the cores never wait on I/O and memory does not grow with the clip's length.
+//!
+//! Frame 1 starts from its content (or `--init`) with `first_iterations`; every later frame
+//! starts from the previous stylized frame (warm start) with `iterations`. Each finished frame
+//! is kept in the work directory ([`WorkDir`]) before it is sent on, so an interrupted run
+//! resumes after its last finished frame.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use image::RgbImage;
+
+use crate::error::{Error, Result};
+use crate::image_io;
+use crate::progress::{Progress, VideoProgress};
+use crate::still::{Init, StyleSpec};
+use crate::stylize::{LossTerms, Settings, Stylizer};
+use crate::vgg::{self, Pooling, Vgg16};
+use crate::video::{
+    DecodeOptions, DecodedFrame, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
+};
+use crate::workdir::{FrameRecord, WorkDir};
+
+/// Frames decoded ahead of the stylizer, and stylized frames queued for the encoder.
+const CHANNEL_FRAMES: usize = 4;
+
+/// Size of the written video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputSize {
+    /// The processing size (`--size`).
+    Processing,
+    /// The source's display size, the stylized frames scaled back up (Lanczos).
+    Source,
+}
+
+impl std::str::FromStr for OutputSize {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "processing" => Ok(OutputSize::Processing),
+            "source" => Ok(OutputSize::Source),
+            _ => Err(format!("unknown output size '{s}' (expected processing or source)")),
+        }
+    }
+}
+
+/// Default warm-frame iteration budget (frames after the first).
+pub const DEFAULT_WARM_ITERATIONS: usize = 20;
+/// Default first-frame iteration budget.
+pub const DEFAULT_FIRST_ITERATIONS: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct VideoJob {
+    pub input: PathBuf,
+    pub style: StyleSpec,
+    pub output: PathBuf,
+    /// Longest side of the processed frames.
+    pub size: u32,
+    pub output_size: OutputSize,
+    /// Iterations of frame 1 (from its content or `init`).
+    pub first_iterations: usize,
+    /// Iterations of each later frame (warm-started from the previous stylized frame).
+    pub iterations: usize,
+    pub init: Init,
+    pub seed: u64,
+    pub pooling: Pooling,
+    pub settings: Settings,
+    pub weights: Option<PathBuf>,
+    pub codec: VideoCodec,
+    /// Copy (or re-encode) the source's audio and subtitle streams.
+    pub keep_audio: bool,
+    /// Also write every stylized frame here as `frame_000001.png`, ….
+    pub frames_dir: Option<PathBuf>,
+    pub start: Option<f64>,
+    pub duration: Option<f64>,
+    pub max_frames: Option<u64>,
+    pub overwrite: bool,
+    /// Discard an earlier run's finished frames instead of resuming.
+    pub fresh: bool,
+    /// Keep the work directory after a successful run.
+    pub keep_work: bool,
+    pub report: Option<PathBuf>,
+}
+
+/// Totals of a run, for the report and the closing line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Totals {
+    pub frames: u64,
+    pub computed_frames: u64,
+    pub resumed_frames: u64,
+    pub iterations: usize,
+    pub seconds: f64,
+    /// Seconds of the first frame, when this run computed it.
+    pub first_frame_seconds: Option<f64>,
+    /// Mean seconds of the warm-started frames this run computed.
+    pub warm_frame_seconds: Option<f64>,
+    pub decoder_warnings: usize,
+}
+
+/// What `--report` writes for a video.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VideoReport {
+    pub input: VideoInfo,
+    pub output: EncodedInfo,
+    pub styles: Vec<PathBuf>,
+    pub width: u32,
+    pub height: u32,
+    pub first_iterations: usize,
+    pub iterations: usize,
+    pub init: Init,
+    pub seed: u64,
+    pub pooling: Pooling,
+    pub settings: Settings,
+    pub totals: Totals,
+    pub frames: Vec<FrameRecord>,
+}
+
+/// A message to the encoder thread.
+enum ToEncoder {
+    Frame { image: RgbImage, pts: i64, index: u64 },
+    /// All frames sent: finish the file. (A closed channel without this aborts it.)
+    Finish,
+}
+
+/// Runs the job. `stop` is polled between iterations: when it turns true the current frame is
+/// abandoned, finished frames stay in the work directory, and [`Error::Interrupted`] says how
+/// to resume.
+pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &AtomicBool) -> Result<VideoReport> {
+    let started = Instant::now();
+    job.settings.validate()?;
+    if job.size == 0 {
+        return Err(Error::Settings("--size: must be at least 1".into()));
+    }
+    if job.output.exists() && !job.overwrite {
+        return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
+    }
+    image_io::check_writable_destination(&job.output)?;
+    if let Some(report) = &job.report {
+        image_io::check_writable_destination(report)?;
+    }
+    remove_stale_temporaries(&job.output);
+
+    // Open the input on the decoder thread; its first message is the stream description.
+    let decode_options = DecodeOptions {
+        size: FrameSize::LongestSide(job.size),
+        start: job.start,
+        duration: job.duration,
+        max_frames: job.max_frames,
+    };
+    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options)?;
+    let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
+    let min_side = job.settings.min_image_side();
+    if width.min(height) < min_side {
+        return Err(Error::input(
+            &job.input,
+            format!("at --size {} frames are {width}×{height}; the chosen layers need at least {min_side} pixels per side", job.size),
+        ));
+    }
+    let vgg = Vgg16::load(&vgg::weights_path(job.weights.as_deref()), job.pooling)?;
+    let device = vgg.device().clone();
+    let styles = job.style.load(width, height, &device)?;
+    let init_image = match &job.init {
+        Init::Image(path) => Some(image_io::to_tensor(&image_io::resize(&image_io::load_rgb(path)?, width, height), &device)?),
+        _ => None,
+    };
+    if let Some(dir) = &job.frames_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, format!("cannot create directory: {e}")))?;
+    }
+    let stylizer = Stylizer::new(vgg, job.settings.clone(), &styles)?;
+
+    let encode_options = EncodeOptions {
+        codec: job.codec,
+        copy_other_streams: job.keep_audio,
+        start: job.start,
+        duration: job.duration,
+    };
+    let scale_to = (job.output_size == OutputSize::Source).then_some((info.width, info.height));
+    let (to_encoder, encoder) =
+        spawn_encoder(job.output.clone(), info.clone(), encode_options, scale_to, job.frames_dir.clone())?;
+    let workdir = match WorkDir::open(&job.output, &fingerprint(job)?, job.fresh) {
+        Ok(workdir) => workdir,
+        Err(e) => {
+            drop(to_encoder); // the encoder removes its temporary file
+            let _ = encoder.join();
+            return Err(e);
+        }
+    };
+
+    progress.begin(expected_frames(&info, job));
+    let mut records = Vec::new();
+    let result = stylize_frames(job, &stylizer, &workdir, init_image, &frames, &to_encoder, progress, stop, &mut records);
+    // Stop the decoder early if we stopped early; then learn how the encoder ended.
+    drop(frames);
+    let decoder_warnings = decoder.join().unwrap_or(0);
+    let encoded = match result {
+        Ok(()) => {
+            let _ = to_encoder.send(ToEncoder::Finish);
+            drop(to_encoder);
+            encoder.join().unwrap_or_else(|_| Err(Error::output(&job.output, "the encoder thread failed")))
+        }
+        Err(e) => {
+            drop(to_encoder); // no Finish: the encoder removes its temporary file
+            if workdir.finished_count() == 0 {
+                let _ = workdir.remove(); // nothing worth keeping
+                let _ = encoder.join();
+                return Err(e);
+            }
+            // When the encoder failed first (disk full…), its error is the one to report.
+            if let (Error::Output { .. }, Ok(Err(encoder_error))) = (&e, encoder.join()) {
+                if !matches!(encoder_error, Error::Interrupted(_)) {
+                    return Err(encoder_error);
+                }
+            }
+            return Err(match e {
+                Error::Interrupted(_) => Error::Interrupted(format!(
+                    ": {} finished frames are kept in {}; run the same command again to resume",
+                    workdir.finished_count(),
+                    workdir.path().display()
+                )),
+                e => e,
+            });
+        }
+    }?;
+    if !job.keep_work {
+        workdir.remove()?;
+    }
+
+    let computed: Vec<&FrameRecord> = records.iter().filter(|r| !r.resumed).collect();
+    let first_frame_seconds = computed.iter().find(|r| r.index == 0).map(|r| r.seconds);
+    let warm: Vec<f64> = computed.iter().filter(|r| r.index > 0).map(|r| r.seconds).collect();
+    let totals = Totals {
+        frames: records.len() as u64,
+        computed_frames: computed.len() as u64,
+        resumed_frames: (records.len() - computed.len()) as u64,
+        iterations: computed.iter().map(|r| r.iterations).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        first_frame_seconds,
+        warm_frame_seconds: (!warm.is_empty()).then(|| warm.iter().sum::<f64>() / warm.len() as f64),
+        decoder_warnings,
+    };
+    let report = VideoReport {
+        input: info,
+        output: encoded,
+        styles: job.style.paths.clone(),
+        width,
+        height,
+        first_iterations: job.first_iterations,
+        iterations: job.iterations,
+        init: job.init.clone(),
+        seed: job.seed,
+        pooling: job.pooling,
+        settings: job.settings.clone(),
+        totals,
+        frames: records,
+    };
+    if let Some(path) = &job.report {
+        crate::still::write_json(path, &report)?;
+    }
+    Ok(report)
+}
+
+/// The optimiser's loop over the decoded frames.
+#[allow(clippy::too_many_arguments)]
+fn stylize_frames(
+    job: &VideoJob,
+    stylizer: &Stylizer,
+    workdir: &WorkDir,
+    init_image: Option<Tensor>,
+    frames: &Receiver<Result<DecodedFrame>>,
+    to_encoder: &SyncSender<ToEncoder>,
+    progress: &mut dyn VideoProgress,
+    stop: &AtomicBool,
+    records: &mut Vec<FrameRecord>,
+) -> Result<()> {
+    let device = stylizer.vgg().device().clone();
+    let mut previous: Option<Tensor> = None;
+    let encoder_gone = || Error::output(&job.output, "the encoder stopped");
+    for frame in frames.iter() {
+        let frame = frame?;
+        if stop.load(Ordering::SeqCst) {
+            return Err(Error::Interrupted(String::new()));
+        }
+        if let Some((image, record)) = workdir.load(frame.index)? {
+            previous = Some(image_io::to_tensor(&image, &device)?);
+            progress.frame(&record);
+            records.push(record);
+            to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
+            continue;
+        }
+        let frame_started = Instant::now();
+        let content = image_io::to_tensor(&frame.image, &device)?;
+        let target = stylizer.content_target(&content)?;
+        let (start, iterations) = match previous.take() {
+            Some(previous) => (previous, job.iterations),
+            None => {
+                let start = match &job.init {
+                    Init::Content => content.clone(),
+                    Init::Noise => image_io::noise_tensor(frame.image.width(), frame.image.height(), job.seed, &device)?,
+                    Init::Image(_) => init_image.clone().expect("loaded before the loop"),
+                };
+                (start, job.first_iterations)
+            }
+        };
+        let mut frame_progress = StopAware { inner: progress, stop };
+        let stylized = stylizer.optimise(&target, &start, iterations, &mut frame_progress)?;
+        let image = image_io::from_tensor(&stylized.image)?;
+        let record = frame_record(frame.index, frame.pts_seconds, &stylized.terms, stylized.iterations, frame_started);
+        workdir.save(&image, &record)?;
+        previous = Some(stylized.image);
+        progress.frame(&record);
+        records.push(record);
+        to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
+    }
+    if records.is_empty() {
+        return Err(Error::input(&job.input, "contains no video frames in the requested range"));
+    }
+    Ok(())
+}
+
+fn frame_record(index: u64, pts_seconds: f64, terms: &LossTerms, iterations: usize, started: Instant) -> FrameRecord {
+    FrameRecord {
+        index,
+        pts_seconds,
+        iterations,
+        total: terms.total,
+        content: terms.content,
+        style: terms.style,
+        tv: terms.tv,
+        seconds: started.elapsed().as_secs_f64(),
+        resumed: false,
+    }
+}
+
+/// Passes iteration progress on and turns the stop flag into [`Progress::should_stop`].
+struct StopAware<'a> {
+    inner: &'a mut dyn VideoProgress,
+    stop: &'a AtomicBool,
+}
+
+impl Progress for StopAware<'_> {
+    fn iteration(&mut self, done: usize, total: usize, terms: &LossTerms) {
+        self.inner.iteration(done, total, terms);
+    }
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts the decoder thread. Returns its handle (yielding the decoder-warning count), the
+/// input's description and the frames' channel.
+fn spawn_decoder(
+    input: PathBuf,
+    options: DecodeOptions,
+) -> Result<(JoinHandle<usize>, VideoInfo, Receiver<Result<DecodedFrame>>)> {
+    let (info_tx, info_rx) = sync_channel::<Result<VideoInfo>>(1);
+    let (frames_tx, frames_rx) = sync_channel::<Result<DecodedFrame>>(CHANNEL_FRAMES);
+    let handle = std::thread::Builder::new()
+        .name("decoder".into())
+        .spawn(move || {
+            let mut decoder = match VideoDecoder::open(&input, &options) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = info_tx.send(Err(e));
+                    return 0;
+                }
+            };
+            let _ = info_tx.send(Ok(decoder.info().clone()));
+            loop {
+                let next = decoder.next_frame();
+                let end = !matches!(next, Ok(Some(_)));
+                let message = match next {
+                    Ok(Some(frame)) => Ok(frame),
+                    Ok(None) => break,
+                    Err(e) => Err(e),
+                };
+                if frames_tx.send(message).is_err() || end {
+                    break;
+                }
+            }
+            decoder.warnings()
+        })
+        .map_err(|e| Error::Settings(format!("cannot start the decoder thread: {e}")))?;
+    let info = info_rx.recv().map_err(|_| Error::Settings("the decoder thread failed".into()))??;
+    Ok((handle, info, frames_rx))
+}
+
+/// Starts the encoder thread; it finishes the file on [`ToEncoder::Finish`] and abandons it
+/// (removing the temporary file) when the channel closes without one.
+fn spawn_encoder(
+    output: PathBuf,
+    source: VideoInfo,
+    options: EncodeOptions,
+    scale_to: Option<(u32, u32)>,
+    frames_dir: Option<PathBuf>,
+) -> Result<(SyncSender<ToEncoder>, JoinHandle<Result<EncodedInfo>>)> {
+    // FFmpeg's contexts stay on the thread that made them: create the encoder there and hear
+    // back whether that worked.
+    let (created_tx, created_rx) = sync_channel::<Result<()>>(1);
+    let (tx, rx) = sync_channel::<ToEncoder>(CHANNEL_FRAMES);
+    let handle = std::thread::Builder::new()
+        .name("encoder".into())
+        .spawn(move || {
+            let mut encoder = match VideoEncoder::create(&output, &source, &options) {
+                Ok(encoder) => {
+                    let _ = created_tx.send(Ok(()));
+                    encoder
+                }
+                Err(e) => {
+                    let _ = created_tx.send(Err(e));
+                    return Err(Error::Interrupted(String::new()));
+                }
+            };
+            for message in rx.iter() {
+                match message {
+                    ToEncoder::Frame { image, pts, index } => {
+                        if let Some(dir) = &frames_dir {
+                            image_io::save_rgb(&image, &dir.join(format!("frame_{:06}.png", index + 1)))?;
+                        }
+                        let image = match scale_to {
+                            Some((w, h)) => image_io::resize(&image, w, h),
+                            None => image,
+                        };
+                        encoder.write_frame(&image, pts)?;
+                    }
+                    ToEncoder::Finish => return encoder.finish(),
+                }
+            }
+            Err(Error::Interrupted(String::new()))
+        })
+        .map_err(|e| Error::Settings(format!("cannot start the encoder thread: {e}")))?;
+    created_rx.recv().map_err(|_| Error::Settings("the encoder thread failed".into()))??;
+    Ok((tx, handle))
+}
+
+/// The frame count to expect: the container's count, or duration × rate, cut by the options.
+fn expected_frames(info: &VideoInfo, job: &VideoJob) -> Option<u64> {
+    let rate = 1.0 / info.frame_seconds();
+    let total_seconds = info.duration_seconds?;
+    let start = job.start.unwrap_or(0.0).max(0.0);
+    let span = (total_seconds - start).max(0.0).min(job.duration.unwrap_or(f64::INFINITY));
+    let mut frames = match (info.frame_count, job.start, job.duration) {
+        (Some(n), None, None) => n,
+        _ => (span * rate).round() as u64,
+    };
+    if let Some(max) = job.max_frames {
+        frames = frames.min(max);
+    }
+    Some(frames)
+}
+
+/// Everything that determines the stylized frames (not how they are encoded): an earlier run's
+/// frames are reused only when all of it matches.
+fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
+    let file = |path: &Path| -> serde_json::Value {
+        let meta = std::fs::metadata(path).ok();
+        let modified = meta
+            .as_ref()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as u64);
+        serde_json::json!({
+            "path": std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            "bytes": meta.map(|m| m.len()),
+            "modified": modified,
+        })
+    };
+    let weights = vgg::weights_path(job.weights.as_deref());
+    Ok(serde_json::json!({
+        "input": file(&job.input),
+        "styles": job.style.paths.iter().map(|p| file(p)).collect::<Vec<_>>(),
+        "style_blend_weights": job.style.blend_weights,
+        "style_scale": job.style.scale,
+        "size": job.size,
+        "first_iterations": job.first_iterations,
+        "iterations": job.iterations,
+        "init": match &job.init { Init::Image(p) => file(p), other => serde_json::to_value(other).unwrap_or_default() },
+        "seed": job.seed,
+        "pooling": job.pooling,
+        "settings": job.settings,
+        "weights": file(&weights),
+        "start": job.start,
+        "duration": job.duration,
+    }))
+}
+
+/// Removes temporary files an earlier, killed run left beside the output.
+fn remove_stale_temporaries(output: &Path) {
+    let Some(name) = output.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let prefix = format!(".{name}.partial-");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}

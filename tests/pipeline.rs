@@ -1,0 +1,382 @@
+//! The video pipeline end to end on tiny synthetic clips (made here with ffmpeg-next): frame
+//! count, rate, timestamps, duration, audio, pixels, the report, resume after an interruption
+//! (a test hook, Ctrl-C and kill -9), and the errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::clips::{frame_image, make_audio_only, make_clip, ClipAudio, ClipSpec, ClipVideo};
+use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport};
+use stylize_video::progress::{NoProgress, Progress, VideoProgress};
+use stylize_video::still::{Init, StyleSpec};
+use stylize_video::stylize::{LossTerms, Settings};
+use stylize_video::video::{DecodeOptions, DecodedFrame, StreamKind, VideoCodec, VideoDecoder, VideoInfo};
+use stylize_video::vgg::Pooling;
+use stylize_video::workdir::{FrameRecord, WorkDir};
+
+fn style_path() -> PathBuf {
+    common::repo_path("samples/starry_night.jpg")
+}
+
+/// A job with 10 iterations on frame 1 and 1 on the others, at 64 px.
+fn job(input: &Path, output: &Path) -> VideoJob {
+    VideoJob {
+        input: input.to_path_buf(),
+        style: StyleSpec { paths: vec![style_path()], blend_weights: vec![1.0], scale: 1.0 },
+        output: output.to_path_buf(),
+        size: 64,
+        output_size: OutputSize::Processing,
+        first_iterations: 10,
+        iterations: 1,
+        init: Init::Content,
+        seed: 0,
+        pooling: Pooling::Max,
+        settings: Settings { tol: 0.0, ..Settings::default() },
+        weights: None,
+        codec: VideoCodec::default(),
+        keep_audio: true,
+        frames_dir: None,
+        start: None,
+        duration: None,
+        max_frames: None,
+        overwrite: false,
+        fresh: false,
+        keep_work: false,
+        report: None,
+    }
+}
+
+fn decode_all(path: &Path) -> (VideoInfo, Vec<DecodedFrame>) {
+    let mut decoder = VideoDecoder::open(path, &DecodeOptions::default()).unwrap();
+    let mut frames = Vec::new();
+    while let Some(f) = decoder.next_frame().unwrap() {
+        frames.push(f);
+    }
+    (decoder.info().clone(), frames)
+}
+
+fn run(job: &VideoJob) -> VideoReport {
+    run_video(job, &mut NoProgress, &AtomicBool::new(false)).unwrap()
+}
+
+fn mean_abs_difference(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    let b = image::imageops::resize(b, a.width(), a.height(), image::imageops::FilterType::Triangle);
+    a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.as_raw().len() as f64
+}
+
+/// Asserts the output has the input's frames, rate, timestamps and (within a frame) duration.
+fn assert_same_timing(input: &Path, output: &Path) -> (VideoInfo, Vec<DecodedFrame>) {
+    let (in_info, in_frames) = decode_all(input);
+    let (out_info, out_frames) = decode_all(output);
+    assert_eq!(out_frames.len(), in_frames.len(), "frame count");
+    let rate = |(n, d): (i32, i32)| n as f64 / d as f64;
+    // Within 0.1%: Matroska stores milliseconds, so an mkv source's NTSC rate comes back as
+    // the average of its rounded frame durations.
+    let (r_in, r_out) = (rate(in_info.frame_rate), rate(out_info.frame_rate));
+    assert!((r_in - r_out).abs() <= 1e-3 * r_in, "frame rate {:?} vs {:?}", in_info.frame_rate, out_info.frame_rate);
+    for (a, b) in in_frames.iter().zip(&out_frames) {
+        assert!((a.pts_seconds - b.pts_seconds).abs() < 1e-3, "frame {}: {} vs {}", a.index, a.pts_seconds, b.pts_seconds);
+    }
+    let (d_in, d_out) = (in_info.duration_seconds.unwrap(), out_info.duration_seconds.unwrap());
+    assert!((d_in - d_out).abs() <= in_info.frame_seconds() + 1e-6, "duration {d_in} vs {d_out}");
+    (out_info, out_frames)
+}
+
+#[test]
+fn a_25_fps_clip_with_audio_keeps_its_frames_timing_and_audio() {
+    let dir = common::scratch_dir("pipeline-25fps-audio");
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec { audio: Some((ClipAudio::Aac, 0.48)), ..ClipSpec::new(64, 48) });
+    let output = dir.join("out.mp4");
+    let report_path = dir.join("report.json");
+    let frames_dir = dir.join("frames");
+    let report = run(&VideoJob { report: Some(report_path.clone()), frames_dir: Some(frames_dir.clone()), ..job(&input, &output) });
+
+    let (out_info, out_frames) = assert_same_timing(&input, &output);
+    assert_eq!(out_info.frame_rate, (25, 1));
+    assert_eq!((out_info.width, out_info.height), (64, 48));
+    let audio: Vec<_> = out_info.other_streams.iter().filter(|s| s.kind == StreamKind::Audio).collect();
+    assert_eq!(audio.len(), 1, "{:?}", out_info.other_streams);
+    assert_eq!(audio[0].codec, "aac");
+    assert!((audio[0].duration_seconds.unwrap() - 0.48).abs() < 0.03, "{:?}", audio[0].duration_seconds);
+    // Every frame was stylized: far from its source frame.
+    for f in &out_frames {
+        let change = mean_abs_difference(&f.image, &frame_image(f.index as u32, 64, 48));
+        assert!(change > 10.0, "frame {} barely changed ({change})", f.index);
+    }
+    // --frames-dir: one PNG per frame, zero-padded names.
+    let mut pngs: Vec<String> = std::fs::read_dir(&frames_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    pngs.sort();
+    assert_eq!(pngs.len(), 12);
+    assert_eq!((pngs[0].as_str(), pngs[11].as_str()), ("frame_000001.png", "frame_000012.png"));
+    // The report, as returned and as written.
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let frames = written["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 12);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f["index"], i as u64);
+        assert!((f["pts_seconds"].as_f64().unwrap() - i as f64 / 25.0).abs() < 1e-9);
+        assert_eq!(f["iterations"], if i == 0 { 10 } else { 1 });
+        assert_eq!(f["resumed"], false);
+        for key in ["J", "J_content", "J_style", "seconds"] {
+            assert!(f[key].as_f64().unwrap() > 0.0, "frame {i} {key}");
+        }
+    }
+    assert_eq!(written["input"]["frame_rate"], serde_json::json!([25, 1]));
+    assert_eq!(written["output"]["frames_written"], 12);
+    assert_eq!(written["totals"]["frames"], 12);
+    assert_eq!(report.totals.iterations, 10 + 11);
+    assert!(!WorkDir::path_for(&output).exists(), "the work directory is removed after success");
+}
+
+#[test]
+fn an_odd_sized_ntsc_rate_clip_without_audio() {
+    let dir = common::scratch_dir("pipeline-odd-ntsc");
+    let input = dir.join("in.mkv");
+    make_clip(&input, &ClipSpec { rate: (30000, 1001), video: ClipVideo::Ffv1, ..ClipSpec::new(63, 47) });
+    // H.264 needs even sizes: padded by one pixel each way.
+    let output = dir.join("out.mp4");
+    let report = run(&VideoJob { size: 63, ..job(&input, &output) });
+    let (out_info, _) = assert_same_timing(&input, &output);
+    assert_eq!((report.width, report.height), (63, 47));
+    assert_eq!((out_info.width, out_info.height), (64, 48));
+    assert!(out_info.other_streams.is_empty());
+    // Lossless FFV1 keeps the exact size.
+    let output = dir.join("out.mkv");
+    run(&VideoJob { size: 63, codec: VideoCodec::Ffv1, ..job(&input, &output) });
+    let (out_info, _) = assert_same_timing(&input, &output);
+    assert_eq!((out_info.width, out_info.height), (63, 47));
+}
+
+#[test]
+fn a_rotated_phone_clip_comes_out_upright_and_at_source_size_on_request() {
+    let dir = common::scratch_dir("pipeline-rotation");
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec { rotation: 90, frames: 4, ..ClipSpec::new(64, 48) });
+    let output = dir.join("out.mp4");
+    let report = run(&VideoJob { size: 32, output_size: OutputSize::Source, ..job(&input, &output) });
+    assert_eq!((report.width, report.height), (24, 32), "processed upright at --size");
+    let (out_info, _) = assert_same_timing(&input, &output);
+    assert_eq!((out_info.width, out_info.height, out_info.rotation), (48, 64, 0), "written upright at the source's display size");
+}
+
+#[test]
+fn start_and_duration_cut_the_video_and_its_audio() {
+    let dir = common::scratch_dir("pipeline-cut");
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec { audio: Some((ClipAudio::Aac, 0.48)), ..ClipSpec::new(64, 48) });
+    let output = dir.join("out.mp4");
+    let report = run(&VideoJob { start: Some(0.2), duration: Some(0.2), ..job(&input, &output) });
+    let pts: Vec<f64> = report.frames.iter().map(|f| f.pts_seconds).collect();
+    assert_eq!(pts.len(), 5);
+    assert!(pts.iter().zip([0.20, 0.24, 0.28, 0.32, 0.36]).all(|(a, b)| (a - b).abs() < 1e-6), "{pts:?}");
+    let (out_info, out_frames) = decode_all(&output);
+    assert_eq!(out_frames.len(), 5);
+    assert!(out_frames[0].pts_seconds.abs() < 1e-6, "the cut starts at 0");
+    let audio = out_info.other_streams.iter().find(|s| s.kind == StreamKind::Audio).expect("audio kept");
+    assert!((audio.duration_seconds.unwrap() - 0.2).abs() < 0.03, "{:?}", audio.duration_seconds);
+    // --max-frames caps the count.
+    let output = dir.join("capped.mp4");
+    assert_eq!(run(&VideoJob { max_frames: Some(3), ..job(&input, &output) }).frames.len(), 3);
+    assert_eq!(decode_all(&output).1.len(), 3);
+}
+
+/// Raises the stop flag, as Ctrl-C does, once `after` frames are finished.
+struct StopAfter<'a> {
+    after: usize,
+    finished: usize,
+    stop: &'a AtomicBool,
+}
+
+impl Progress for StopAfter<'_> {
+    fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {}
+}
+
+impl VideoProgress for StopAfter<'_> {
+    fn begin(&mut self, _: Option<u64>) {}
+    fn frame(&mut self, _: &FrameRecord) {
+        self.finished += 1;
+        if self.finished >= self.after {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_interrupted_run_resumes_without_recomputing_finished_frames() {
+    let dir = common::scratch_dir("pipeline-resume");
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec::new(64, 48));
+    let output = dir.join("out.mp4");
+    let the_job = job(&input, &output);
+
+    let stop = AtomicBool::new(false);
+    let err = run_video(&the_job, &mut StopAfter { after: 3, finished: 0, stop: &stop }, &stop).unwrap_err().to_string();
+    assert!(err.contains("3 finished frames") && err.contains("run the same command again"), "{err}");
+    assert!(!output.exists(), "no output under its name after an interruption");
+    assert_eq!(names_in(&dir), ["in.mp4", "out.mp4.partial"], "no temporary file left");
+    let workdir = WorkDir::path_for(&output);
+    let first_run: Vec<FrameRecord> =
+        (1..=3).map(|i| serde_json::from_str(&std::fs::read_to_string(workdir.join(format!("frame_{i:06}.json"))).unwrap()).unwrap()).collect();
+
+    // Other settings: refused, naming the difference and --fresh.
+    let changed = VideoJob { settings: Settings { style_weight: 1e-2, ..the_job.settings.clone() }, ..the_job.clone() };
+    let err = run_video(&changed, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
+    assert!(err.contains("different settings") && err.contains("settings") && err.contains("--fresh"), "{err}");
+
+    // The same command again: frames 1–3 come from the work directory, 4–12 are computed.
+    let report = run(&the_job);
+    assert_eq!(report.totals.resumed_frames, 3);
+    assert_eq!(report.totals.computed_frames, 9);
+    for (i, f) in report.frames.iter().enumerate() {
+        assert_eq!(f.resumed, i < 3, "frame {i}");
+    }
+    for (resumed, original) in report.frames[..3].iter().zip(&first_run) {
+        assert_eq!((resumed.total, resumed.iterations), (original.total, original.iterations));
+    }
+    assert_same_timing(&input, &output);
+    assert!(!workdir.exists());
+
+    // --fresh after another interruption starts over.
+    let stop = AtomicBool::new(false);
+    let again = VideoJob { overwrite: true, ..the_job.clone() };
+    run_video(&again, &mut StopAfter { after: 2, finished: 0, stop: &stop }, &stop).unwrap_err();
+    let report = run(&VideoJob { fresh: true, ..again });
+    assert_eq!(report.totals.resumed_frames, 0);
+}
+
+// ---- the command line ----
+
+fn cli() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stylize-video"));
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Starts the CLI on a clip slow enough to interrupt, waits until it has finished `frames`
+/// frames, and returns the running process.
+fn start_and_wait_for_frames(args: &[&str], workdir: &Path, frames: usize) -> std::process::Child {
+    let mut child = cli().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let finished = std::fs::read_dir(workdir).map(|d| d.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".json") && !e.as_ref().unwrap().file_name().to_string_lossy().starts_with("settings")).count()).unwrap_or(0);
+        if finished >= frames {
+            return child;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn interruptible_clip(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec { frames: 24, ..ClipSpec::new(64, 48) });
+    (input, dir.join("out.mp4"), dir.join("report.json"))
+}
+
+fn slow_args<'a>(input: &'a Path, output: &'a Path, report: &'a Path) -> Vec<&'a str> {
+    vec![
+        input.to_str().unwrap(), "--style", "samples/starry_night.jpg", "-o", output.to_str().unwrap(),
+        "--report", report.to_str().unwrap(), "--size", "64", "--first-iterations", "2", "--iterations", "12", "--tol", "0",
+    ]
+}
+
+fn resumed_frames(report: &Path) -> Vec<bool> {
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    r["frames"].as_array().unwrap().iter().map(|f| f["resumed"].as_bool().unwrap()).collect()
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
+    let dir = common::scratch_dir("pipeline-sigint");
+    let (input, output, report) = interruptible_clip(&dir);
+    let args = slow_args(&input, &output, &report);
+    let child = start_and_wait_for_frames(&args, &WorkDir::path_for(&output), 2);
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("run the same command again to resume"), "{stderr}");
+    assert!(!output.exists());
+
+    let out = cli().args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resumed = resumed_frames(&report);
+    assert_eq!(resumed.len(), 24);
+    let k = resumed.iter().take_while(|r| **r).count();
+    assert!(k >= 2 && resumed[k..].iter().all(|r| !r), "{resumed:?}");
+    assert_eq!(decode_all(&output).1.len(), 24);
+}
+
+#[test]
+fn after_kill_9_the_same_command_resumes_and_cleans_up() {
+    let dir = common::scratch_dir("pipeline-sigkill");
+    let (input, output, report) = interruptible_clip(&dir);
+    let args = slow_args(&input, &output, &report);
+    let mut child = start_and_wait_for_frames(&args, &WorkDir::path_for(&output), 2);
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    assert!(!output.exists());
+
+    let out = cli().args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(resumed_frames(&report).iter().take_while(|r| **r).count() >= 2);
+    assert_eq!(decode_all(&output).1.len(), 24);
+    assert_eq!(names_in(&dir), ["in.mp4", "out.mp4", "report.json"], "stale temporary files removed");
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors_that_leave_no_output() {
+    let dir = common::scratch_dir("pipeline-errors");
+    let clip = dir.join("clip.mp4");
+    make_clip(&clip, &ClipSpec { frames: 2, ..ClipSpec::new(32, 24) });
+    let text = dir.join("notes.mp4");
+    std::fs::write(&text, "not a video\n").unwrap();
+    let wav = dir.join("voice.wav");
+    make_audio_only(&wav, 0.2);
+    let empty = dir.join("empty.avi");
+    make_clip(&empty, &ClipSpec { frames: 0, video: ClipVideo::Ffv1, ..ClipSpec::new(32, 24) });
+    let bad_style = dir.join("style.jpg");
+    std::fs::write(&bad_style, "not a picture\n").unwrap();
+    let existing = dir.join("existing.mp4");
+    std::fs::write(&existing, "precious").unwrap();
+    let before = names_in(&dir);
+    let out = dir.join("out.mp4");
+    let (clip_s, out_s) = (clip.to_str().unwrap(), out.to_str().unwrap());
+    let style = "samples/starry_night.jpg";
+    let missing = dir.join("missing.mp4");
+    let unknown_extension = dir.join("out.avi2");
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (vec![missing.to_str().unwrap(), "--style", style, "-o", out_s], "missing.mp4", "file not found"),
+        (vec![text.to_str().unwrap(), "--style", style, "-o", out_s], "notes.mp4", "not a video"),
+        (vec![wav.to_str().unwrap(), "--style", style, "-o", out_s], "voice.wav", "no video stream"),
+        (vec![empty.to_str().unwrap(), "--style", style, "-o", out_s], "empty.avi", "no video frames"),
+        (vec![clip_s, "--style", bad_style.to_str().unwrap(), "-o", out_s], "style.jpg", "not an image"),
+        (vec![clip_s, "--style", style, "-o", "/nonexistent-dir/out.mp4"], "out.mp4", "does not exist"),
+        (vec![clip_s, "--style", style, "-o", existing.to_str().unwrap()], "existing.mp4", "already exists"),
+        (vec![clip_s, "--style", style, "-o", unknown_extension.to_str().unwrap()], "out.avi2", "container"),
+        (vec![clip_s, "--style", style, "-o", out_s, "--start", "ten"], "ten", "not a time"),
+    ];
+    for (mut args, names, problem) in cases {
+        args.extend(["--size", "32", "--first-iterations", "1", "--iterations", "1", "--quiet"]);
+        let result = cli().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(names) && stderr.contains(problem), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(names_in(&dir), before, "{args:?} left files behind");
+    }
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "precious");
+}
