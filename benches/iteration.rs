@@ -1,14 +1,26 @@
 //! Benchmark: milliseconds per optimisation iteration (forward through VGG16, losses, backward
-//! to the pixels, optimiser step) at 256×144 and 384×216, and the wall time of the still-image
-//! demo at its defaults. Prints numbers; asserts nothing. Run: `cargo bench --bench iteration`.
+//! to the pixels, optimiser step), the still-image demo, and the video pipeline's seconds per
+//! frame. Prints numbers; asserts nothing.
+//!
+//! `cargo bench --bench iteration` runs the default set (256×144 and 384×216 iterations, the
+//! still demo). `scripts/bench-vs-pytorch` drives single measurements through `BENCH_MODE`:
+//! - `iteration` (`BENCH_SIZE=WxH`, `BENCH_ITERATIONS`, `BENCH_OPTIMIZER=adam|lbfgs`):
+//!   `ours WxH median_ms=… min_ms=… peak_rss_mib=…`
+//! - `sgemm`: the machine's single-precision matrix-product rate through `gemm` (the crate our
+//!   kernels use), `sgemm_gflops=…`
+//! - `video` (`BENCH_FRAMES`): the sample clip at the defaults, `video frames=… first_s=… warm_s=… peak_rss_mib=…`
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use stylize_video::image_io::{load_rgb, resize, size_for_area, to_tensor};
+use stylize_video::optim::OptimizerKind;
+use stylize_video::pipeline::{run_video, OutputSize, VideoJob, DEFAULT_FIRST_ITERATIONS, DEFAULT_WARM_ITERATIONS};
 use stylize_video::progress::{NoProgress, Progress};
-use stylize_video::still::{run_still, StillJob};
+use stylize_video::still::{run_still, Init, StillJob, StyleSpec, DEFAULT_SIZE};
 use stylize_video::stylize::{LossTerms, Settings, Stylizer};
+use stylize_video::video::VideoCodec;
 use stylize_video::vgg::{weights_path, Pooling, Vgg16};
 
 /// Records the time of each optimiser step.
@@ -29,31 +41,140 @@ fn sample(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples").join(name)
 }
 
-fn main() {
-    let iterations: usize = std::env::var("BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
-    let threads = rayon::current_num_threads();
-    println!("stylize-video iteration benchmark ({threads} rayon threads, {iterations} timed iterations per size)");
-    println!("{:>10}  {:>12}  {:>12}", "frame", "median ms/it", "min ms/it");
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    kib / 1024.0
+}
+
+/// Milliseconds of each of `iterations` optimisation steps at `w × h` (after 2 warm-up steps).
+fn iteration_times(w: u32, h: u32, iterations: usize, optimizer: OptimizerKind) -> Vec<f64> {
     let content = load_rgb(&sample("pedestrians_frame0.jpg")).unwrap();
     let style = load_rgb(&sample("starry_night.jpg")).unwrap();
-    for (w, h) in [(256u32, 144u32), (384, 216)] {
-        let dev = candle_core::Device::Cpu;
-        let (sw, sh) = size_for_area(style.width(), style.height(), (w * h) as f64);
-        let style_t = to_tensor(&resize(&style, sw, sh), &dev).unwrap();
-        let content_t = to_tensor(&resize(&content, w, h), &dev).unwrap();
-        let vgg = Vgg16::load(&weights_path(None), Pooling::Max).unwrap();
-        let settings = Settings { tol: 0.0, ..Settings::default() };
-        let stylizer = Stylizer::new(vgg, settings, &[(style_t, 1.0)]).unwrap();
-        let target = stylizer.content_target(&content_t).unwrap();
-        // Warm-up: first-touch allocations, rayon pool start.
-        stylizer.optimise(&target, &content_t, 2, &mut NoProgress).unwrap();
-        let mut times = StepTimes(vec![Instant::now()]);
-        stylizer.optimise(&target, &content_t, iterations, &mut times).unwrap();
-        let per_step: Vec<f64> = times.0.windows(2).map(|p| (p[1] - p[0]).as_secs_f64() * 1e3).collect();
-        let min = per_step.iter().cloned().fold(f64::MAX, f64::min);
-        println!("{:>10}  {:>12.0}  {:>12.0}", format!("{w}x{h}"), median(per_step), min);
-    }
+    let dev = candle_core::Device::Cpu;
+    let (sw, sh) = size_for_area(style.width(), style.height(), (w * h) as f64);
+    let style_t = to_tensor(&resize(&style, sw, sh), &dev).unwrap();
+    let content_t = to_tensor(&resize(&content, w, h), &dev).unwrap();
+    let vgg = Vgg16::load(&weights_path(None), Pooling::Max).unwrap();
+    let settings = Settings {
+        tol: 0.0,
+        optimizer,
+        learning_rate: Settings::default_learning_rate(optimizer),
+        ..Settings::default()
+    };
+    let stylizer = Stylizer::new(vgg, settings, &[(style_t, 1.0)]).unwrap();
+    let target = stylizer.content_target(&content_t).unwrap();
+    stylizer.optimise(&target, &content_t, 2, &mut NoProgress).unwrap();
+    let mut times = StepTimes(vec![Instant::now()]);
+    stylizer.optimise(&target, &content_t, iterations, &mut times).unwrap();
+    times.0.windows(2).map(|p| (p[1] - p[0]).as_secs_f64() * 1e3).collect()
+}
 
+fn parse_size(text: &str) -> (u32, u32) {
+    let (w, h) = text.split_once('x').expect("BENCH_SIZE is WxH");
+    (w.parse().unwrap(), h.parse().unwrap())
+}
+
+/// GFLOP/s of a 2048³ single-precision product through `gemm` on all rayon threads (best of 5).
+fn sgemm_gflops() -> f64 {
+    let n = 2048;
+    let a = vec![1.0f32; n * n];
+    let b = vec![0.5f32; n * n];
+    let mut c = vec![0f32; n * n];
+    let threads = rayon::current_num_threads();
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        unsafe {
+            gemm::gemm(
+                n, n, n,
+                c.as_mut_ptr(), 1, n as isize, false,
+                a.as_ptr(), 1, n as isize,
+                b.as_ptr(), 1, n as isize,
+                0.0, 1.0, false, false, false,
+                gemm::Parallelism::Rayon(threads),
+            );
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+fn video(frames: u64) {
+    let out = std::env::temp_dir().join(format!("stylize-video-bench-{}.mp4", std::process::id()));
+    let job = VideoJob {
+        input: sample("pedestrians.mp4"),
+        style: StyleSpec { paths: vec![sample("starry_night.jpg")], blend_weights: vec![1.0], scale: 1.0 },
+        output: out.clone(),
+        size: DEFAULT_SIZE,
+        output_size: OutputSize::Processing,
+        first_iterations: DEFAULT_FIRST_ITERATIONS,
+        iterations: DEFAULT_WARM_ITERATIONS,
+        init: Init::Content,
+        seed: 0,
+        pooling: Pooling::Max,
+        settings: Settings::default(),
+        weights: None,
+        codec: VideoCodec::default(),
+        keep_audio: true,
+        frames_dir: None,
+        start: None,
+        duration: None,
+        max_frames: Some(frames),
+        overwrite: true,
+        fresh: true,
+        keep_work: false,
+        report: None,
+    };
+    let report = run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap();
+    let _ = std::fs::remove_file(out);
+    let t = report.totals;
+    println!(
+        "video frames={} size={}x{} first_s={:.2} warm_s={:.2} total_s={:.1} peak_rss_mib={:.0}",
+        t.frames,
+        report.width,
+        report.height,
+        t.first_frame_seconds.unwrap_or(f64::NAN),
+        t.warm_frame_seconds.unwrap_or(f64::NAN),
+        t.seconds,
+        peak_rss_mib()
+    );
+}
+
+fn main() {
+    match std::env::var("BENCH_MODE").as_deref() {
+        Ok("iteration") => {
+            let (w, h) = parse_size(&std::env::var("BENCH_SIZE").unwrap_or_else(|_| "384x216".into()));
+            let optimizer = env_or("BENCH_OPTIMIZER", OptimizerKind::Adam);
+            let times = iteration_times(w, h, env_or("BENCH_ITERATIONS", 10), optimizer);
+            let min = times.iter().cloned().fold(f64::MAX, f64::min);
+            println!("ours {w}x{h} median_ms={:.1} min_ms={min:.1} peak_rss_mib={:.0}", median(times), peak_rss_mib());
+        }
+        Ok("sgemm") => println!("sgemm_gflops={:.1}", sgemm_gflops()),
+        Ok("video") => video(env_or("BENCH_FRAMES", 6)),
+        _ => default_set(),
+    }
+}
+
+fn default_set() {
+    let iterations: usize = env_or("BENCH_ITERATIONS", 12);
+    let threads = rayon::current_num_threads();
+    println!("stylize-video iteration benchmark ({threads} rayon threads, {iterations} timed L-BFGS iterations per size)");
+    println!("{:>10}  {:>12}  {:>12}", "frame", "median ms/it", "min ms/it");
+    for (w, h) in [(256u32, 144u32), (384, 216)] {
+        let times = iteration_times(w, h, iterations, OptimizerKind::Lbfgs);
+        let min = times.iter().cloned().fold(f64::MAX, f64::min);
+        println!("{:>10}  {:>12.0}  {:>12.0}", format!("{w}x{h}"), median(times), min);
+    }
     let out = std::env::temp_dir().join("stylize-video-bench-demo.png");
     let cli_defaults = StillJob::with_defaults(sample("pedestrians_frame0.jpg"), sample("starry_night.jpg"), out.clone());
     let started = Instant::now();

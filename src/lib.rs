@@ -3,7 +3,7 @@
 //! The data path, one module per step:
 //! - [`video`]: video files in (decode, scale, rotate) and out (encode, copy the other streams);
 //! - [`image_io`]: still images ↔ network input tensors, atomic writes;
-//! - [`vgg`] (with [`layers`]): the VGG16 feature extractor with constant weights;
+//! - [`vgg`] (with [`layers`], [`winograd`]): the VGG16 feature extractor with constant weights;
 //! - [`loss`]: Gram matrices, J_style, J_content, J_tv as in Gatys et al.;
 //! - [`optim`]: L-BFGS and Adam over the pixels;
 //! - [`stylize`]: J(G) = α J_content + β J_style + γ_tv J_tv, optimised from a starting image;
@@ -22,6 +22,7 @@ pub mod progress;
 pub mod still;
 pub mod stylize;
 pub mod vgg;
+pub mod winograd;
 pub mod video;
 pub mod workdir;
 

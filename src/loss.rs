@@ -17,6 +17,9 @@ pub fn gram_matrix(a: &Tensor) -> Result<Tensor> {
     if n != 1 {
         return Err(Error::Settings(format!("gram_matrix expects one image, got a batch of {n}")));
     }
+    if a.device().is_cpu() {
+        return Ok(a.contiguous()?.apply_op1(crate::layers::Gram)?);
+    }
     let a = a.reshape((n_c, n_h * n_w))?;
     Ok(a.matmul(&a.t()?)?)
 }

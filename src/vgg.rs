@@ -9,7 +9,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -163,7 +162,7 @@ impl Vgg16 {
                     }
                 }
             }
-            let weights = Conv3x3Weights { c_out, c_in, weight: Arc::new(weight), bias: Some(Arc::new(bias)) };
+            let weights = Conv3x3Weights::new(c_out, c_in, weight, Some(bias));
             convs.push((layer, Conv3x3Relu::new(weights)));
             c_in = c_out;
         }

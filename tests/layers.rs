@@ -1,10 +1,8 @@
 //! The custom VGG layers against candle's own ops (forward and input gradient), on random
 //! tensors of VGG-like shapes, including odd sizes.
 
-use std::sync::Arc;
-
 use candle_core::{Device, Tensor, Var};
-use stylize_video::layers::{Conv3x3Relu, Conv3x3Weights, Pool2x2};
+use stylize_video::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights, Pool2x2};
 
 fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
     let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -21,28 +19,33 @@ fn check_conv(c_in: usize, c_out: usize, h: usize, w: usize) {
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, c_in, h, w), &dev).unwrap()).unwrap();
     let probe = Tensor::randn(0f32, 1.0, (1, c_out, h, w), &dev).unwrap();
 
-    let ours_op = Conv3x3Relu::new(Conv3x3Weights {
-        c_out,
-        c_in,
-        weight: Arc::new(weight.flatten_all().unwrap().to_vec1().unwrap()),
-        bias: Some(Arc::new(bias.to_vec1().unwrap())),
-    });
-    let ours = x.as_tensor().apply_op1(ours_op).unwrap();
     let candle = x.as_tensor().conv2d(&weight, 1, 1, 1, 1).unwrap().broadcast_add(&bias.reshape((1, c_out, 1, 1)).unwrap()).unwrap().relu().unwrap();
-    let fwd = max_rel_diff(&ours, &candle);
-    assert!(fwd < 1e-5, "forward {c_in}->{c_out} {h}x{w}: {fwd}");
-
     let grad = |y: &Tensor| (y * &probe).unwrap().sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
-    let bwd = max_rel_diff(&grad(&ours), &grad(&candle));
-    assert!(bwd < 1e-4, "input gradient {c_in}->{c_out} {h}x{w}: {bwd}");
+    let candle_grad = grad(&candle);
+    for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Winograd] {
+        let ours_op = Conv3x3Relu::new(Conv3x3Weights::with_algorithm(
+            c_out,
+            c_in,
+            weight.flatten_all().unwrap().to_vec1().unwrap(),
+            Some(bias.to_vec1().unwrap()),
+            algorithm,
+        ));
+        let ours = x.as_tensor().apply_op1(ours_op).unwrap();
+        let fwd = max_rel_diff(&ours, &candle);
+        assert!(fwd < 1e-5, "{algorithm:?} forward {c_in}->{c_out} {h}x{w}: {fwd}");
+        let bwd = max_rel_diff(&grad(&ours), &candle_grad);
+        assert!(bwd < 1e-4, "{algorithm:?} input gradient {c_in}->{c_out} {h}x{w}: {bwd}");
+    }
 }
 
 #[test]
 fn conv3x3_relu_matches_candle_conv2d() {
     check_conv(3, 64, 18, 24);
     check_conv(64, 64, 7, 9);
+    check_conv(64, 128, 40, 33);
     check_conv(128, 256, 5, 3);
     check_conv(512, 512, 2, 1);
+    check_conv(512, 512, 13, 24);
 }
 
 #[test]
@@ -77,4 +80,18 @@ fn pooling_forward_matches_candle_and_backward_routes_to_the_window() {
             }
         }
     }
+}
+
+#[test]
+fn gram_op_matches_matmul_forward_and_gradient() {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, 32, 9, 13), &dev).unwrap()).unwrap();
+    let probe = Tensor::randn(0f32, 1.0, (32, 32), &dev).unwrap();
+    let ours = stylize_video::loss::gram_matrix(x.as_tensor()).unwrap();
+    let f = x.as_tensor().reshape((32, 9 * 13)).unwrap();
+    let reference = f.matmul(&f.t().unwrap()).unwrap();
+    assert!(max_rel_diff(&ours, &reference) < 1e-5);
+    let grad = |g: &Tensor| (g * &probe).unwrap().sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
+    let diff = max_rel_diff(&grad(&ours), &grad(&reference));
+    assert!(diff < 1e-5, "gradient differs by {diff}");
 }

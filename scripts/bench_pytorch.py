@@ -1,0 +1,80 @@
+"""PyTorch side of scripts/bench-vs-pytorch: the same workload as stylize-video's benchmark
+(VGG16 conv layers from weights/vgg16-conv.safetensors up to relu5_1, style relu1_1..relu5_1 +
+content relu4_2, max pooling, the project's losses, one Adam step on the pixels), f32 on the CPU.
+Prints one line: `pytorch WxH median_ms=… min_ms=…`. Bench-only: never a product dependency.
+
+usage: bench_pytorch.py WEIGHTS WIDTH HEIGHT ITERATIONS THREADS
+"""
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+weights_path, width, height, iterations, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+
+W = load_file(weights_path)
+W["conv1_1.weight"] = W["conv1_1.weight"].flip(1).contiguous()  # BGR -> RGB input, as ours
+BLOCKS = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]
+STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+CONTENT = "relu4_2"
+ALPHA, BETA, TV = 1.0, 5e-4, 1e-3
+
+
+def features(x, wanted):
+    out = {}
+    deepest = max(int(n[4]) * 10 + int(n[6]) for n in wanted)
+    for b, (convs, _) in enumerate(BLOCKS, start=1):
+        if b > 1:
+            x = F.max_pool2d(x, 2)
+        for c in range(1, convs + 1):
+            if b * 10 + c > deepest:
+                return out
+            x = F.relu(F.conv2d(x, W[f"conv{b}_{c}.weight"], W[f"conv{b}_{c}.bias"], padding=1))
+            name = f"relu{b}_{c}"
+            if name in wanted:
+                out[name] = x
+    return out
+
+
+def gram(a):
+    c = a.shape[1]
+    f = a.reshape(c, -1)
+    return f @ f.t()
+
+
+def cost(image, content_target, style_targets):
+    feats = features(image, STYLE + [CONTENT])
+    a = feats[CONTENT]
+    _, c, h, w = a.shape
+    j_content = ((content_target - a) ** 2).sum() / (4 * h * w * c)
+    j_style = 0
+    for name in STYLE:
+        a = feats[name]
+        _, c, h, w = a.shape
+        j_style = j_style + ((style_targets[name] - gram(a)) ** 2).sum() / (2 * h * w * c) ** 2 / len(STYLE)
+    j_tv = (((image[:, :, 1:] - image[:, :, :-1]) ** 2).sum() + ((image[:, :, :, 1:] - image[:, :, :, :-1]) ** 2).sum()) / image.numel()
+    return ALPHA * j_content + BETA * j_style + TV * j_tv
+
+
+with torch.no_grad():
+    content = torch.rand(1, 3, height, width) * 255 - 120
+    style = torch.rand(1, 3, height, width) * 255 - 120
+    content_target = features(content, [CONTENT])[CONTENT]
+    style_targets = {k: gram(v) for k, v in features(style, STYLE).items()}
+image = content.clone().requires_grad_(True)
+optimizer = torch.optim.Adam([image], lr=10.0)
+times = []
+for i in range(iterations + 2):
+    t = time.perf_counter()
+    optimizer.zero_grad()
+    j = cost(image, content_target, style_targets)
+    j.backward()
+    optimizer.step()
+    if i >= 2:  # warm-up
+        times.append((time.perf_counter() - t) * 1e3)
+print(f"pytorch {width}x{height} median_ms={statistics.median(times):.1f} min_ms={min(times):.1f}")
