@@ -72,10 +72,9 @@ pub fn conv3x3(
         || (Vec::new(), Vec::new()),
         |(v, m): &mut (Vec<f32>, Vec<f32>), &(t0, t1)| {
             let nt = t1 - t0;
-            v.clear();
-            v.resize(16 * c_in * nt, 0.0);
-            m.clear();
-            m.resize(16 * c_out * nt, 0.0);
+            // Every entry is written before it is read: grow the buffers, never clear them.
+            grow(v, 16 * c_in * nt);
+            grow(m, 16 * c_out * nt);
             input_transform(input, c_in, h, w, tiles_w, t0, t1, v);
             for xi in 0..16 {
                 // SAFETY: the slices are sized for these shapes; dst is this task's own buffer.
@@ -97,44 +96,61 @@ pub fn conv3x3(
     );
 }
 
+fn grow(buffer: &mut Vec<f32>, len: usize) {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+}
+
+/// The rows of tiles that tiles t0..t1 (numbered row by row) touch, each as
+/// (tile row, first tile column, end tile column, index of its first tile within the block).
+fn tile_rows(tiles_w: usize, t0: usize, t1: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (t0 / tiles_w..t1.div_ceil(tiles_w)).map(move |ty| {
+        let first = t0.max(ty * tiles_w);
+        let end = t1.min((ty + 1) * tiles_w);
+        (ty, first - ty * tiles_w, end - ty * tiles_w, first - t0)
+    })
+}
+
 /// V_ξ[ci][t] = (Bᵀ d B)_ξ for the 4×4 input patch d of tile t (zero outside the image),
-/// with Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]].
+/// with Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]. Computed a row of
+/// tiles at a time: first Bᵀ d for the whole width (the four input rows combined, contiguous
+/// and vectorisable), then · B per tile, writing each ξ's row of tiles contiguously.
 #[allow(clippy::too_many_arguments)]
 fn input_transform(input: &[f32], c_in: usize, h: usize, w: usize, tiles_w: usize, t0: usize, t1: usize, v: &mut [f32]) {
     let nt = t1 - t0;
+    let padded = 2 * tiles_w + 2; // padded column p holds image column p − 1
+    let mut rows = vec![vec![0f32; padded]; 4];
+    let mut r = vec![vec![0f32; padded]; 4];
     for ci in 0..c_in {
         let plane = &input[ci * h * w..][..h * w];
-        for t in t0..t1 {
-            let (ty, tx) = (t / tiles_w, t % tiles_w);
-            let (y0, x0) = (2 * ty as isize - 1, 2 * tx as isize - 1);
-            let mut d = [[0f32; 4]; 4];
-            let interior = y0 >= 0 && x0 >= 0 && y0 + 4 <= h as isize && x0 + 4 <= w as isize;
-            for (i, row) in d.iter_mut().enumerate() {
-                let y = y0 + i as isize;
-                if !interior && (y < 0 || y >= h as isize) {
-                    continue;
-                }
-                let line = &plane[y as usize * w..][..w];
-                for (j, val) in row.iter_mut().enumerate() {
-                    let x = x0 + j as isize;
-                    if interior || (x >= 0 && x < w as isize) {
-                        *val = line[x as usize];
-                    }
+        for (ty, tx0, tx1, offset) in tile_rows(tiles_w, t0, t1) {
+            for (i, row) in rows.iter_mut().enumerate() {
+                let y = (2 * ty + i) as isize - 1;
+                row.fill(0.0);
+                if y >= 0 && (y as usize) < h {
+                    row[1..=w].copy_from_slice(&plane[y as usize * w..][..w]);
                 }
             }
-            // r = Bᵀ d (rows), then Bᵀ d B (columns)
-            let mut r = [[0f32; 4]; 4];
-            for j in 0..4 {
-                r[0][j] = d[0][j] - d[2][j];
-                r[1][j] = d[1][j] + d[2][j];
-                r[2][j] = d[2][j] - d[1][j];
-                r[3][j] = d[1][j] - d[3][j];
+            // r = Bᵀ d, a whole padded row at a time
+            for p in 0..padded {
+                let (d0, d1, d2, d3) = (rows[0][p], rows[1][p], rows[2][p], rows[3][p]);
+                r[0][p] = d0 - d2;
+                r[1][p] = d1 + d2;
+                r[2][p] = d2 - d1;
+                r[3][p] = d1 - d3;
             }
-            let base = ci * nt + (t - t0);
-            for i in 0..4 {
-                let row = [r[i][0] - r[i][2], r[i][1] + r[i][2], r[i][2] - r[i][1], r[i][1] - r[i][3]];
-                for (j, val) in row.into_iter().enumerate() {
-                    v[(i * 4 + j) * c_in * nt + base] = val;
+            let count = tx1 - tx0;
+            for (i, ri) in r.iter().enumerate() {
+                let base = |j: usize| (i * 4 + j) * c_in * nt + ci * nt + offset;
+                let (b0, b1, b2, b3) = (base(0), base(1), base(2), base(3));
+                for k in 0..count {
+                    let c = 2 * (tx0 + k);
+                    let (a, b, cc, d) = (ri[c], ri[c + 1], ri[c + 2], ri[c + 3]);
+                    v[b0 + k] = a - cc;
+                    v[b1 + k] = b + cc;
+                    v[b2 + k] = cc - b;
+                    v[b3 + k] = b - d;
                 }
             }
         }
@@ -142,7 +158,7 @@ fn input_transform(input: &[f32], c_in: usize, h: usize, w: usize, tiles_w: usiz
 }
 
 /// Y = Aᵀ M A (+ bias, ReLU) with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], written into the output
-/// pixels of tiles t0..t1 that lie inside the image.
+/// pixels of tiles t0..t1 that lie inside the image; a row of tiles at a time.
 #[allow(clippy::too_many_arguments)]
 unsafe fn output_transform(
     m: &[f32],
@@ -157,34 +173,40 @@ unsafe fn output_transform(
     out: *mut f32,
 ) {
     let nt = t1 - t0;
+    let mut s = vec![vec![0f32; tiles_w]; 8]; // s[i·4 + j] = (Aᵀ M)[i][j] per tile
     for co in 0..c_out {
         let b = bias.map_or(0.0, |b| b[co]);
         let plane = out.add(co * h * w);
-        for t in t0..t1 {
-            let mut mm = [[0f32; 4]; 4];
-            for (i, row) in mm.iter_mut().enumerate() {
-                for (j, val) in row.iter_mut().enumerate() {
-                    *val = m[((i * 4 + j) * c_out + co) * nt + (t - t0)];
+        for (ty, tx0, tx1, offset) in tile_rows(tiles_w, t0, t1) {
+            let count = tx1 - tx0;
+            let mrow = |i: usize, j: usize| &m[((i * 4 + j) * c_out + co) * nt + offset..][..count];
+            for j in 0..4 {
+                let (m0, m1, m2, m3) = (mrow(0, j), mrow(1, j), mrow(2, j), mrow(3, j));
+                let (top, bottom) = s.split_at_mut(4);
+                let (s0, s1) = (&mut top[j][..count], &mut bottom[j][..count]);
+                for k in 0..count {
+                    s0[k] = m0[k] + m1[k] + m2[k];
+                    s1[k] = m1[k] - m2[k] - m3[k];
                 }
             }
-            // s = Aᵀ M (2×4), then Y = s A (2×2)
-            let mut s = [[0f32; 4]; 2];
-            for j in 0..4 {
-                s[0][j] = mm[0][j] + mm[1][j] + mm[2][j];
-                s[1][j] = mm[1][j] - mm[2][j] - mm[3][j];
-            }
-            let (ty, tx) = (t / tiles_w, t % tiles_w);
-            for (i, row) in s.iter().enumerate() {
+            for i in 0..2 {
                 let y = 2 * ty + i;
                 if y >= h {
                     continue;
                 }
-                let pair = [row[0] + row[1] + row[2], row[1] - row[2] - row[3]];
-                for (j, val) in pair.into_iter().enumerate() {
-                    let x = 2 * tx + j;
-                    if x < w {
-                        let val = val + b;
-                        *plane.add(y * w + x) = if relu { val.max(0.0) } else { val };
+                let line = plane.add(y * w);
+                let (a, bb, c, d) = (&s[i * 4], &s[i * 4 + 1], &s[i * 4 + 2], &s[i * 4 + 3]);
+                for k in 0..count {
+                    let x = 2 * (tx0 + k);
+                    let mut y0 = a[k] + bb[k] + c[k] + b;
+                    let mut y1 = bb[k] - c[k] - d[k] + b;
+                    if relu {
+                        y0 = y0.max(0.0);
+                        y1 = y1.max(0.0);
+                    }
+                    *line.add(x) = y0;
+                    if x + 1 < w {
+                        *line.add(x + 1) = y1;
                     }
                 }
             }
