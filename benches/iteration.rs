@@ -16,11 +16,10 @@ use std::time::Instant;
 
 use stylize_video::image_io::{load_rgb, resize, size_for_area, to_tensor};
 use stylize_video::optim::OptimizerKind;
-use stylize_video::pipeline::{run_video, OutputSize, VideoJob, DEFAULT_FIRST_ITERATIONS, DEFAULT_WARM_ITERATIONS};
+use stylize_video::pipeline::{run_video, VideoJob};
 use stylize_video::progress::{NoProgress, Progress};
-use stylize_video::still::{run_still, Init, StillJob, StyleSpec, DEFAULT_SIZE};
+use stylize_video::still::{run_still, StillJob};
 use stylize_video::stylize::{LossTerms, Settings, Stylizer};
-use stylize_video::video::VideoCodec;
 use stylize_video::vgg::{weights_path, Pooling, Vgg16};
 
 /// Records the time of each optimiser step.
@@ -112,28 +111,10 @@ fn sgemm_gflops() -> f64 {
 fn video(frames: u64) {
     let out = std::env::temp_dir().join(format!("stylize-video-bench-{}.mp4", std::process::id()));
     let job = VideoJob {
-        input: sample("pedestrians.mp4"),
-        style: StyleSpec { paths: vec![sample("starry_night.jpg")], blend_weights: vec![1.0], scale: 1.0 },
-        output: out.clone(),
-        size: DEFAULT_SIZE,
-        output_size: OutputSize::Processing,
-        first_iterations: DEFAULT_FIRST_ITERATIONS,
-        iterations: DEFAULT_WARM_ITERATIONS,
-        init: Init::Content,
-        seed: 0,
-        pooling: Pooling::Max,
-        settings: Settings::default(),
-        weights: None,
-        codec: VideoCodec::default(),
-        keep_audio: true,
-        frames_dir: None,
-        start: None,
-        duration: None,
         max_frames: Some(frames),
         overwrite: true,
         fresh: true,
-        keep_work: false,
-        report: None,
+        ..VideoJob::with_defaults(sample("pedestrians.mp4"), sample("starry_night.jpg"), out.clone())
     };
     let report = run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap();
     let _ = std::fs::remove_file(out);

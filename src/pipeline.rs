@@ -20,7 +20,7 @@ use image::RgbImage;
 use crate::error::{Error, Result};
 use crate::image_io;
 use crate::progress::{Progress, VideoProgress};
-use crate::still::{Init, StyleSpec};
+use crate::still::{check_before_work, check_working_size, load_init_image, Init, StyleSpec};
 use crate::stylize::{LossTerms, Settings, Stylizer};
 use crate::vgg::{self, Pooling, Vgg16};
 use crate::video::{
@@ -90,6 +90,36 @@ pub struct VideoJob {
     pub report: Option<PathBuf>,
 }
 
+impl VideoJob {
+    /// The job with every option at its CLI default.
+    pub fn with_defaults(input: PathBuf, style: PathBuf, output: PathBuf) -> Self {
+        VideoJob {
+            input,
+            style: StyleSpec { paths: vec![style], blend_weights: vec![1.0], scale: 1.0 },
+            output,
+            size: crate::still::DEFAULT_SIZE,
+            output_size: OutputSize::Processing,
+            first_iterations: DEFAULT_FIRST_ITERATIONS,
+            iterations: DEFAULT_WARM_ITERATIONS,
+            init: Init::Content,
+            seed: 0,
+            pooling: Pooling::Max,
+            settings: Settings::default(),
+            weights: None,
+            codec: VideoCodec::default(),
+            keep_audio: true,
+            frames_dir: None,
+            start: None,
+            duration: None,
+            max_frames: None,
+            overwrite: false,
+            fresh: false,
+            keep_work: false,
+            report: None,
+        }
+    }
+}
+
 /// Totals of a run, for the report and the closing line.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Totals {
@@ -135,17 +165,10 @@ enum ToEncoder {
 /// to resume.
 pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &AtomicBool) -> Result<VideoReport> {
     let started = Instant::now();
-    job.settings.validate()?;
-    if job.size == 0 {
-        return Err(Error::Settings("--size: must be at least 1".into()));
-    }
     if job.output.exists() && !job.overwrite {
         return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
     }
-    image_io::check_writable_destination(&job.output)?;
-    if let Some(report) = &job.report {
-        image_io::check_writable_destination(report)?;
-    }
+    check_before_work(&job.settings, job.size, &job.output, job.report.as_deref())?;
     remove_stale_temporaries(&job.output);
 
     // Open the input on the decoder thread; its first message is the stream description.
@@ -157,18 +180,12 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
     };
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options)?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
-    let min_side = job.settings.min_image_side();
-    if width.min(height) < min_side {
-        return Err(Error::input(
-            &job.input,
-            format!("at --size {} frames are {width}×{height}; the chosen layers need at least {min_side} pixels per side", job.size),
-        ));
-    }
+    check_working_size(&job.input, job.size, (width, height), &job.settings)?;
     let vgg = Vgg16::load(&vgg::weights_path(job.weights.as_deref()), job.pooling)?;
     let device = vgg.device().clone();
     let styles = job.style.load(width, height, &device)?;
     let init_image = match &job.init {
-        Init::Image(path) => Some(image_io::to_tensor(&image_io::resize(&image_io::load_rgb(path)?, width, height), &device)?),
+        Init::Image(path) => Some(load_init_image(path, width, height, &device)?),
         _ => None,
     };
     if let Some(dir) = &job.frames_dir {

@@ -141,24 +141,11 @@ pub struct StillReport {
 /// Runs the job: returns the report (also written to `job.report` when set).
 pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillReport> {
     let started = Instant::now();
-    job.settings.validate()?;
-    if job.size == 0 {
-        return Err(Error::Settings("--size: must be at least 1".into()));
-    }
     image_io::output_format(&job.output)?;
-    image_io::check_writable_destination(&job.output)?;
-    if let Some(report) = &job.report {
-        image_io::check_writable_destination(report)?;
-    }
+    check_before_work(&job.settings, job.size, &job.output, job.report.as_deref())?;
     let content = image_io::load_rgb(&job.content)?;
     let (width, height) = image_io::size_for_longest_side(content.width(), content.height(), job.size);
-    let min_side = job.settings.min_image_side();
-    if width.min(height) < min_side {
-        return Err(Error::input(
-            &job.content,
-            format!("at --size {} it is {width}×{height}; the chosen layers need at least {min_side} pixels per side", job.size),
-        ));
-    }
+    check_working_size(&job.content, job.size, (width, height), &job.settings)?;
     let vgg = Vgg16::load(&vgg::weights_path(job.weights.as_deref()), job.pooling)?;
     let device = vgg.device().clone();
     let styles = job.style.load(width, height, &device)?;
@@ -166,7 +153,7 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
     let start = match &job.init {
         Init::Content => content.clone(),
         Init::Noise => image_io::noise_tensor(width, height, job.seed, &device)?,
-        Init::Image(path) => image_io::to_tensor(&image_io::resize(&image_io::load_rgb(path)?, width, height), &device)?,
+        Init::Image(path) => load_init_image(path, width, height, &device)?,
     };
 
     let stylizer = Stylizer::new(vgg, job.settings.clone(), &styles)?;
@@ -193,6 +180,36 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
         write_json(path, &report)?;
     }
     Ok(report)
+}
+
+/// Checks shared by the still and video jobs, made before any work is spent on them.
+pub(crate) fn check_before_work(settings: &Settings, size: u32, output: &Path, report: Option<&Path>) -> Result<()> {
+    settings.validate()?;
+    if size == 0 {
+        return Err(Error::Settings("--size: must be at least 1".into()));
+    }
+    image_io::check_writable_destination(output)?;
+    if let Some(report) = report {
+        image_io::check_writable_destination(report)?;
+    }
+    Ok(())
+}
+
+/// The working size must leave at least one position at the deepest layer the costs read.
+pub(crate) fn check_working_size(input: &Path, size: u32, (width, height): (u32, u32), settings: &Settings) -> Result<()> {
+    let min_side = settings.min_image_side();
+    if width.min(height) < min_side {
+        return Err(Error::input(
+            input,
+            format!("at --size {size} it is {width}×{height}; the chosen layers need at least {min_side} pixels per side"),
+        ));
+    }
+    Ok(())
+}
+
+/// An `--init PATH` image at the working size, as a network input.
+pub(crate) fn load_init_image(path: &Path, width: u32, height: u32, device: &candle_core::Device) -> Result<Tensor> {
+    image_io::to_tensor(&image_io::resize(&image_io::load_rgb(path)?, width, height), device)
 }
 
 /// Writes a value as pretty JSON, atomically.

@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 use common::clips::{frame_image, make_audio_only, make_clip, ClipAudio, ClipSpec, ClipVideo};
 use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport};
 use stylize_video::progress::{NoProgress, Progress, VideoProgress};
-use stylize_video::still::{Init, StyleSpec};
 use stylize_video::stylize::{LossTerms, Settings};
 use stylize_video::video::{DecodeOptions, DecodedFrame, StreamKind, VideoCodec, VideoDecoder, VideoInfo};
-use stylize_video::vgg::Pooling;
 use stylize_video::workdir::{FrameRecord, WorkDir};
 
 fn style_path() -> PathBuf {
@@ -25,28 +23,11 @@ fn style_path() -> PathBuf {
 /// A job with 10 iterations on frame 1 and 1 on the others, at 64 px.
 fn job(input: &Path, output: &Path) -> VideoJob {
     VideoJob {
-        input: input.to_path_buf(),
-        style: StyleSpec { paths: vec![style_path()], blend_weights: vec![1.0], scale: 1.0 },
-        output: output.to_path_buf(),
         size: 64,
-        output_size: OutputSize::Processing,
         first_iterations: 10,
         iterations: 1,
-        init: Init::Content,
-        seed: 0,
-        pooling: Pooling::Max,
         settings: Settings { tol: 0.0, ..Settings::default() },
-        weights: None,
-        codec: VideoCodec::default(),
-        keep_audio: true,
-        frames_dir: None,
-        start: None,
-        duration: None,
-        max_frames: None,
-        overwrite: false,
-        fresh: false,
-        keep_work: false,
-        report: None,
+        ..VideoJob::with_defaults(input.to_path_buf(), style_path(), output.to_path_buf())
     }
 }
 
