@@ -170,9 +170,12 @@ fn conv3x3_image(w: &Conv3x3Weights, input: &[f32], h: usize, wd: usize, relu: b
     });
 }
 
+/// Convolves a batch; with `input_mask`, input entries whose mask entry is not positive count
+/// as zero (how the ReLU backward enters the input-gradient convolution).
 fn conv3x3_batch(
     w: &Conv3x3Weights,
     input: &[f32],
+    input_mask: Option<&[f32]>,
     shape: &Shape,
     relu: bool,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
@@ -183,10 +186,18 @@ fn conv3x3_batch(
     let mut out = vec![0f32; n * w.c_out * h * wd];
     for b in 0..n {
         let image = &input[b * c * h * wd..(b + 1) * c * h * wd];
+        let mask = input_mask.map(|m| &m[b * c * h * wd..(b + 1) * c * h * wd]);
         let result = &mut out[b * w.c_out * h * wd..(b + 1) * w.c_out * h * wd];
-        match &w.winograd {
-            Some(u) => winograd::conv3x3(u, w.bias.as_deref().map(|b| &b[..]), w.c_out, w.c_in, image, h, wd, relu, result),
-            None => conv3x3_image(w, image, h, wd, relu, result),
+        match (&w.winograd, mask) {
+            (Some(u), mask) => {
+                winograd::conv3x3(u, w.bias.as_deref().map(|b| &b[..]), w.c_out, w.c_in, image, mask, h, wd, relu, result)
+            }
+            (None, None) => conv3x3_image(w, image, h, wd, relu, result),
+            (None, Some(mask)) => {
+                let masked: Vec<f32> =
+                    image.par_iter().zip(mask.par_iter()).map(|(&g, &k)| if k > 0.0 { g } else { 0.0 }).collect();
+                conv3x3_image(w, &masked, h, wd, relu, result)
+            }
         }
     }
     Ok((CpuStorage::F32(out), Shape::from((n, w.c_out, h, wd))))
@@ -213,7 +224,7 @@ impl CustomOp1 for Conv3x3Relu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        conv3x3_batch(&self.weights, contiguous_f32(storage, layout)?, layout.shape(), true)
+        conv3x3_batch(&self.weights, contiguous_f32(storage, layout)?, None, layout.shape(), true)
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -241,9 +252,7 @@ impl CustomOp2 for ReluConv3x3InputGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let grad_s = contiguous_f32(grad, grad_layout)?;
         let res_s = contiguous_f32(res, res_layout)?;
-        let masked: Vec<f32> =
-            grad_s.par_iter().zip(res_s.par_iter()).map(|(&g, &r)| if r > 0.0 { g } else { 0.0 }).collect();
-        conv3x3_batch(&self.0, &masked, grad_layout.shape(), false)
+        conv3x3_batch(&self.0, grad_s, Some(res_s), grad_layout.shape(), false)
     }
 }
 

@@ -46,7 +46,8 @@ unsafe impl Sync for SharedMut {}
 const BLOCK_BYTES: usize = 4 << 20;
 
 /// `out[co] = relu?(bias[co] + conv3x3(input)[co])` for one image `[c_in][h][w]` → `[c_out][h][w]`,
-/// with `u` from [`transform_weights`].
+/// with `u` from [`transform_weights`]. With `input_mask`, input entries whose mask entry is not
+/// positive count as zero (the ReLU backward, fused into the input transform).
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
     u: &[f32],
@@ -54,6 +55,7 @@ pub fn conv3x3(
     c_out: usize,
     c_in: usize,
     input: &[f32],
+    input_mask: Option<&[f32]>,
     h: usize,
     w: usize,
     relu: bool,
@@ -75,7 +77,7 @@ pub fn conv3x3(
             // Every entry is written before it is read: grow the buffers, never clear them.
             grow(v, 16 * c_in * nt);
             grow(m, 16 * c_out * nt);
-            input_transform(input, c_in, h, w, tiles_w, t0, t1, v);
+            input_transform(input, input_mask, c_in, h, w, tiles_w, t0, t1, v);
             for xi in 0..16 {
                 // SAFETY: the slices are sized for these shapes; dst is this task's own buffer.
                 unsafe {
@@ -117,7 +119,17 @@ fn tile_rows(tiles_w: usize, t0: usize, t1: usize) -> impl Iterator<Item = (usiz
 /// tiles at a time: first Bᵀ d for the whole width (the four input rows combined, contiguous
 /// and vectorisable), then · B per tile, writing each ξ's row of tiles contiguously.
 #[allow(clippy::too_many_arguments)]
-fn input_transform(input: &[f32], c_in: usize, h: usize, w: usize, tiles_w: usize, t0: usize, t1: usize, v: &mut [f32]) {
+fn input_transform(
+    input: &[f32],
+    mask: Option<&[f32]>,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    tiles_w: usize,
+    t0: usize,
+    t1: usize,
+    v: &mut [f32],
+) {
     let nt = t1 - t0;
     let padded = 2 * tiles_w + 2; // padded column p holds image column p − 1
     let mut rows = vec![vec![0f32; padded]; 4];
@@ -129,7 +141,16 @@ fn input_transform(input: &[f32], c_in: usize, h: usize, w: usize, tiles_w: usiz
                 let y = (2 * ty + i) as isize - 1;
                 row.fill(0.0);
                 if y >= 0 && (y as usize) < h {
-                    row[1..=w].copy_from_slice(&plane[y as usize * w..][..w]);
+                    let line = &plane[y as usize * w..][..w];
+                    match mask {
+                        None => row[1..=w].copy_from_slice(line),
+                        Some(mask) => {
+                            let keep = &mask[ci * h * w + y as usize * w..][..w];
+                            for ((r, &x), &k) in row[1..=w].iter_mut().zip(line).zip(keep) {
+                                *r = if k > 0.0 { x } else { 0.0 };
+                            }
+                        }
+                    }
                 }
             }
             // r = Bᵀ d, a whole padded row at a time
