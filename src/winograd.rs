@@ -63,9 +63,15 @@ pub fn conv3x3(
 ) {
     let (tiles_h, tiles_w) = (h.div_ceil(2), w.div_ceil(2));
     let tiles = tiles_h * tiles_w;
-    let block = (BLOCK_BYTES / (16 * 4 * (c_in + c_out))).clamp(64, tiles.max(64));
-    let blocks: Vec<(usize, usize)> = (0..tiles).step_by(block).map(|t0| (t0, (t0 + block).min(tiles))).collect();
     let threads = rayon::current_num_threads();
+    let mut block = BLOCK_BYTES / (16 * 4 * (c_in + c_out));
+    if c_in.min(c_out) >= 512 {
+        // Deep layers have few tiles and big weights, which gemm packs again for every block:
+        // one block per thread.
+        block = block.max(tiles.div_ceil(threads));
+    }
+    let block = block.clamp(64, tiles.max(64));
+    let blocks: Vec<(usize, usize)> = (0..tiles).step_by(block).map(|t0| (t0, (t0 + block).min(tiles))).collect();
     // Few blocks (deep layers, small images): let gemm split each product across the threads.
     let gemm_parallelism =
         if blocks.len() < threads { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
