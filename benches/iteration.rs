@@ -8,12 +8,16 @@
 //!   `ours WxH median_ms=… min_ms=… peak_rss_mib=…`
 //! - `sgemm`: the machine's single-precision matrix-product rate through `gemm` (the crate our
 //!   kernels use), `sgemm_gflops=…`
+//! - `layers` (`BENCH_SIZE=WxH`): each VGG16 convolution up to conv5_1 alone, forward + input
+//!   gradient, with im2col and with Winograd: `layer conv… im2col_ms=… winograd_ms=… …`
 //! - `video` (`BENCH_FRAMES`): the sample clip at the defaults, `video frames=… first_s=… warm_s=… peak_rss_mib=…`
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use candle_core::{Device, Tensor, Var};
+use stylize_video::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights};
 use stylize_video::image_io::{load_rgb, resize, size_for_area, to_tensor};
 use stylize_video::optim::OptimizerKind;
 use stylize_video::pipeline::{run_video, VideoJob};
@@ -108,6 +112,45 @@ fn sgemm_gflops() -> f64 {
     2.0 * (n * n * n) as f64 / best / 1e9
 }
 
+/// Median milliseconds of forward + input gradient of one 3×3 convolution + ReLU layer.
+fn conv_layer_ms(weights: Conv3x3Weights, h: usize, w: usize) -> f64 {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, weights.c_in, h, w), &dev).unwrap()).unwrap();
+    let probe = Tensor::randn(0f32, 1.0, (1, weights.c_out, h, w), &dev).unwrap();
+    let op = Conv3x3Relu::new(weights);
+    let times: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            let y = x.as_tensor().apply_op1(op.clone()).unwrap();
+            (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median(times[1..].to_vec())
+}
+
+/// Each VGG16 convolution up to conv5_1 at its own resolution for a `w × h` frame: both
+/// algorithms, and the direct-convolution GFLOP/s (forward + input gradient) of the faster.
+fn layers(w: usize, h: usize) {
+    let shapes = [
+        ("conv1_1", 3, 64, 1), ("conv1_2", 64, 64, 1), ("conv2_1", 64, 128, 2), ("conv2_2", 128, 128, 2),
+        ("conv3_1", 128, 256, 4), ("conv3_2", 256, 256, 4), ("conv4_1", 256, 512, 8),
+        ("conv4_2", 512, 512, 8), ("conv5_1", 512, 512, 16),
+    ];
+    for (name, c_in, c_out, scale) in shapes {
+        let (lh, lw) = (h / scale, w / scale);
+        let weight: Vec<f32> = (0..c_out * c_in * 9).map(|i| ((i * 7919 % 997) as f32 / 997.0 - 0.5) * 0.1).collect();
+        let bias = Some(vec![0.01f32; c_out]);
+        let ms = |algorithm| conv_layer_ms(Conv3x3Weights::with_algorithm(c_out, c_in, weight.clone(), bias.clone(), algorithm), lh, lw);
+        let (im2col, winograd) = (ms(ConvAlgorithm::Im2col), ms(ConvAlgorithm::Winograd));
+        let gflop = 2.0 * 2.0 * (lh * lw * c_in * c_out * 9) as f64 / 1e9;
+        println!(
+            "layer {name} {c_in}->{c_out} {lw}x{lh} im2col_ms={im2col:.1} winograd_ms={winograd:.1} gflops={:.0}",
+            gflop / (im2col.min(winograd) / 1e3)
+        );
+    }
+}
+
 fn video(frames: u64) {
     let out = std::env::temp_dir().join(format!("stylize-video-bench-{}.mp4", std::process::id()));
     let job = VideoJob {
@@ -139,6 +182,10 @@ fn main() {
             let times = iteration_times(w, h, env_or("BENCH_ITERATIONS", 10), optimizer);
             let min = times.iter().cloned().fold(f64::MAX, f64::min);
             println!("ours {w}x{h} median_ms={:.1} min_ms={min:.1} peak_rss_mib={:.0}", median(times), peak_rss_mib());
+        }
+        Ok("layers") => {
+            let (w, h) = parse_size(&std::env::var("BENCH_SIZE").unwrap_or_else(|_| "384x216".into()));
+            layers(w as usize, h as usize);
         }
         Ok("sgemm") => println!("sgemm_gflops={:.1}", sgemm_gflops()),
         Ok("video") => video(env_or("BENCH_FRAMES", 6)),

@@ -8,7 +8,7 @@
 //!   (it multiplies by the average-pooled mask where it should divide), and its `avg_pool2d`
 //!   backward maps rows wrongly when a side is odd (it upsamples with nearest neighbour
 //!   instead of scattering to the pooled window);
-//! - one place to make the CPU path fast: weights packed once, Winograd F(2×2,3×3) for the wide
+//! - one place to make the CPU path fast: weights packed once, Winograd F(4×4,3×3) for the wide
 //!   layers and row-tiled im2col + `gemm` for the narrow ones, bias and ReLU fused.
 //!
 //! Every op works on contiguous `f32` tensors of shape `(N, C, H, W)` on the CPU.
@@ -34,7 +34,7 @@ unsafe impl Sync for SharedMut {}
 pub enum ConvAlgorithm {
     /// Row-tiled im2col + one `gemm` per tile: any channel count.
     Im2col,
-    /// Winograd F(2×2, 3×3): 2.25× fewer multiplications; for layers with many channels.
+    /// Winograd F(4×4, 3×3): 4× fewer multiplications; for layers with many channels.
     Winograd,
 }
 
@@ -50,9 +50,10 @@ pub struct Conv3x3Weights {
     winograd: Option<Arc<Vec<f32>>>,
 }
 
-/// Below this many input or output channels Winograd's transforms cost more than its 2.25× fewer
-/// multiplications save (conv1_1 has 3 inputs). Measured at 384×216 on 2 cores, im2col vs
-/// Winograd: 64→64 36 vs 31 ms, 128→128 33 vs 22 ms, 256→256 31 vs 18 ms, 512→512 31 vs 19 ms.
+/// Below this many input or output channels Winograd's transforms cost more than its 4× fewer
+/// multiplications save (conv1_1 has 3 inputs). Measured with `BENCH_MODE=layers` at 384×216
+/// on 2 cores, forward + input gradient, im2col vs Winograd: 3→64 27.5 vs 27.9 ms, 64→64 101
+/// vs 52 ms, 128→128 75 vs 39 ms, 256→256 68 vs 36 ms, 512→512 63 vs 27 ms.
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 impl Conv3x3Weights {

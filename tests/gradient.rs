@@ -37,9 +37,10 @@ fn check(pooling: Pooling) {
         let d = random(content.shape(), 1.0, &mut rng);
         let analytic = (&grad * &d).unwrap().sum_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_scalar::<f64>().unwrap();
         // J is piecewise smooth (ReLU, max): a small step crosses few kinks; f32 features
-        // limit how small it can be. A wrong backward (e.g. candle's max-pool, 4^-k off) is
-        // far outside this tolerance.
-        let h = 0.01;
+        // (and Winograd's rounding in them) limit how small it can be: at h = 0.01 the
+        // rounding alone moved the quotient by up to 5%, at 0.03 by under 3%. A wrong backward
+        // (e.g. candle's max-pool, 4^-k off) is far outside this tolerance.
+        let h = 0.03;
         let at = |s: f64| {
             let moved = (x.as_tensor() + (&d * s).unwrap()).unwrap();
             stylizer.cost(&moved, &target).unwrap().1.total

@@ -17,9 +17,14 @@ fn check_conv(c_in: usize, c_out: usize, h: usize, w: usize) {
     let weight = Tensor::randn(0f32, 0.1, (c_out, c_in, 3, 3), &dev).unwrap();
     let bias = Tensor::randn(0f32, 0.1, c_out, &dev).unwrap();
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, c_in, h, w), &dev).unwrap()).unwrap();
-    let probe = Tensor::randn(0f32, 1.0, (1, c_out, h, w), &dev).unwrap();
+    let pre_activation = x.as_tensor().conv2d(&weight, 1, 1, 1, 1).unwrap().broadcast_add(&bias.reshape((1, c_out, 1, 1)).unwrap()).unwrap();
+    let candle = pre_activation.relu().unwrap();
+    // Outputs within rounding of zero may fall on either side of the ReLU in the two
+    // implementations, which flips their whole gradient: the probe leaves them out.
+    let margin = 1e-4 * pre_activation.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let decided = pre_activation.abs().unwrap().ge(margin).unwrap().to_dtype(candle_core::DType::F32).unwrap();
+    let probe = (Tensor::randn(0f32, 1.0, (1, c_out, h, w), &dev).unwrap() * decided).unwrap();
 
-    let candle = x.as_tensor().conv2d(&weight, 1, 1, 1, 1).unwrap().broadcast_add(&bias.reshape((1, c_out, 1, 1)).unwrap()).unwrap().relu().unwrap();
     let grad = |y: &Tensor| (y * &probe).unwrap().sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
     let candle_grad = grad(&candle);
     for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Winograd] {
@@ -32,7 +37,10 @@ fn check_conv(c_in: usize, c_out: usize, h: usize, w: usize) {
         ));
         let ours = x.as_tensor().apply_op1(ours_op).unwrap();
         let fwd = max_rel_diff(&ours, &candle);
-        assert!(fwd < 1e-5, "{algorithm:?} forward {c_in}->{c_out} {h}x{w}: {fwd}");
+        // Winograd F(4×4, 3×3) adds and subtracts scaled copies of the inputs (by up to 5 and
+        // 8): it gives up about a decimal digit of f32 precision, within the ~1e-4 asked of it.
+        let tolerance = if algorithm == ConvAlgorithm::Winograd { 1e-4 } else { 1e-5 };
+        assert!(fwd < tolerance, "{algorithm:?} forward {c_in}->{c_out} {h}x{w}: {fwd}");
         let bwd = max_rel_diff(&grad(&ours), &candle_grad);
         assert!(bwd < 1e-4, "{algorithm:?} input gradient {c_in}->{c_out} {h}x{w}: {bwd}");
     }
