@@ -175,6 +175,7 @@ fn video(frames: u64) {
 }
 
 fn main() {
+    stylize_video::memory::reuse_freed_memory();
     match std::env::var("BENCH_MODE").as_deref() {
         Ok("iteration") => {
             let (w, h) = parse_size(&std::env::var("BENCH_SIZE").unwrap_or_else(|_| "384x216".into()));

@@ -10,12 +10,14 @@
 //! - [`still`]: the still-image job (preview tool);
 //! - [`pipeline`]: the video job: decode → warm-started stylization → encode, on three threads;
 //! - [`workdir`]: finished frames kept beside the output so interrupted runs resume;
-//! - [`progress`]: how a run reports its progress.
+//! - [`progress`]: how a run reports its progress;
+//! - [`memory`]: the process's allocator policy (freed tensors kept for reuse).
 
 pub mod error;
 pub mod image_io;
 pub mod layers;
 pub mod loss;
+pub mod memory;
 pub mod optim;
 pub mod pipeline;
 pub mod progress;

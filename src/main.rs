@@ -275,6 +275,7 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    stylize_video::memory::reuse_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
