@@ -4,6 +4,7 @@
 //!
 //! `cargo bench --bench iteration` runs the default set (256×144 and 384×216 iterations, the
 //! still demo). `scripts/bench-vs-pytorch` drives single measurements through `BENCH_MODE`:
+//! `BENCH_DEVICE` (cpu, cpu-reference, cuda, cuda:N) picks where `iteration` and `video` run.
 //! - `iteration` (`BENCH_SIZE=WxH`, `BENCH_ITERATIONS`, `BENCH_OPTIMIZER=adam|lbfgs`):
 //!   `ours WxH median_ms=… min_ms=… peak_rss_mib=…`
 //! - `sgemm`: the machine's single-precision matrix-product rate through `gemm` (the crate our
@@ -24,7 +25,7 @@ use stylize_video::pipeline::{run_video, VideoJob};
 use stylize_video::progress::{NoProgress, Progress};
 use stylize_video::still::{run_still, StillJob};
 use stylize_video::stylize::{LossTerms, Settings, Stylizer};
-use stylize_video::vgg::{weights_path, Pooling, Vgg16};
+use stylize_video::vgg::{weights_path, Compute, Pooling, Vgg16};
 
 /// Records the time of each optimiser step.
 struct StepTimes(Vec<Instant>);
@@ -63,11 +64,11 @@ fn peak_rss_mib() -> f64 {
 fn iteration_times(w: u32, h: u32, iterations: usize, optimizer: OptimizerKind) -> Vec<f64> {
     let content = load_rgb(&sample("pedestrians_frame0.jpg")).unwrap();
     let style = load_rgb(&sample("starry_night.jpg")).unwrap();
-    let dev = candle_core::Device::Cpu;
+    let vgg = Vgg16::load_for(&weights_path(None), Pooling::Max, bench_device()).unwrap();
+    let dev = vgg.device().clone();
     let (sw, sh) = size_for_area(style.width(), style.height(), (w * h) as f64);
     let style_t = to_tensor(&resize(&style, sw, sh), &dev).unwrap();
     let content_t = to_tensor(&resize(&content, w, h), &dev).unwrap();
-    let vgg = Vgg16::load(&weights_path(None), Pooling::Max).unwrap();
     let settings = Settings {
         tol: 0.0,
         optimizer,
@@ -80,6 +81,11 @@ fn iteration_times(w: u32, h: u32, iterations: usize, optimizer: OptimizerKind) 
     let mut times = StepTimes(vec![Instant::now()]);
     stylizer.optimise(&target, &content_t, iterations, &mut times).unwrap();
     times.0.windows(2).map(|p| (p[1] - p[0]).as_secs_f64() * 1e3).collect()
+}
+
+/// `BENCH_DEVICE` (cpu, cpu-reference, cuda, cuda:N), cpu by default.
+fn bench_device() -> Compute {
+    env_or("BENCH_DEVICE", Compute::Cpu)
 }
 
 fn parse_size(text: &str) -> (u32, u32) {
@@ -157,19 +163,22 @@ fn video(frames: u64) {
         max_frames: Some(frames),
         overwrite: true,
         fresh: true,
+        compute: bench_device(),
         ..VideoJob::with_defaults(sample("pedestrians.mp4"), sample("starry_night.jpg"), out.clone())
     };
     let report = run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap();
     let _ = std::fs::remove_file(out);
     let t = report.totals;
     println!(
-        "video frames={} size={}x{} first_s={:.2} warm_s={:.2} total_s={:.1} peak_rss_mib={:.0}",
+        "video device={} frames={} size={}x{} first_s={:.2} warm_s={:.2} total_s={:.1} frames_per_minute={:.1} peak_rss_mib={:.0}",
+        report.device,
         t.frames,
         report.width,
         report.height,
         t.first_frame_seconds.unwrap_or(f64::NAN),
         t.warm_frame_seconds.unwrap_or(f64::NAN),
         t.seconds,
+        t.frames as f64 / t.seconds * 60.0,
         peak_rss_mib()
     );
 }

@@ -14,7 +14,7 @@ use stylize_video::still::{run_still, Init, StillJob, StyleSpec, DEFAULT_ITERATI
 use stylize_video::video::VideoCodec;
 use stylize_video::Error;
 use stylize_video::stylize::{default_style_layers, Settings};
-use stylize_video::vgg::{LayerName, Pooling};
+use stylize_video::vgg::{Compute, LayerName, Pooling};
 
 /// Turn a video (or a photo) into a painting in motion: Gatys et al. neural style transfer with
 /// VGG16, each frame warm-started from the previous stylized frame.
@@ -78,6 +78,11 @@ struct Cli {
     #[arg(long, default_value = "max", value_parser = ["max", "avg"])]
     pooling: String,
 
+    /// Where the network runs: cpu (this tool's kernels), cuda or cuda:N (a GPU; needs a build
+    /// with --features cuda), or cpu-reference (candle's own CPU ops, for comparisons).
+    #[arg(long, default_value = "cpu")]
+    device: Compute,
+
     /// Starting image: content, noise, or the path of an image.
     #[arg(long, default_value = "content")]
     init: Init,
@@ -87,7 +92,7 @@ struct Cli {
     seed: u64,
 
     /// Longest side of the processed (and written) image, in pixels. Time per iteration grows
-    /// with the pixel count: at 256 an iteration takes about 0.3 s on 2 CPU cores, at 512 four
+    /// with the pixel count: at 256 an iteration takes about 0.25 s on 2 CPU cores, at 512 four
     /// times that.
     #[arg(long, default_value_t = DEFAULT_SIZE)]
     size: u32,
@@ -237,6 +242,7 @@ impl Cli {
                 seed: self.seed,
                 iterations: self.iterations.unwrap_or(DEFAULT_ITERATIONS),
                 pooling,
+                compute: self.device,
                 settings,
                 weights: self.weights,
                 report: self.report,
@@ -258,6 +264,7 @@ impl Cli {
             init: self.init,
             seed: self.seed,
             pooling,
+            compute: self.device,
             settings,
             weights: self.weights,
             codec,

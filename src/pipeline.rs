@@ -22,7 +22,7 @@ use crate::image_io;
 use crate::progress::{Progress, VideoProgress};
 use crate::still::{check_before_work, check_working_size, load_init_image, Init, StyleSpec};
 use crate::stylize::{LossTerms, Settings, Stylizer};
-use crate::vgg::{self, Pooling, Vgg16};
+use crate::vgg::{self, Compute, Pooling, Vgg16};
 use crate::video::{
     DecodeOptions, DecodedFrame, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
 };
@@ -72,6 +72,8 @@ pub struct VideoJob {
     pub init: Init,
     pub seed: u64,
     pub pooling: Pooling,
+    /// Where the network runs.
+    pub compute: Compute,
     pub settings: Settings,
     pub weights: Option<PathBuf>,
     pub codec: VideoCodec,
@@ -104,6 +106,7 @@ impl VideoJob {
             init: Init::Content,
             seed: 0,
             pooling: Pooling::Max,
+            compute: Compute::Cpu,
             settings: Settings::default(),
             weights: None,
             codec: VideoCodec::default(),
@@ -148,6 +151,7 @@ pub struct VideoReport {
     pub init: Init,
     pub seed: u64,
     pub pooling: Pooling,
+    pub device: Compute,
     pub settings: Settings,
     pub totals: Totals,
     pub frames: Vec<FrameRecord>,
@@ -181,7 +185,7 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options)?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     check_working_size(&job.input, job.size, (width, height), &job.settings)?;
-    let vgg = Vgg16::load(&vgg::weights_path(job.weights.as_deref()), job.pooling)?;
+    let vgg = Vgg16::load_for(&vgg::weights_path(job.weights.as_deref()), job.pooling, job.compute)?;
     let device = vgg.device().clone();
     let styles = job.style.load(width, height, &device)?;
     let init_image = match &job.init {
@@ -274,6 +278,7 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         init: job.init.clone(),
         seed: job.seed,
         pooling: job.pooling,
+        device: job.compute,
         settings: job.settings.clone(),
         totals,
         frames: records,

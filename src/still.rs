@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::image_io;
 use crate::progress::Progress;
 use crate::stylize::{LossTerms, Settings, Stylizer};
-use crate::vgg::{self, Pooling, Vgg16};
+use crate::vgg::{self, Compute, Pooling, Vgg16};
 
 /// Where the optimisation starts.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -92,6 +92,8 @@ pub struct StillJob {
     pub seed: u64,
     pub iterations: usize,
     pub pooling: Pooling,
+    /// Where the network runs.
+    pub compute: Compute,
     pub settings: Settings,
     /// Weights file; `None` finds it as [`vgg::weights_path`] says.
     pub weights: Option<PathBuf>,
@@ -110,6 +112,7 @@ impl StillJob {
             seed: 0,
             iterations: DEFAULT_ITERATIONS,
             pooling: Pooling::Max,
+            compute: Compute::Cpu,
             settings: Settings::default(),
             weights: None,
             report: None,
@@ -135,6 +138,7 @@ pub struct StillReport {
     pub init: Init,
     pub seed: u64,
     pub pooling: Pooling,
+    pub device: Compute,
     pub settings: Settings,
 }
 
@@ -146,7 +150,7 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
     let content = image_io::load_rgb(&job.content)?;
     let (width, height) = image_io::size_for_longest_side(content.width(), content.height(), job.size);
     check_working_size(&job.content, job.size, (width, height), &job.settings)?;
-    let vgg = Vgg16::load(&vgg::weights_path(job.weights.as_deref()), job.pooling)?;
+    let vgg = Vgg16::load_for(&vgg::weights_path(job.weights.as_deref()), job.pooling, job.compute)?;
     let device = vgg.device().clone();
     let styles = job.style.load(width, height, &device)?;
     let content = image_io::to_tensor(&image_io::resize(&content, width, height), &device)?;
@@ -174,6 +178,7 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
         init: job.init.clone(),
         seed: job.seed,
         pooling: job.pooling,
+        device: job.compute,
         settings: job.settings.clone(),
     };
     if let Some(path) = &job.report {

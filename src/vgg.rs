@@ -2,6 +2,9 @@
 //! described as data (blocks of channels and layer names) and loaded through a `VarBuilder`
 //! so that the names here are the names in `weights/vgg16-conv.safetensors`.
 //!
+//! It runs either on this crate's CPU kernels ([`crate::layers`]) or, on any device candle
+//! supports (a CUDA GPU with the `cuda` feature), on candle's own ops: see [`Compute`].
+//!
 //! Input convention: an RGB image tensor `(1, 3, H, W)` holding pixel values 0..255 minus the
 //! ImageNet mean ([`IMAGENET_MEAN_RGB`]). The original (Caffe) weights expect BGR input; we
 //! reverse conv1_1's input channels once at load time so the rest of the program stays RGB.
@@ -14,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
-use crate::layers::{Conv3x3Relu, Conv3x3Weights, Pool2x2};
+use crate::layers::{Conv3x3Relu, Conv3x3Weights, ConvAlgorithm, Pool2x2};
 
 /// Mean pixel of ImageNet in R, G, B order (Caffe's B 103.939, G 116.779, R 123.68).
 pub const IMAGENET_MEAN_RGB: [f32; 3] = [123.68, 116.779, 103.939];
@@ -57,6 +60,68 @@ impl FromStr for Pooling {
             "avg" => Ok(Pooling::Avg),
             _ => Err(format!("unknown pooling '{s}' (expected max or avg)")),
         }
+    }
+}
+
+/// Where the network runs, and with which operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compute {
+    /// The CPU, on this crate's kernels ([`crate::layers`]): the default, and the fastest CPU path.
+    #[default]
+    Cpu,
+    /// The CPU, on candle's own ops (`conv2d`, reductions): the reference path the kernels are
+    /// tested against; several times slower.
+    CpuReference,
+    /// A CUDA GPU (by ordinal) on candle's ops; needs a build with `--features cuda`.
+    Cuda(usize),
+}
+
+impl Compute {
+    /// The candle device, or a clear error when this build or machine cannot provide it.
+    pub fn device(&self) -> Result<Device> {
+        match *self {
+            Compute::Cpu | Compute::CpuReference => Ok(Device::Cpu),
+            Compute::Cuda(_) if !cfg!(feature = "cuda") => {
+                Err(Error::Settings(format!("{self}: this build has no CUDA support (build with --features cuda)")))
+            }
+            Compute::Cuda(ordinal) => {
+                Device::new_cuda(ordinal).map_err(|e| Error::Settings(format!("{self}: no usable CUDA GPU ({e})")))
+            }
+        }
+    }
+
+    /// Whether the network runs on this crate's CPU kernels.
+    pub fn uses_crate_kernels(&self) -> bool {
+        *self == Compute::Cpu
+    }
+}
+
+impl fmt::Display for Compute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compute::Cpu => write!(f, "cpu"),
+            Compute::CpuReference => write!(f, "cpu-reference"),
+            Compute::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
+        }
+    }
+}
+
+impl FromStr for Compute {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("unknown device '{s}' (expected cpu, cpu-reference, cuda or cuda:N)");
+        match s.trim() {
+            "cpu" => Ok(Compute::Cpu),
+            "cpu-reference" => Ok(Compute::CpuReference),
+            "cuda" => Ok(Compute::Cuda(0)),
+            other => other.strip_prefix("cuda:").and_then(|n| n.parse().ok()).map(Compute::Cuda).ok_or_else(bad),
+        }
+    }
+}
+
+impl serde::Serialize for Compute {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -117,26 +182,71 @@ impl FromStr for LayerName {
     }
 }
 
+/// One conv layer + ReLU, on the ops [`Compute`] chose.
+enum ConvLayer {
+    /// This crate's CPU kernel (weights packed for it).
+    Kernel(Conv3x3Relu),
+    /// candle's `conv2d` on the device: `kernel` `(c_out, c_in, 3, 3)`, `bias` `(1, c_out, 1, 1)`;
+    /// `weights` is the host copy.
+    Candle { weights: Conv3x3Weights, kernel: Tensor, bias: Tensor },
+}
+
+impl ConvLayer {
+    fn weights(&self) -> &Conv3x3Weights {
+        match self {
+            ConvLayer::Kernel(op) => &op.weights,
+            ConvLayer::Candle { weights, .. } => weights,
+        }
+    }
+
+    /// relu(conv3x3(x) + bias).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            ConvLayer::Kernel(op) => x.apply_op1(op.clone())?,
+            ConvLayer::Candle { kernel, bias, .. } => x.conv2d(kernel, 1, 1, 1, 1)?.broadcast_add(bias)?.relu()?,
+        })
+    }
+}
+
+/// 2×2, stride-2 pooling with candle's ops (any device): the window becomes two axes of
+/// length 2 that a max or a mean reduces; odd trailing rows and columns are dropped, as in
+/// [`Pool2x2`]. (candle's own `max_pool2d`/`avg_pool2d` have wrong backward passes.)
+fn pool_with_candle_ops(x: &Tensor, pooling: Pooling) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (oh, ow) = (h / 2, w / 2);
+    let windows = x.narrow(2, 0, 2 * oh)?.narrow(3, 0, 2 * ow)?.contiguous()?.reshape((n, c, oh, 2, ow, 2))?;
+    Ok(match pooling {
+        Pooling::Max => windows.max(5)?.max(3)?,
+        Pooling::Avg => windows.mean(5)?.mean(3)?,
+    })
+}
+
 /// The 13 conv layers of VGG16 with their pooling; weights are constants (no gradients).
 pub struct Vgg16 {
-    convs: Vec<(LayerName, Conv3x3Relu)>,
+    convs: Vec<(LayerName, ConvLayer)>,
     pooling: Pooling,
+    compute: Compute,
     device: Device,
 }
 
 impl Vgg16 {
-    /// Loads the weights from a safetensors file with keys `conv{b}_{c}.weight` (OIHW, Caffe
-    /// BGR input order for conv1_1) and `conv{b}_{c}.bias`.
+    /// [`Self::load_for`] the default [`Compute::Cpu`].
     pub fn load(path: &Path, pooling: Pooling) -> Result<Self> {
+        Self::load_for(path, pooling, Compute::Cpu)
+    }
+
+    /// Loads the weights from a safetensors file with keys `conv{b}_{c}.weight` (OIHW, Caffe
+    /// BGR input order for conv1_1) and `conv{b}_{c}.bias`, for the given [`Compute`].
+    pub fn load_for(path: &Path, pooling: Pooling, compute: Compute) -> Result<Self> {
         let weights_error = |problem: String| Error::Weights { path: path.to_path_buf(), problem };
         if !path.is_file() {
             return Err(weights_error(format!(
                 "file not found (run scripts/fetch-weights, or point --weights / ${WEIGHTS_ENV} at it)"
             )));
         }
-        let device = Device::Cpu;
+        let device = compute.device()?;
         // SAFETY: the file is mapped read-only and not modified while we read it.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &device) }
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }
             .map_err(|e| weights_error(e.to_string()))?;
         let mut convs = Vec::new();
         let mut c_in = 3;
@@ -162,11 +272,22 @@ impl Vgg16 {
                     }
                 }
             }
-            let weights = Conv3x3Weights::new(c_out, c_in, weight, Some(bias));
-            convs.push((layer, Conv3x3Relu::new(weights)));
+            let conv = if compute.uses_crate_kernels() {
+                ConvLayer::Kernel(Conv3x3Relu::new(Conv3x3Weights::new(c_out, c_in, weight, Some(bias))))
+            } else {
+                let kernel = Tensor::from_slice(&weight, (c_out, c_in, 3, 3), &device)?;
+                let bias_tensor = Tensor::from_slice(&bias, (1, c_out, 1, 1), &device)?;
+                let weights = Conv3x3Weights::with_algorithm(c_out, c_in, weight, Some(bias), ConvAlgorithm::Im2col);
+                ConvLayer::Candle { weights, kernel, bias: bias_tensor }
+            };
+            convs.push((layer, conv));
             c_in = c_out;
         }
-        Ok(Self { convs, pooling, device })
+        Ok(Self { convs, pooling, compute, device })
+    }
+
+    pub fn compute(&self) -> Compute {
+        self.compute
     }
 
     pub fn device(&self) -> &Device {
@@ -179,7 +300,7 @@ impl Vgg16 {
 
     /// The packed weights of one conv layer (conv1_1's input channels already in RGB order).
     pub fn conv_weights(&self, layer: LayerName) -> &Conv3x3Weights {
-        &self.convs[layer.depth()].1.weights
+        self.convs[layer.depth()].1.weights()
     }
 
     /// Runs the network on `image` `(1, 3, H, W)` only as deep as the deepest requested layer
@@ -194,9 +315,9 @@ impl Vgg16 {
         };
         for (name, conv) in &self.convs[..=deepest] {
             if name.conv == 1 && name.block > 1 {
-                x = x.apply_op1(pool)?;
+                x = if self.compute.uses_crate_kernels() { x.apply_op1(pool)? } else { pool_with_candle_ops(&x, self.pooling)? };
             }
-            x = x.apply_op1(conv.clone())?;
+            x = conv.forward(&x)?;
             for (slot, wanted) in taps.iter_mut().zip(layers) {
                 if wanted == name {
                     *slot = Some(x.clone());

@@ -1,12 +1,13 @@
 //! The losses against an independent implementation's values (../shared/reference): three
-//! 64×48 images, VGG16 with max and with average pooling. Skips when ../shared is absent.
+//! 64×48 images, VGG16 with max and with average pooling, on this crate's CPU kernels and on
+//! candle's own ops (the path a GPU takes). Skips when ../shared is absent.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use stylize_video::image_io::{load_rgb, to_tensor};
 use stylize_video::loss::{content_cost, gram_matrix, layer_style_cost};
-use stylize_video::vgg::{weights_path, LayerName, Pooling, Vgg16};
+use stylize_video::vgg::{weights_path, Compute, LayerName, Pooling, Vgg16};
 
 fn reference_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference");
@@ -23,7 +24,7 @@ fn assert_close(what: &str, got: f64, expected: f64, rel_tol: f64) {
     assert!(rel <= rel_tol, "{what}: got {got}, expected {expected} (relative error {rel:.2e} > {rel_tol:.0e})");
 }
 
-fn check(pooling_key: &str, pooling: Pooling) {
+fn check(pooling_key: &str, pooling: Pooling, compute: Compute) {
     let Some(dir) = reference_dir() else { return };
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected_losses.json")).unwrap()).unwrap();
@@ -31,7 +32,7 @@ fn check(pooling_key: &str, pooling: Pooling) {
     // The file's tolerance: 1e-4 relative with float32 weights (ours are float32).
     let tol = 1e-4;
     let dev = Device::Cpu;
-    let vgg = Vgg16::load(&weights_path(None), pooling).unwrap();
+    let vgg = Vgg16::load_for(&weights_path(None), pooling, compute).unwrap();
     let image = |name: &str| to_tensor(&load_rgb(&dir.join(name)).unwrap(), &dev).unwrap();
     let (content, style, generated) = (image("content_64x48.png"), image("style_64x48.png"), image("generated_64x48.png"));
 
@@ -61,10 +62,20 @@ fn check(pooling_key: &str, pooling: Pooling) {
 
 #[test]
 fn losses_match_the_independent_reference_with_max_pooling() {
-    check("max_pool", Pooling::Max);
+    check("max_pool", Pooling::Max, Compute::Cpu);
+}
+
+#[test]
+fn candle_ops_losses_match_the_independent_reference_with_max_pooling() {
+    check("max_pool", Pooling::Max, Compute::CpuReference);
 }
 
 #[test]
 fn losses_match_the_independent_reference_with_avg_pooling() {
-    check("avg_pool", Pooling::Avg);
+    check("avg_pool", Pooling::Avg, Compute::Cpu);
+}
+
+#[test]
+fn candle_ops_losses_match_the_independent_reference_with_avg_pooling() {
+    check("avg_pool", Pooling::Avg, Compute::CpuReference);
 }

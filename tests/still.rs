@@ -147,7 +147,10 @@ fn cli_errors_are_one_line_name_the_file_and_leave_no_output() {
         (vec![&input, "--style", &input, "-o", out_s, "--style-layers", "relu9_1"], "relu9_1", "unknown VGG16 layer"),
         (vec![&input, "--style", &input, "-o", out_s, "--style-layer-weights", "1,2"], "--style-layer-weights", "2 weights"),
         (vec![&input, "--style", &input, "-o", out_s, "--size", "8"], "photo.png", "at least 16 pixels"),
+        (vec![&input, "--style", &input, "-o", out_s, "--device", "gpu"], "'gpu'", "unknown device"),
     ];
+    #[cfg(not(feature = "cuda"))]
+    let cases = [cases, vec![(vec![&input, "--style", &input, "-o", out_s, "--device", "cuda"], "cuda:0", "no CUDA support")]].concat();
     for (args, names, problem) in cases {
         let mut args = args.clone();
         args.extend(["--iterations", "1", "--quiet"]);
