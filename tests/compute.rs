@@ -10,16 +10,6 @@ use stylize_video::image_io::to_tensor;
 use stylize_video::stylize::{Settings, Stylizer};
 use stylize_video::vgg::{weights_path, Compute, LayerName, Pooling, Vgg16};
 
-/// max |a − b| / max |b|
-fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 0.0, "an all-zero activation would compare nothing");
-    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) / scale
-}
-
 fn check(pooling: Pooling) {
     let load = |compute| Vgg16::load_for(&weights_path(None), pooling, compute).unwrap();
     let (kernels, reference) = (load(Compute::Cpu), load(Compute::CpuReference));
@@ -31,7 +21,7 @@ fn check(pooling: Pooling) {
     let theirs = reference.features(&image, &layers).unwrap();
     for ((layer, a), b) in layers.iter().zip(&ours).zip(&theirs) {
         assert_eq!(a.dims(), b.dims(), "{pooling:?} {layer}");
-        let diff = max_rel_diff(a, b);
+        let diff = common::max_rel_diff(a, b);
         assert!(diff < 1e-4, "{pooling:?} {layer}: activations differ by {diff:.2e} of their scale");
     }
 

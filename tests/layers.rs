@@ -1,16 +1,11 @@
 //! The custom VGG layers against candle's own ops (forward and input gradient), on random
 //! tensors of VGG-like shapes, including odd sizes.
 
-use candle_core::{Device, Tensor, Var};
-use stylize_video::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights, Pool2x2};
+mod common;
 
-fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) / scale
-}
+use candle_core::{Device, Tensor, Var};
+use common::max_rel_diff;
+use stylize_video::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights, Pool2x2};
 
 fn check_conv(c_in: usize, c_out: usize, h: usize, w: usize) {
     let dev = Device::Cpu;

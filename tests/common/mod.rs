@@ -5,8 +5,19 @@ pub mod clips;
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Tensor;
 use image::RgbImage;
 use stylize_video::vgg::{weights_path, Pooling, Vgg16};
+
+/// max |a − b| / max |b|: the largest difference as a share of the reference's scale.
+pub fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "an all-zero reference would compare nothing");
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max) / scale
+}
 
 pub fn vgg(pooling: Pooling) -> Vgg16 {
     Vgg16::load(&weights_path(None), pooling).expect("bundled weights load")
