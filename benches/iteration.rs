@@ -11,7 +11,8 @@
 //!   kernels use), `sgemm_gflops=…`
 //! - `layers` (`BENCH_SIZE=WxH`): each VGG16 convolution up to conv5_1 alone, forward + input
 //!   gradient, with im2col and with Winograd: `layer conv… im2col_ms=… winograd_ms=… …`
-//! - `video` (`BENCH_FRAMES`): the sample clip at the defaults, `video frames=… first_s=… warm_s=… peak_rss_mib=…`
+//! - `video` (`BENCH_FRAMES`): the sample clip at the defaults,
+//!   `video device=… frames=… first_s=… warm_s=… frames_per_minute=… peak_rss_mib=…`
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -88,7 +89,9 @@ fn bench_device() -> Compute {
     env_or("BENCH_DEVICE", Compute::Cpu)
 }
 
-fn parse_size(text: &str) -> (u32, u32) {
+/// `BENCH_SIZE` (WxH), 384x216 by default.
+fn bench_size() -> (u32, u32) {
+    let text = std::env::var("BENCH_SIZE").unwrap_or_else(|_| "384x216".into());
     let (w, h) = text.split_once('x').expect("BENCH_SIZE is WxH");
     (w.parse().unwrap(), h.parse().unwrap())
 }
@@ -187,14 +190,14 @@ fn main() {
     stylize_video::memory::reuse_freed_memory();
     match std::env::var("BENCH_MODE").as_deref() {
         Ok("iteration") => {
-            let (w, h) = parse_size(&std::env::var("BENCH_SIZE").unwrap_or_else(|_| "384x216".into()));
+            let (w, h) = bench_size();
             let optimizer = env_or("BENCH_OPTIMIZER", OptimizerKind::Adam);
             let times = iteration_times(w, h, env_or("BENCH_ITERATIONS", 10), optimizer);
             let min = times.iter().cloned().fold(f64::MAX, f64::min);
             println!("ours {w}x{h} median_ms={:.1} min_ms={min:.1} peak_rss_mib={:.0}", median(times), peak_rss_mib());
         }
         Ok("layers") => {
-            let (w, h) = parse_size(&std::env::var("BENCH_SIZE").unwrap_or_else(|_| "384x216".into()));
+            let (w, h) = bench_size();
             layers(w as usize, h as usize);
         }
         Ok("sgemm") => println!("sgemm_gflops={:.1}", sgemm_gflops()),

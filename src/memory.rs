@@ -2,8 +2,9 @@
 //! the operating system.
 //!
 //! Every optimisation iteration allocates and frees the same large tensors (tens of MiB each:
-//! activations, gradients, transformed tiles). By default glibc serves blocks over 32 MiB (and,
-//! once its threshold adapts, smaller ones too) with `mmap` and returns them with `munmap`, so
+//! activations, gradients, transformed tiles). By default glibc serves large blocks with `mmap`
+//! (over 128 KiB at first; the threshold adapts, but never past 32 MiB, and our tensors at
+//! 640×360 reach 60 MiB) and returns them with `munmap`, so
 //! each iteration pays again for page faults, zeroed pages and cross-CPU TLB flushes; on a
 //! virtual machine with 2 cores that was 12–20% of an iteration (measured with
 //! `BENCH_MODE=iteration` at 384×216 and 640×360). Keeping freed memory in the heap makes later

@@ -7,7 +7,7 @@
 //! c_out × c_in (computed once per layer) and V_ξ = (Bᵀ d B)_ξ of shape c_in × tiles. That is
 //! 36·c_out·c_in multiply-adds per 16 outputs instead of 144: 4× fewer than a direct
 //! convolution (F(2×2, 3×3) saves 2.25×), the products done by `gemm`. The price is a little
-//! precision (f32 results agree with a direct convolution to ~1e-6 relative) and transformed
+//! precision (f32 results agree with a direct convolution to ~2e-5 of the output's scale) and transformed
 //! weights 4× the size of the originals. Tiles are processed in cache-sized blocks so the
 //! transformed tiles never leave the cache, and blocks run in parallel.
 
@@ -150,7 +150,7 @@ impl Conv<'_> {
         // Every entry is written before it is read: grow the buffers, never clear them.
         grow(v, XI * c_in * nt);
         grow(m, XI * c_out * nt);
-        input_transform(self.input, self.input_mask, c_in, self.h, self.w, self.tiles_w, t0, t1, v);
+        self.input_transform(t0, t1, v);
         for xi in 0..XI {
             // SAFETY: the slices are sized for these shapes; dst is this task's own buffer.
             unsafe {
@@ -165,7 +165,7 @@ impl Conv<'_> {
             }
         }
         // SAFETY: each block writes the output pixels of its own tiles only.
-        unsafe { output_transform(m, self.bias, c_out, self.h, self.w, self.tiles_w, t0, t1, self.relu, self.out.0) };
+        unsafe { self.output_transform(m, t0, t1) };
     }
 
     /// [`Self::block`] compiled for the widest vector unit the CPU has: the transforms are
@@ -212,82 +212,74 @@ fn tile_rows(tiles_w: usize, t0: usize, t1: usize) -> impl Iterator<Item = (usiz
     })
 }
 
-/// V_ξ[ci][t] = (Bᵀ d B)_ξ for the 6×6 input patch d of tile t (zero outside the image).
-/// Computed a row of tiles at a time, in two vectorisable passes: first Bᵀ d for the whole
-/// width (the six input rows combined column by column), stored split by column phase
-/// (padded column M·k + phase at `[phase][k]`) so that tile k's six columns are entry k or
-/// k + 1 of the four phases; then · B for every tile, writing each ξ's row of tiles contiguously.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn input_transform(
-    input: &[f32],
-    mask: Option<&[f32]>,
-    c_in: usize,
-    h: usize,
-    w: usize,
-    tiles_w: usize,
-    t0: usize,
-    t1: usize,
-    v: &mut [f32],
-) {
-    let nt = t1 - t0;
-    let kw = tiles_w + 1; // entries per phase
-    let padded = M * kw; // padded column p holds image column p − 1
-    let mut rows = vec![0f32; T * padded];
-    let mut transformed = vec![0f32; T * padded];
-    let mut phases = vec![0f32; T * M * kw]; // [i][phase][k] = (Bᵀ d)_i at padded column M·k + phase
-    for ci in 0..c_in {
-        let plane = &input[ci * h * w..][..h * w];
-        for (ty, tx0, tx1, offset) in tile_rows(tiles_w, t0, t1) {
-            for (i, row) in rows.chunks_exact_mut(padded).enumerate() {
-                let y = (M * ty + i) as isize - 1;
-                row.fill(0.0);
-                if y >= 0 && (y as usize) < h {
-                    let line = &plane[y as usize * w..][..w];
-                    match mask {
-                        None => row[1..=w].copy_from_slice(line),
-                        Some(mask) => {
-                            let keep = &mask[ci * h * w + y as usize * w..][..w];
-                            for ((r, &x), &k) in row[1..=w].iter_mut().zip(line).zip(keep) {
-                                *r = if k > 0.0 { x } else { 0.0 };
+impl Conv<'_> {
+    /// V_ξ[ci][t] = (Bᵀ d B)_ξ for the 6×6 input patch d of tile t (zero outside the image).
+    /// Computed a row of tiles at a time, in two vectorisable passes: first Bᵀ d for the whole
+    /// width (the six input rows combined column by column), stored split by column phase
+    /// (padded column M·k + phase at `[phase][k]`) so that tile k's six columns are entry k or
+    /// k + 1 of the four phases; then · B for every tile, writing each ξ's row of tiles contiguously.
+    #[inline(always)]
+    fn input_transform(&self, t0: usize, t1: usize, v: &mut [f32]) {
+        let &Conv { input, input_mask: mask, c_in, h, w, tiles_w, .. } = self;
+        let nt = t1 - t0;
+        let kw = tiles_w + 1; // entries per phase
+        let padded = M * kw; // padded column p holds image column p − 1
+        let mut rows = vec![0f32; T * padded];
+        let mut transformed = vec![0f32; T * padded];
+        let mut phases = vec![0f32; T * M * kw]; // [i][phase][k] = (Bᵀ d)_i at padded column M·k + phase
+        for ci in 0..c_in {
+            let plane = &input[ci * h * w..][..h * w];
+            for (ty, tx0, tx1, offset) in tile_rows(tiles_w, t0, t1) {
+                for (i, row) in rows.chunks_exact_mut(padded).enumerate() {
+                    let y = (M * ty + i) as isize - 1;
+                    row.fill(0.0);
+                    if y >= 0 && (y as usize) < h {
+                        let line = &plane[y as usize * w..][..w];
+                        match mask {
+                            None => row[1..=w].copy_from_slice(line),
+                            Some(mask) => {
+                                let keep = &mask[ci * h * w + y as usize * w..][..w];
+                                for ((r, &x), &k) in row[1..=w].iter_mut().zip(line).zip(keep) {
+                                    *r = if k > 0.0 { x } else { 0.0 };
+                                }
                             }
                         }
                     }
                 }
-            }
-            // Bᵀ d, whole rows at a time: column p of the six rows is d's column, ..
-            for p in 0..padded {
-                // SAFETY: p < padded, and the rows are T·padded long.
-                unsafe {
-                    let at = |i: usize| *rows.get_unchecked(i * padded + p);
-                    let column = bt_1d([at(0), at(1), at(2), at(3), at(4), at(5)]);
-                    for (i, &value) in column.iter().enumerate() {
-                        *transformed.get_unchecked_mut(i * padded + p) = value;
-                    }
-                }
-            }
-            // .. split by phase: padded column M·k + phase → phases[i][phase][k].
-            for (i, row) in transformed.chunks_exact(padded).enumerate() {
-                for (k, quad) in row.chunks_exact(M).enumerate() {
-                    for (phase, &value) in quad.iter().enumerate() {
-                        // SAFETY: k < kw, phase < M, i < T.
-                        unsafe { *phases.get_unchecked_mut((i * M + phase) * kw + k) = value };
-                    }
-                }
-            }
-            // · B per tile: tile k's six columns are entries k and k + 1 of the phases.
-            let count = tx1 - tx0;
-            for i in 0..T {
-                let q = &phases[i * M * kw..][..M * kw];
-                let base = (i * T * c_in + ci) * nt + offset;
-                assert!(tx0 + count < kw && v.len() >= base + (T - 1) * c_in * nt + count);
-                for k in tx0..tx0 + count {
-                    // SAFETY: k + 1 < kw (asserted), and the six outputs lie in v (asserted).
+                // Bᵀ d, whole rows at a time: column p of the six rows is d's column, ..
+                for p in 0..padded {
+                    // SAFETY: p < padded, and the rows are T·padded long.
                     unsafe {
-                        let at = |phase: usize, k: usize| *q.get_unchecked(phase * kw + k);
-                        let row = bt_1d([at(0, k), at(1, k), at(2, k), at(3, k), at(0, k + 1), at(1, k + 1)]);
-                        for (j, &value) in row.iter().enumerate() {
-                            *v.get_unchecked_mut(base + j * c_in * nt + k - tx0) = value;
+                        let at = |i: usize| *rows.get_unchecked(i * padded + p);
+                        let column = bt_1d([at(0), at(1), at(2), at(3), at(4), at(5)]);
+                        for (i, &value) in column.iter().enumerate() {
+                            *transformed.get_unchecked_mut(i * padded + p) = value;
+                        }
+                    }
+                }
+                // .. split by phase: padded column M·k + phase → phases[i][phase][k].
+                for (i, row) in transformed.chunks_exact(padded).enumerate() {
+                    for (k, quad) in row.chunks_exact(M).enumerate() {
+                        for (phase, &value) in quad.iter().enumerate() {
+                            // SAFETY: k < kw, phase < M, i < T.
+                            unsafe { *phases.get_unchecked_mut((i * M + phase) * kw + k) = value };
+                        }
+                    }
+                }
+                // · B per tile: tile k's six columns are entries k and k + 1 of the phases.
+                let count = tx1 - tx0;
+                for i in 0..T {
+                    let q = &phases[i * M * kw..][..M * kw];
+                    let base = (i * T * c_in + ci) * nt + offset;
+                    assert!(tx0 + count < kw && v.len() >= base + (T - 1) * c_in * nt + count);
+                    for k in tx0..tx0 + count {
+                        // SAFETY: k + 1 < kw (asserted), and the six outputs lie in v (asserted).
+                        unsafe {
+                            let at = |phase: usize, k: usize| *q.get_unchecked(phase * kw + k);
+                            let row = bt_1d([at(0, k), at(1, k), at(2, k), at(3, k), at(0, k + 1), at(1, k + 1)]);
+                            for (j, &value) in row.iter().enumerate() {
+                                *v.get_unchecked_mut(base + j * c_in * nt + k - tx0) = value;
+                            }
                         }
                     }
                 }
@@ -296,66 +288,57 @@ fn input_transform(
     }
 }
 
-/// Y = Aᵀ M A (+ bias, ReLU) written into the output pixels of tiles t0..t1 that lie inside
-/// the image; a row of tiles at a time: first Aᵀ M for all the row's tiles (vectorised over the
-/// tiles), then · A per tile, four neighbouring output pixels at a time.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn output_transform(
-    m: &[f32],
-    bias: Option<&[f32]>,
-    c_out: usize,
-    h: usize,
-    w: usize,
-    tiles_w: usize,
-    t0: usize,
-    t1: usize,
-    relu: bool,
-    out: *mut f32,
-) {
-    let nt = t1 - t0;
-    let mut s = vec![0f32; M * T * tiles_w]; // [i][j][k] = (Aᵀ M)[i][j] of tile k
-    for co in 0..c_out {
-        let b = bias.map_or(0.0, |b| b[co]);
-        let plane = out.add(co * h * w);
-        for (ty, tx0, tx1, offset) in tile_rows(tiles_w, t0, t1) {
-            let count = tx1 - tx0;
-            assert!(m.len() >= ((T * T - 1) * c_out + co) * nt + offset + count && count <= tiles_w);
-            for j in 0..T {
-                for k in 0..count {
-                    // SAFETY: the entries read lie in m (asserted); k < count ≤ tiles_w.
-                    unsafe {
-                        let at = |l: usize| *m.get_unchecked(((l * T + j) * c_out + co) * nt + offset + k);
-                        let column = at_1d([at(0), at(1), at(2), at(3), at(4), at(5)]);
-                        for (i, &value) in column.iter().enumerate() {
-                            *s.get_unchecked_mut((i * T + j) * tiles_w + k) = value;
+impl Conv<'_> {
+    /// Y = Aᵀ M A (+ bias, ReLU) written into the output pixels of tiles t0..t1 that lie inside
+    /// the image; a row of tiles at a time: first Aᵀ M for all the row's tiles (vectorised over the
+    /// tiles), then · A per tile, four neighbouring output pixels at a time.
+    #[inline(always)]
+    unsafe fn output_transform(&self, m: &[f32], t0: usize, t1: usize) {
+        let &Conv { bias, c_out, h, w, tiles_w, relu, out: SharedMut(out), .. } = self;
+        let nt = t1 - t0;
+        let mut s = vec![0f32; M * T * tiles_w]; // [i][j][k] = (Aᵀ M)[i][j] of tile k
+        for co in 0..c_out {
+            let b = bias.map_or(0.0, |b| b[co]);
+            let plane = out.add(co * h * w);
+            for (ty, tx0, tx1, offset) in tile_rows(tiles_w, t0, t1) {
+                let count = tx1 - tx0;
+                assert!(m.len() >= ((T * T - 1) * c_out + co) * nt + offset + count && count <= tiles_w);
+                for j in 0..T {
+                    for k in 0..count {
+                        // SAFETY: the entries read lie in m (asserted); k < count ≤ tiles_w.
+                        unsafe {
+                            let at = |l: usize| *m.get_unchecked(((l * T + j) * c_out + co) * nt + offset + k);
+                            let column = at_1d([at(0), at(1), at(2), at(3), at(4), at(5)]);
+                            for (i, &value) in column.iter().enumerate() {
+                                *s.get_unchecked_mut((i * T + j) * tiles_w + k) = value;
+                            }
                         }
                     }
                 }
-            }
-            // Tiles 0..full lie wholly inside the image's width.
-            let full = (w / M).saturating_sub(tx0).min(count);
-            for i in 0..M {
-                let y = M * ty + i;
-                if y >= h {
-                    break;
-                }
-                let line = plane.add(y * w + M * tx0);
-                let si = &s[i * T * tiles_w..][..T * tiles_w];
-                let tile = |k: usize| {
-                    // SAFETY: k < count ≤ tiles_w.
-                    let at = |j: usize| unsafe { *si.get_unchecked(j * tiles_w + k) };
-                    at_1d([at(0), at(1), at(2), at(3), at(4), at(5)]).map(|v| if relu { (v + b).max(0.0) } else { v + b })
-                };
-                for k in 0..full {
-                    for (x, value) in tile(k).into_iter().enumerate() {
-                        *line.add(M * k + x) = value;
+                // Tiles 0..full lie wholly inside the image's width.
+                let full = (w / M).saturating_sub(tx0).min(count);
+                for i in 0..M {
+                    let y = M * ty + i;
+                    if y >= h {
+                        break;
                     }
-                }
-                for k in full..count {
-                    let inside = w - M * (tx0 + k);
-                    for (x, value) in tile(k).into_iter().take(inside).enumerate() {
-                        *line.add(M * k + x) = value;
+                    let line = plane.add(y * w + M * tx0);
+                    let si = &s[i * T * tiles_w..][..T * tiles_w];
+                    let tile = |k: usize| {
+                        // SAFETY: k < count ≤ tiles_w.
+                        let at = |j: usize| unsafe { *si.get_unchecked(j * tiles_w + k) };
+                        at_1d([at(0), at(1), at(2), at(3), at(4), at(5)]).map(|v| if relu { (v + b).max(0.0) } else { v + b })
+                    };
+                    for k in 0..full {
+                        for (x, value) in tile(k).into_iter().enumerate() {
+                            *line.add(M * k + x) = value;
+                        }
+                    }
+                    for k in full..count {
+                        let inside = w - M * (tx0 + k);
+                        for (x, value) in tile(k).into_iter().take(inside).enumerate() {
+                            *line.add(M * k + x) = value;
+                        }
                     }
                 }
             }
