@@ -14,7 +14,9 @@
 //! - [`memory`]: the process's allocator policy (freed tensors kept for reuse).
 
 pub mod error;
+pub mod flow;
 pub mod image_io;
+pub mod job;
 pub mod layers;
 pub mod loss;
 pub mod memory;
@@ -23,6 +25,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod still;
 pub mod stylize;
+pub mod temporal;
 pub mod vgg;
 pub mod winograd;
 pub mod video;

@@ -121,3 +121,15 @@ impl StyleTarget {
         Ok((&self.gram * ((n_h * n_w) as f64 / self.positions as f64))?)
     }
 }
+
+/// Temporal cost of Ruder et al. (2016) against the previous stylized frame warped into place,
+/// ω(x_{t−1}), weighted per pixel by the reliability c (`(1, 1, n_H, n_W)`, broadcast over
+/// the channels) — pixel units, 0..255 scale, like J_tv:
+///
+/// J_temporal(x) = 1/D · Σ_k c_k (x_k − ω(x_{t−1})_k)^2,   D = n_H n_W n_C of the image.
+pub fn temporal_cost(image: &Tensor, warped_previous: &Tensor, reliability: &Tensor) -> Result<Tensor> {
+    let (_, n_c, n_h, n_w) = image.dims4()?;
+    let difference = (image - warped_previous)?.to_dtype(DType::F64)?;
+    let weighted = difference.sqr()?.broadcast_mul(&reliability.to_dtype(DType::F64)?)?;
+    Ok((weighted.sum_all()? / (n_h * n_w * n_c) as f64)?)
+}

@@ -20,7 +20,7 @@ use image::RgbImage;
 use crate::error::{Error, Result};
 use crate::image_io;
 use crate::progress::{Progress, VideoProgress};
-use crate::still::{check_before_work, check_working_size, load_init_image, Init, StyleSpec};
+use crate::job::{check_before_work, check_working_size, load_init_image, write_json, Init, StyleSpec};
 use crate::stylize::{LossTerms, Settings, Stylizer};
 use crate::vgg::{self, Compute, Pooling, Vgg16};
 use crate::video::{
@@ -99,7 +99,7 @@ impl VideoJob {
             input,
             style: StyleSpec { paths: vec![style], blend_weights: vec![1.0], scale: 1.0 },
             output,
-            size: crate::still::DEFAULT_SIZE,
+            size: crate::job::DEFAULT_SIZE,
             output_size: OutputSize::Processing,
             first_iterations: DEFAULT_FIRST_ITERATIONS,
             iterations: DEFAULT_WARM_ITERATIONS,
@@ -284,7 +284,7 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         frames: records,
     };
     if let Some(path) = &job.report {
-        crate::still::write_json(path, &report)?;
+        write_json(path, &report)?;
     }
     Ok(report)
 }

@@ -1,14 +1,15 @@
-//! The stylizer: J(G) = α J_content(C,G) + β J_style(S,G) + γ_tv J_tv(G), minimised over the
-//! pixels of G starting from a given image. The style targets are computed once, when the
-//! stylizer is built; each call of [`Stylizer::optimise`] takes a content target and a starting
-//! image (the content, noise, or — for video — the previous stylized frame).
+//! The stylizer: J(G) = α J_content(C,G) + β J_style(S,G) + γ_tv J_tv(G) + γ_temp J_temporal(G),
+//! minimised over the pixels of G starting from a given image. The style targets are computed
+//! once, when the stylizer is built; each call of [`Stylizer::optimise`] takes a frame's target
+//! (its content and, for video, the previous stylized frame warped into place) and a starting
+//! image (the content, noise, or — for video — the previous stylized frame, warped).
 
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
 
 use crate::error::{Error, Result};
-use crate::loss::{content_cost, layer_style_cost, tv_cost, StyleTarget};
+use crate::loss::{content_cost, layer_style_cost, temporal_cost, tv_cost, StyleTarget};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::progress::Progress;
 use crate::vgg::{LayerName, Vgg16};
@@ -22,6 +23,8 @@ pub struct Settings {
     pub style_weight: f64,
     /// γ_tv, weight of J_tv (0 disables it).
     pub tv_weight: f64,
+    /// γ_temp, weight of J_temporal for video frames with a previous frame (0 disables it).
+    pub temporal_weight: f64,
     /// Layers whose Gram matrices make the style cost.
     pub style_layers: Vec<LayerName>,
     /// λ^[l] for each style layer.
@@ -38,6 +41,9 @@ pub struct Settings {
     pub tol_window: usize,
 }
 
+/// Default γ_temp (see the README's temporal-coherence table for how it was chosen).
+pub const DEFAULT_TEMPORAL_WEIGHT: f64 = 0.1;
+
 /// The style layers of Gatys et al.: relu1_1 … relu5_1.
 pub fn default_style_layers() -> Vec<LayerName> {
     (1..=5).map(|block| LayerName { block, conv: 1 }).collect()
@@ -51,6 +57,7 @@ impl Default for Settings {
             content_weight: 1.0,
             style_weight: 5e-4,
             tv_weight: 1e-3,
+            temporal_weight: DEFAULT_TEMPORAL_WEIGHT,
             style_layer_weights: vec![1.0 / n as f64; n],
             style_layers,
             content_layer: LayerName { block: 4, conv: 2 },
@@ -87,6 +94,7 @@ impl Settings {
             ("--content-weight", self.content_weight),
             ("--style-weight", self.style_weight),
             ("--tv-weight", self.tv_weight),
+            ("--temporal-weight", self.temporal_weight),
             ("--learning-rate", self.learning_rate),
             ("--tol", self.tol),
         ];
@@ -118,7 +126,7 @@ impl Settings {
 /// The loss terms of one image, all evaluated on the same G.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LossTerms {
-    /// J = α J_content + β J_style + γ_tv J_tv.
+    /// J = α J_content + β J_style + γ_tv J_tv + γ_temp J_temporal.
     #[serde(rename = "J")]
     pub total: f64,
     #[serde(rename = "J_content")]
@@ -131,6 +139,9 @@ pub struct LossTerms {
     pub style_layers: Vec<(LayerName, f64)>,
     #[serde(rename = "J_tv")]
     pub tv: f64,
+    /// J_temporal against the warped previous frame (0 without one).
+    #[serde(rename = "J_temporal")]
+    pub temporal: f64,
 }
 
 fn serialize_layers<S: serde::Serializer>(layers: &[(LayerName, f64)], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -142,11 +153,38 @@ fn serialize_layers<S: serde::Serializer>(layers: &[(LayerName, f64)], s: S) -> 
     map.end()
 }
 
-/// What a content image asks for: a^[l](C) at the content layer, and the image's size.
+/// What a content image asks for: a^[l](C) at the content layer, and the image's size; for a
+/// video frame also the previous stylized frame warped into place ([`TemporalTarget`]).
 #[derive(Debug, Clone)]
 pub struct ContentTarget {
     activations: Tensor,
     dims: (usize, usize, usize, usize),
+    temporal: Option<TemporalTarget>,
+}
+
+/// What J_temporal compares with: ω(x_{t−1}), the previous stylized frame warped to this frame,
+/// and the reliability c of each pixel (`(1, 1, n_H, n_W)`).
+#[derive(Debug, Clone)]
+pub struct TemporalTarget {
+    pub warped_previous: Tensor,
+    pub reliability: Tensor,
+}
+
+impl ContentTarget {
+    /// The same target with J_temporal against `temporal` added to the cost.
+    pub fn with_temporal(mut self, temporal: TemporalTarget) -> Result<Self> {
+        let (n, _, h, w) = self.dims;
+        if temporal.warped_previous.dims4()? != self.dims || temporal.reliability.dims4()? != (n, 1, h, w) {
+            return Err(Error::Settings(format!(
+                "temporal target is {:?} with weights {:?}, the content is {:?}",
+                temporal.warped_previous.dims4()?,
+                temporal.reliability.dims4()?,
+                self.dims
+            )));
+        }
+        self.temporal = Some(temporal);
+        Ok(self)
+    }
 }
 
 /// The result of an optimisation: the image with the lowest J seen, its loss terms (evaluated
@@ -212,7 +250,7 @@ impl Stylizer {
             )));
         }
         let activations = self.vgg.features(content, &[self.settings.content_layer])?.remove(0).detach();
-        Ok(ContentTarget { activations, dims })
+        Ok(ContentTarget { activations, dims, temporal: None })
     }
 
     /// J(G) as a scalar tensor (for backprop) and its terms as numbers.
@@ -242,12 +280,19 @@ impl Stylizer {
             tv = j_tv.to_scalar::<f64>()?;
             total = (total + (j_tv * s.tv_weight)?)?;
         }
+        let mut temporal = 0.0;
+        if let (Some(target), true) = (&content.temporal, s.temporal_weight > 0.0) {
+            let j_temporal = temporal_cost(image, &target.warped_previous, &target.reliability)?;
+            temporal = j_temporal.to_scalar::<f64>()?;
+            total = (total + (j_temporal * s.temporal_weight)?)?;
+        }
         let terms = LossTerms {
             total: total.to_scalar::<f64>()?,
             content: j_content.to_scalar::<f64>()?,
             style: j_style.to_scalar::<f64>()?,
             style_layers,
             tv,
+            temporal,
         };
         Ok((total, terms))
     }

@@ -1,0 +1,160 @@
+//! What the video job takes from the motion between consecutive input frames (Ruder,
+//! Dosovitskiy & Brox 2016; Lai et al. 2018): per frame, the backward flow and the reliability
+//! weights c ([`Motion`], estimated on the decoder's side of the pipeline), whether the frame
+//! starts a new shot, the previous stylized frame warped into place, and the warping error
+//! users compare settings by.
+
+use std::str::FromStr;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use image::{GrayImage, RgbImage};
+
+use crate::error::Result;
+use crate::flow::{self, FlowEstimator, FlowField, FlowMethod};
+
+/// A frame is a shot cut when more than this share of its pixels is unreliable (the flow found
+/// no consistent match for them)…
+pub const CUT_UNRELIABLE_SHARE: f64 = 0.6;
+/// …or when its grey-level histogram moved this far (total-variation distance, 0..1) from the
+/// previous frame's.
+pub const CUT_HISTOGRAM_CHANGE: f64 = 0.5;
+/// Bins of the grey-level histograms compared for cuts.
+const HISTOGRAM_BINS: usize = 32;
+
+/// How each video frame after the first starts its optimisation (`--init-video`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VideoInit {
+    /// The previous stylized frame warped along the flow; disoccluded pixels (c = 0) from the
+    /// frame's own content.
+    PrevWarped,
+    /// The previous stylized frame as it is (plain warm start).
+    Prev,
+    /// The frame's own content (every frame independent of the last).
+    Content,
+}
+
+impl FromStr for VideoInit {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "prev-warped" => Ok(VideoInit::PrevWarped),
+            "prev" => Ok(VideoInit::Prev),
+            "content" => Ok(VideoInit::Content),
+            _ => Err(format!("unknown video init '{s}' (expected prev-warped, prev or content)")),
+        }
+    }
+}
+
+/// The motion from input frame t−1 to input frame t, on frame t's grid.
+#[derive(Debug, Clone)]
+pub struct Motion {
+    /// ŵ: the flow t → t−1; the previous stylized frame is warped along it.
+    pub backward: FlowField,
+    /// c ∈ {0, 1} per pixel (see [`flow::reliability`]).
+    pub reliability: Vec<f32>,
+    /// Share of pixels with c = 0.
+    pub unreliable_share: f64,
+    /// Total-variation distance between the frames' grey-level histograms, 0..1.
+    pub histogram_change: f64,
+    /// Wall time of the flow estimation and the masks.
+    pub seconds: f64,
+}
+
+impl Motion {
+    /// From the two flows (and the grey frames, for the histogram test).
+    pub fn from_flows(backward: FlowField, forward: &FlowField, previous: &GrayImage, current: &GrayImage) -> Self {
+        let reliability = flow::reliability(&backward, forward);
+        let unreliable = reliability.iter().filter(|&&c| c == 0.0).count();
+        Motion {
+            unreliable_share: unreliable as f64 / reliability.len().max(1) as f64,
+            histogram_change: histogram_change(previous, current),
+            reliability,
+            backward,
+            seconds: 0.0,
+        }
+    }
+
+    /// Whether frame t starts a new shot: the flow to the previous frame means nothing there.
+    pub fn is_cut(&self) -> bool {
+        self.unreliable_share > CUT_UNRELIABLE_SHARE || self.histogram_change > CUT_HISTOGRAM_CHANGE
+    }
+
+    /// c as a `(1, 1, H, W)` tensor, to weigh the temporal cost and blend the start image.
+    pub fn reliability_tensor(&self, device: &Device) -> Result<Tensor> {
+        let (w, h) = (self.backward.width(), self.backward.height());
+        Ok(Tensor::from_slice(&self.reliability, (1, 1, h, w), device)?)
+    }
+
+    /// ω(x_{t−1}): a `(1, C, H, W)` image of frame t−1 warped to frame t.
+    pub fn warp_tensor(&self, previous: &Tensor) -> Result<Tensor> {
+        let (_, channels, h, w) = previous.dims4()?;
+        let data = previous.flatten_all()?.to_vec1::<f32>()?;
+        let warped = flow::warp_planar(&data, channels, &self.backward);
+        Ok(Tensor::from_vec(warped, (1, channels, h, w), previous.device())?)
+    }
+}
+
+/// Estimates the [`Motion`] of each frame from the one before, frame by frame.
+pub struct MotionEstimator {
+    flow: FlowEstimator,
+    previous: Option<GrayImage>,
+}
+
+impl MotionEstimator {
+    pub fn new(method: FlowMethod) -> Result<Self> {
+        Ok(MotionEstimator { flow: FlowEstimator::new(method)?, previous: None })
+    }
+
+    /// The motion from the frame given last to `frame` (`None` for the first frame).
+    pub fn next(&mut self, frame: &RgbImage) -> Result<Option<Motion>> {
+        let started = Instant::now();
+        let current = flow::grey(frame);
+        let motion = match self.previous.take() {
+            Some(previous) if previous.dimensions() == current.dimensions() => {
+                let backward = self.flow.estimate(&current, &previous)?;
+                let forward = self.flow.estimate(&previous, &current)?;
+                let mut motion = Motion::from_flows(backward, &forward, &previous, &current);
+                motion.seconds = started.elapsed().as_secs_f64();
+                Some(motion)
+            }
+            _ => None,
+        };
+        self.previous = Some(current);
+        Ok(motion)
+    }
+}
+
+/// Total-variation distance between two grey images' normalised histograms (0: same, 1: disjoint).
+pub fn histogram_change(a: &GrayImage, b: &GrayImage) -> f64 {
+    let histogram = |image: &GrayImage| {
+        let mut bins = [0f64; HISTOGRAM_BINS];
+        for p in image.pixels() {
+            bins[p[0] as usize * HISTOGRAM_BINS / 256] += 1.0;
+        }
+        let n = (image.width() * image.height()).max(1) as f64;
+        bins.map(|b| b / n)
+    };
+    let (ha, hb) = (histogram(a), histogram(b));
+    0.5 * ha.iter().zip(&hb).map(|(x, y)| (x - y).abs()).sum::<f64>()
+}
+
+/// The warping error of output frame t (Lai et al. 2018): the mean, over the pixels with
+/// c = 1, of the squared RGB difference (values in 0..1, summed over the three channels)
+/// between output t and output t−1 warped to frame t by the input's flow. `None` when no
+/// pixel is reliable.
+pub fn warping_error(output: &RgbImage, previous_output: &RgbImage, motion: &Motion) -> Option<f64> {
+    let current = flow::rgb_planar_unit(output);
+    let warped = flow::warp_planar(&flow::rgb_planar_unit(previous_output), 3, &motion.backward);
+    let plane = motion.reliability.len();
+    let (mut sum, mut count) = (0f64, 0usize);
+    for (i, &c) in motion.reliability.iter().enumerate() {
+        if c == 0.0 {
+            continue;
+        }
+        count += 1;
+        sum += (0..3).map(|ch| (current[ch * plane + i] as f64 - warped[ch * plane + i] as f64).powi(2)).sum::<f64>();
+    }
+    (count > 0).then(|| sum / count as f64)
+}
