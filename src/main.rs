@@ -63,6 +63,22 @@ struct Cli {
     #[arg(long, default_value_t = Settings::default().tv_weight)]
     tv_weight: f64,
 
+    /// Video: γ_temp, weight of the temporal cost J_temporal that holds each frame's reliable
+    /// pixels to the previous stylized frame warped along the optical flow (0 disables it).
+    #[arg(long, default_value_t = Settings::default().temporal_weight)]
+    temporal_weight: f64,
+
+    /// Video: starting image of each frame after the first: prev-warped (the previous stylized
+    /// frame warped along the optical flow, disoccluded pixels from the frame's content), prev
+    /// (the previous stylized frame as it is) or content (the frame itself).
+    #[arg(long, default_value = "prev-warped", value_parser = ["prev-warped", "prev", "content"])]
+    init_video: String,
+
+    /// Video: optical flow between input frames: dis (OpenCV's DIS, fast) or deepflow (OpenCV's
+    /// DeepFlow, Ruder et al.'s choice: slower, better on large motions).
+    #[arg(long, default_value = "dis", value_parser = ["dis", "deepflow"])]
+    flow: String,
+
     /// Layers of the style cost, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")]
     style_layers: Vec<LayerName>,
@@ -218,6 +234,7 @@ impl Cli {
             content_weight: self.content_weight,
             style_weight: self.style_weight,
             tv_weight: self.tv_weight,
+            temporal_weight: self.temporal_weight,
             style_layer_weights: self.style_layer_weights.clone().unwrap_or_else(|| vec![1.0 / n.max(1) as f64; n]),
             style_layers: if n == 0 { default_style_layers() } else { self.style_layers.clone() },
             content_layer: self.content_layer,
@@ -263,6 +280,8 @@ impl Cli {
             first_iterations: self.first_iterations,
             iterations: self.iterations.unwrap_or(DEFAULT_WARM_ITERATIONS),
             init: self.init,
+            init_video: self.init_video.parse()?,
+            flow: self.flow.parse()?,
             seed: self.seed,
             pooling,
             compute: self.device,

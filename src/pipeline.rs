@@ -3,10 +3,14 @@
 //! scales, and saves `--frames-dir` PNGs) behind, and the calling thread only optimises, so
 //! the cores never wait on I/O and memory does not grow with the clip's length.
 //!
+//! The decoder thread also estimates the motion between consecutive input frames (optical flow
+//! both ways and the reliability weights c, [`Motion`]), so the flow overlaps the optimiser.
 //! Frame 1 starts from its content (or `--init`) with `first_iterations`; every later frame
-//! starts from the previous stylized frame (warm start) with `iterations`. Each finished frame
-//! is kept in the work directory ([`WorkDir`]) before it is sent on, so an interrupted run
-//! resumes after its last finished frame.
+//! starts, by default, from the previous stylized frame warped along the flow, with
+//! J_temporal holding the reliable pixels to it (Ruder et al. 2016), with `iterations`; a frame
+//! that starts a new shot starts afresh like frame 1. Each finished frame is kept in the work
+//! directory ([`WorkDir`]) before it is sent on, so an interrupted run resumes after its last
+//! finished frame — and continues the flow chain from the kept frame.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,10 +22,12 @@ use candle_core::Tensor;
 use image::RgbImage;
 
 use crate::error::{Error, Result};
+use crate::flow::FlowMethod;
 use crate::image_io;
 use crate::progress::{Progress, VideoProgress};
 use crate::job::{check_before_work, check_working_size, load_init_image, write_json, Init, StyleSpec};
-use crate::stylize::{LossTerms, Settings, Stylizer};
+use crate::stylize::{ContentTarget, LossTerms, Settings, Stylized, Stylizer, TemporalTarget};
+use crate::temporal::{warping_error, Motion, MotionEstimator, VideoInit};
 use crate::vgg::{self, Compute, Pooling, Vgg16};
 use crate::video::{
     DecodeOptions, DecodedFrame, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
@@ -69,7 +75,12 @@ pub struct VideoJob {
     pub first_iterations: usize,
     /// Iterations of each later frame (warm-started from the previous stylized frame).
     pub iterations: usize,
+    /// Starting image of frame 1 (and of each frame after a cut).
     pub init: Init,
+    /// Starting image of the frames after the first.
+    pub init_video: VideoInit,
+    /// Optical flow between input frames.
+    pub flow: FlowMethod,
     pub seed: u64,
     pub pooling: Pooling,
     /// Where the network runs.
@@ -104,6 +115,8 @@ impl VideoJob {
             first_iterations: DEFAULT_FIRST_ITERATIONS,
             iterations: DEFAULT_WARM_ITERATIONS,
             init: Init::Content,
+            init_video: VideoInit::PrevWarped,
+            flow: FlowMethod::Dis,
             seed: 0,
             pooling: Pooling::Max,
             compute: Compute::Cpu,
@@ -135,6 +148,12 @@ pub struct Totals {
     pub first_frame_seconds: Option<f64>,
     /// Mean seconds of the warm-started frames this run computed.
     pub warm_frame_seconds: Option<f64>,
+    /// Mean seconds of the optical flow and masks per frame pair (on the decoder's thread).
+    pub flow_seconds: Option<f64>,
+    /// Mean warping error over the frames that have one (see [`FrameRecord::warping_error`]).
+    pub warping_error: Option<f64>,
+    /// Frames detected as shot cuts (started afresh).
+    pub cuts: u64,
     pub decoder_warnings: usize,
 }
 
@@ -149,6 +168,8 @@ pub struct VideoReport {
     pub first_iterations: usize,
     pub iterations: usize,
     pub init: Init,
+    pub init_video: VideoInit,
+    pub flow: FlowMethod,
     pub seed: u64,
     pub pooling: Pooling,
     pub device: Compute,
@@ -182,7 +203,7 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         duration: job.duration,
         max_frames: job.max_frames,
     };
-    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options)?;
+    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow)?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     check_working_size(&job.input, job.size, (width, height), &job.settings)?;
     let vgg = Vgg16::load_for(&vgg::weights_path(job.weights.as_deref()), job.pooling, job.compute)?;
@@ -256,7 +277,8 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
 
     let computed: Vec<&FrameRecord> = records.iter().filter(|r| !r.resumed).collect();
     let first_frame_seconds = computed.iter().find(|r| r.index == 0).map(|r| r.seconds);
-    let warm: Vec<f64> = computed.iter().filter(|r| r.index > 0).map(|r| r.seconds).collect();
+    let warm: Vec<f64> = computed.iter().filter(|r| r.index > 0 && !r.cut).map(|r| r.seconds).collect();
+    let mean = |values: Vec<f64>| (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
     let totals = Totals {
         frames: records.len() as u64,
         computed_frames: computed.len() as u64,
@@ -264,7 +286,10 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         iterations: computed.iter().map(|r| r.iterations).sum(),
         seconds: started.elapsed().as_secs_f64(),
         first_frame_seconds,
-        warm_frame_seconds: (!warm.is_empty()).then(|| warm.iter().sum::<f64>() / warm.len() as f64),
+        warm_frame_seconds: mean(warm),
+        flow_seconds: mean(records.iter().filter_map(|r| r.flow_seconds).collect()),
+        warping_error: mean(records.iter().filter_map(|r| r.warping_error).collect()),
+        cuts: records.iter().filter(|r| r.cut).count() as u64,
         decoder_warnings,
     };
     let report = VideoReport {
@@ -276,6 +301,8 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         first_iterations: job.first_iterations,
         iterations: job.iterations,
         init: job.init.clone(),
+        init_video: job.init_video,
+        flow: job.flow,
         seed: job.seed,
         pooling: job.pooling,
         device: job.compute,
@@ -296,22 +323,24 @@ fn stylize_frames(
     stylizer: &Stylizer,
     workdir: &WorkDir,
     init_image: Option<Tensor>,
-    frames: &Receiver<Result<DecodedFrame>>,
+    frames: &Receiver<Result<FrameWithMotion>>,
     to_encoder: &SyncSender<ToEncoder>,
     progress: &mut dyn VideoProgress,
     stop: &AtomicBool,
     records: &mut Vec<FrameRecord>,
 ) -> Result<()> {
     let device = stylizer.vgg().device().clone();
-    let mut previous: Option<Tensor> = None;
+    // The previous stylized frame as written (8-bit), so a resumed run continues exactly as an
+    // uninterrupted one would.
+    let mut previous: Option<RgbImage> = None;
     let encoder_gone = || Error::output(&job.output, "the encoder stopped");
-    for frame in frames.iter() {
-        let frame = frame?;
+    for message in frames.iter() {
+        let FrameWithMotion { frame, motion } = message?;
         if stop.load(Ordering::SeqCst) {
             return Err(Error::Interrupted(String::new()));
         }
         if let Some((image, record)) = workdir.load(frame.index)? {
-            previous = Some(image_io::to_tensor(&image, &device)?);
+            previous = Some(image.clone());
             progress.frame(&record);
             records.push(record);
             to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
@@ -320,23 +349,37 @@ fn stylize_frames(
         let frame_started = Instant::now();
         let content = image_io::to_tensor(&frame.image, &device)?;
         let target = stylizer.content_target(&content)?;
-        let (start, iterations) = match previous.take() {
-            Some(previous) => (previous, job.iterations),
+        // What the previous frame offers this one: nothing for the first frame or after a cut.
+        let cut = motion.as_ref().is_some_and(Motion::is_cut);
+        let follows = match (&previous, &motion) {
+            (Some(previous), Some(motion)) if !cut => Some((previous, motion)),
+            _ => None,
+        };
+        let mut frame_progress = StopAware { inner: progress, stop };
+        let stylized = match follows {
             None => {
                 let start = match &job.init {
                     Init::Content => content.clone(),
                     Init::Noise => image_io::noise_tensor(frame.image.width(), frame.image.height(), job.seed, &device)?,
                     Init::Image(_) => init_image.clone().expect("loaded before the loop"),
                 };
-                (start, job.first_iterations)
+                stylizer.optimise(&target, &start, job.first_iterations, &mut frame_progress)?
+            }
+            Some((previous, motion)) => {
+                let previous = image_io::to_tensor(previous, &device)?;
+                stylize_following(job, stylizer, target, &content, &previous, motion, &mut frame_progress)?
             }
         };
-        let mut frame_progress = StopAware { inner: progress, stop };
-        let stylized = stylizer.optimise(&target, &start, iterations, &mut frame_progress)?;
         let image = image_io::from_tensor(&stylized.image)?;
-        let record = frame_record(frame.index, frame.pts_seconds, &stylized.terms, stylized.iterations, frame_started);
+        let error = follows.and_then(|(previous, motion)| warping_error(&image, previous, motion));
+        let record = FrameRecord {
+            warping_error: error,
+            cut,
+            flow_seconds: motion.as_ref().map(|m| m.seconds),
+            ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
+        };
         workdir.save(&image, &record)?;
-        previous = Some(stylized.image);
+        previous = Some(image.clone());
         progress.frame(&record);
         records.push(record);
         to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
@@ -347,18 +390,30 @@ fn stylize_frames(
     Ok(())
 }
 
-fn frame_record(index: u64, pts_seconds: f64, terms: &LossTerms, iterations: usize, started: Instant) -> FrameRecord {
-    FrameRecord {
-        index,
-        pts_seconds,
-        iterations,
-        total: terms.total,
-        content: terms.content,
-        style: terms.style,
-        tv: terms.tv,
-        seconds: started.elapsed().as_secs_f64(),
-        resumed: false,
-    }
+/// Stylizes a frame that follows the previous stylized frame `previous` with `motion` between
+/// them: the start image as `--init-video` says, J_temporal against the warped previous frame.
+fn stylize_following(
+    job: &VideoJob,
+    stylizer: &Stylizer,
+    target: ContentTarget,
+    content: &Tensor,
+    previous: &Tensor,
+    motion: &Motion,
+    progress: &mut dyn Progress,
+) -> Result<Stylized> {
+    let device = content.device();
+    let warped_previous = motion.warp_tensor(previous)?;
+    let reliability = motion.reliability_tensor(device)?;
+    let start = match job.init_video {
+        // c·ω(x_{t−1}) + (1 − c)·content: disoccluded pixels have nothing to carry over.
+        VideoInit::PrevWarped => {
+            (warped_previous.broadcast_mul(&reliability)? + content.broadcast_mul(&(1.0 - &reliability)?)?)?
+        }
+        VideoInit::Prev => previous.clone(),
+        VideoInit::Content => content.clone(),
+    };
+    let target = target.with_temporal(TemporalTarget { warped_previous, reliability })?;
+    stylizer.optimise(&target, &start, job.iterations, progress)
 }
 
 /// Passes iteration progress on and turns the stop flag into [`Progress::should_stop`].
@@ -376,19 +431,29 @@ impl Progress for StopAware<'_> {
     }
 }
 
-/// Starts the decoder thread. Returns its handle (yielding the decoder-warning count), the
-/// input's description and the frames' channel.
+/// A decoded frame with the motion from the frame before it (`None` for the first).
+struct FrameWithMotion {
+    frame: DecodedFrame,
+    motion: Option<Motion>,
+}
+
+/// Starts the decoder thread, which also estimates the motion between consecutive frames.
+/// Returns its handle (yielding the decoder-warning count), the input's description and the
+/// frames' channel.
 fn spawn_decoder(
     input: PathBuf,
     options: DecodeOptions,
-) -> Result<(JoinHandle<usize>, VideoInfo, Receiver<Result<DecodedFrame>>)> {
+    flow: FlowMethod,
+) -> Result<(JoinHandle<usize>, VideoInfo, Receiver<Result<FrameWithMotion>>)> {
     let (info_tx, info_rx) = sync_channel::<Result<VideoInfo>>(1);
-    let (frames_tx, frames_rx) = sync_channel::<Result<DecodedFrame>>(CHANNEL_FRAMES);
+    let (frames_tx, frames_rx) = sync_channel::<Result<FrameWithMotion>>(CHANNEL_FRAMES);
     let handle = std::thread::Builder::new()
         .name("decoder".into())
         .spawn(move || {
-            let mut decoder = match VideoDecoder::open(&input, &options) {
-                Ok(d) => d,
+            let opened = VideoDecoder::open(&input, &options)
+                .and_then(|decoder| Ok((decoder, MotionEstimator::new(flow)?)));
+            let (mut decoder, mut motion) = match opened {
+                Ok(opened) => opened,
                 Err(e) => {
                     let _ = info_tx.send(Err(e));
                     return 0;
@@ -399,7 +464,7 @@ fn spawn_decoder(
                 let next = decoder.next_frame();
                 let end = !matches!(next, Ok(Some(_)));
                 let message = match next {
-                    Ok(Some(frame)) => Ok(frame),
+                    Ok(Some(frame)) => motion.next(&frame.image).map(|motion| FrameWithMotion { frame, motion }),
                     Ok(None) => break,
                     Err(e) => Err(e),
                 };
@@ -504,6 +569,8 @@ fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
         "first_iterations": job.first_iterations,
         "iterations": job.iterations,
         "init": match &job.init { Init::Image(p) => file(p), other => serde_json::to_value(other).unwrap_or_default() },
+        "init_video": job.init_video,
+        "flow": job.flow,
         "seed": job.seed,
         "pooling": job.pooling,
         "settings": job.settings,

@@ -113,7 +113,7 @@ impl FrameBar {
     fn summary(&self) -> String {
         let Some(last) = &self.last else { return String::new() };
         let speed = self.seconds_per_frame().map(|s| format!(", {s:.1} s/frame")).unwrap_or_default();
-        format!("last frame: {} iterations, J {:.3e}{speed}", last.iterations, last.total)
+        format!("last frame: {} iterations, J {:.3e}{}{speed}", last.iterations, last.total, coherence(last))
     }
 }
 
@@ -170,10 +170,23 @@ impl VideoProgress for FrameBar {
                 };
                 let what = if record.resumed { "resumed".to_string() } else { format!("{:.1} s", record.seconds) };
                 eprintln!(
-                    "frame {}{of}  t={:.3} s  {} iterations  J {:.3e}  {what}{eta}",
-                    self.done, record.pts_seconds, record.iterations, record.total
+                    "frame {}{of}  t={:.3} s  {} iterations  J {:.3e}{}  {what}{eta}",
+                    self.done,
+                    record.pts_seconds,
+                    record.iterations,
+                    record.total,
+                    coherence(record)
                 );
             }
         }
+    }
+}
+
+/// The frame's temporal facts for a progress line: its warping error, or that it starts a shot.
+fn coherence(record: &FrameRecord) -> String {
+    match (record.cut, record.warping_error) {
+        (true, _) => ", shot cut".into(),
+        (false, Some(e)) => format!(", warping error {e:.4}"),
+        (false, None) => String::new(),
     }
 }

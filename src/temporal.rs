@@ -12,6 +12,7 @@ use image::{GrayImage, RgbImage};
 
 use crate::error::Result;
 use crate::flow::{self, FlowEstimator, FlowField, FlowMethod};
+use crate::vgg::{LayerName, Vgg16};
 
 /// A frame is a shot cut when more than this share of its pixels is unreliable (the flow found
 /// no consistent match for them)…
@@ -157,4 +158,18 @@ pub fn warping_error(output: &RgbImage, previous_output: &RgbImage, motion: &Mot
         sum += (0..3).map(|ch| (current[ch * plane + i] as f64 - warped[ch * plane + i] as f64).powi(2)).sum::<f64>();
     }
     (count > 0).then(|| sum / count as f64)
+}
+
+/// How far an output frame's shallow features are from its own input frame's: Σ over relu2_1
+/// and relu3_1 of mean((F_l(output) − F_l(input))²). Averaged over a clip's frames 2…N and
+/// divided by the same for per-frame independent stylization, it is the *content lag*: trails
+/// and lagging objects raise it above 1.
+pub fn content_distance(vgg: &Vgg16, output: &Tensor, input: &Tensor) -> Result<f64> {
+    let layers = [LayerName { block: 2, conv: 1 }, LayerName { block: 3, conv: 1 }];
+    let (a, b) = (vgg.features(output, &layers)?, vgg.features(input, &layers)?);
+    let mut total = 0.0;
+    for (a, b) in a.iter().zip(&b) {
+        total += (a - b)?.to_dtype(candle_core::DType::F64)?.sqr()?.mean_all()?.to_scalar::<f64>()?;
+    }
+    Ok(total)
 }

@@ -12,6 +12,7 @@ use image::RgbImage;
 
 use crate::error::{Error, Result};
 use crate::image_io;
+use crate::stylize::Stylized;
 
 /// What the report says of one frame; also the on-disk record of a finished frame.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -28,11 +29,45 @@ pub struct FrameRecord {
     pub style: f64,
     #[serde(rename = "J_tv")]
     pub tv: f64,
+    #[serde(rename = "J_temporal", default)]
+    pub temporal: f64,
     /// Wall time spent stylizing this frame (in the run that computed it).
     pub seconds: f64,
+    /// Warping error against the previous output frame (Lai et al. 2018; see
+    /// [`crate::temporal::warping_error`]); none for the first frame and after a cut.
+    #[serde(default)]
+    pub warping_error: Option<f64>,
+    /// True when the frame starts a new shot and was stylized afresh.
+    #[serde(default)]
+    pub cut: bool,
+    /// Wall time of the optical flow and masks to the previous input frame.
+    #[serde(default)]
+    pub flow_seconds: Option<f64>,
     /// True when the frame was taken from an earlier, interrupted run.
     #[serde(default)]
     pub resumed: bool,
+}
+
+impl FrameRecord {
+    /// The record of a frame just stylized (no temporal facts yet).
+    pub fn new(index: u64, pts_seconds: f64, stylized: &Stylized, seconds: f64) -> Self {
+        let terms = &stylized.terms;
+        FrameRecord {
+            index,
+            pts_seconds,
+            iterations: stylized.iterations,
+            total: terms.total,
+            content: terms.content,
+            style: terms.style,
+            tv: terms.tv,
+            temporal: terms.temporal,
+            seconds,
+            warping_error: None,
+            cut: false,
+            flow_seconds: None,
+            resumed: false,
+        }
+    }
 }
 
 pub struct WorkDir {

@@ -1,0 +1,146 @@
+//! Temporal-coherence evaluation: stylizes a clip's first frames several ways and prints, for
+//! each, the two figures of issue 8 — the mean warping error (Lai et al. 2018, from the run's
+//! report) and the content lag (the shallow-feature distance of each output frame from its own
+//! input, frames 2…N, relative to per-frame independent stylization) — and seconds per frame.
+//!
+//! `cargo run --release --example temporal_eval -- CLIP STYLE [FRAMES] [SIZE] [OUT_DIR] [VARIANT…]`
+//! (`scripts/temporal-eval` wraps it). The default variants are `default` (the tool's defaults),
+//! `prev` (plain warm start: `init_video=prev,temporal_weight=0`) and `independent` (each
+//! frame from its own content with the first frame's iterations: `init_video=content,
+//! temporal_weight=0,iterations=FIRST`). A VARIANT is `name` of those or
+//! `name:key=value,…` with keys `init_video`, `temporal_weight`, `iterations`, `flow`.
+//! A variant whose report and frames already exist in OUT_DIR (same settings) is not rerun.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use candle_core::Device;
+use stylize_video::image_io::{load_rgb, to_tensor};
+use stylize_video::pipeline::{run_video, VideoJob, DEFAULT_FIRST_ITERATIONS};
+use stylize_video::progress::NoProgress;
+use stylize_video::temporal::content_distance;
+use stylize_video::vgg::{weights_path, Compute, Pooling, Vgg16};
+use stylize_video::video::{DecodeOptions, FrameSize, VideoCodec, VideoDecoder};
+
+type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn variant_settings(spec: &str) -> Fallible<(String, Vec<(String, String)>)> {
+    let (name, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    let mut pairs: Vec<(String, String)> = match name {
+        "default" => vec![],
+        "prev" => vec![("init_video".into(), "prev".into()), ("temporal_weight".into(), "0".into())],
+        "independent" => vec![
+            ("init_video".into(), "content".into()),
+            ("temporal_weight".into(), "0".into()),
+            ("iterations".into(), DEFAULT_FIRST_ITERATIONS.to_string()),
+        ],
+        _ if !rest.is_empty() => vec![],
+        _ => return Err(format!("unknown variant '{name}' (give its settings as {name}:key=value,…)").into()),
+    };
+    for pair in rest.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("'{pair}' is not key=value"))?;
+        pairs.push((k.to_string(), v.to_string()));
+    }
+    Ok((name.to_string(), pairs))
+}
+
+fn job_for(clip: &Path, style: &Path, frames: u64, size: u32, out: &Path, name: &str, pairs: &[(String, String)]) -> Fallible<VideoJob> {
+    let mut job = VideoJob::with_defaults(clip.into(), style.into(), out.join(format!("{name}.mkv")));
+    job.size = size;
+    job.max_frames = Some(frames);
+    job.codec = VideoCodec::Ffv1;
+    job.keep_audio = false;
+    job.overwrite = true;
+    job.fresh = true;
+    job.frames_dir = Some(out.join(format!("{name}-frames")));
+    job.report = Some(out.join(format!("{name}.json")));
+    for (k, v) in pairs {
+        match k.as_str() {
+            "init_video" => job.init_video = v.parse()?,
+            "temporal_weight" => job.settings.temporal_weight = v.parse()?,
+            "iterations" => job.iterations = v.parse()?,
+            "flow" => job.flow = v.parse()?,
+            _ => return Err(format!("unknown variant key '{k}'").into()),
+        }
+    }
+    Ok(job)
+}
+
+/// Mean over frames 2…N of the content distance of `frames_dir`'s PNGs from the input frames.
+fn mean_content_distance(vgg: &Vgg16, inputs: &[image::RgbImage], frames_dir: &Path) -> Fallible<f64> {
+    let mut sum = 0.0;
+    for (i, input) in inputs.iter().enumerate().skip(1) {
+        let output = load_rgb(&frames_dir.join(format!("frame_{:06}.png", i + 1)))?;
+        sum += content_distance(vgg, &to_tensor(&output, &Device::Cpu)?, &to_tensor(input, &Device::Cpu)?)?;
+    }
+    Ok(sum / (inputs.len() - 1).max(1) as f64)
+}
+
+fn main() -> Fallible<()> {
+    stylize_video::memory::reuse_freed_memory();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 {
+        return Err("usage: temporal_eval CLIP STYLE [FRAMES] [SIZE] [OUT_DIR] [VARIANT…]".into());
+    }
+    let (clip, style) = (PathBuf::from(&args[0]), PathBuf::from(&args[1]));
+    let frames: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(12);
+    let size: u32 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(192);
+    let out = PathBuf::from(args.get(4).cloned().unwrap_or_else(|| "out/temporal-eval".into()));
+    let mut variants: Vec<String> = args.iter().skip(5).cloned().collect();
+    if variants.is_empty() {
+        variants = vec!["default".into(), "prev".into(), "independent".into()];
+    }
+    if !variants.iter().any(|v| v == "independent") {
+        variants.push("independent".into());
+    }
+    std::fs::create_dir_all(&out)?;
+
+    let mut decoder = VideoDecoder::open(
+        &clip,
+        &DecodeOptions { size: FrameSize::LongestSide(size), start: None, duration: None, max_frames: Some(frames) },
+    )?;
+    let mut inputs = Vec::new();
+    while let Some(frame) = decoder.next_frame()? {
+        inputs.push(frame.image);
+    }
+    let vgg = Vgg16::load_for(&weights_path(None), Pooling::Max, Compute::Cpu)?;
+
+    let mut rows = Vec::new();
+    for spec in &variants {
+        let (name, pairs) = variant_settings(spec)?;
+        let job = job_for(&clip, &style, frames, size, &out, &name, &pairs)?;
+        let settings_path = out.join(format!("{name}.settings"));
+        let settings = format!("{pairs:?} {frames} {size} {:?} {:?}", clip, style);
+        let cached = std::fs::read_to_string(&settings_path).is_ok_and(|s| s == settings) && job.report.as_ref().unwrap().exists();
+        if !cached {
+            eprintln!("{name}: stylizing {frames} frames at {size} px…");
+            run_video(&job, &mut NoProgress, &AtomicBool::new(false))?;
+            std::fs::write(&settings_path, &settings)?;
+        }
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(job.report.as_ref().unwrap())?)?;
+        let distance = mean_content_distance(&vgg, &inputs, job.frames_dir.as_ref().unwrap())?;
+        let totals = &report["totals"];
+        rows.push((name, totals["warping_error"].as_f64(), distance, totals["warm_frame_seconds"].as_f64(), totals["iterations"].as_u64()));
+    }
+    let baseline = rows.iter().find(|r| r.0 == "independent").map(|r| r.2).expect("independent variant is always run");
+    let plain_warm = rows.iter().find(|r| r.0 == "prev").and_then(|r| r.1);
+    println!("clip {} ({} frames at {size} px), style {}", clip.display(), inputs.len(), style.display());
+    println!("{:<28} {:>14} {:>12} {:>12} {:>16} {:>12}", "variant", "warping_error", "vs prev", "content_lag", "s/frame (2..N)", "iterations");
+    for (name, error, distance, seconds, iterations) in &rows {
+        let fmt = |v: Option<f64>, p: usize| v.map(|v| format!("{v:.p$}")).unwrap_or_else(|| "-".into());
+        let vs_prev = match (error, plain_warm) {
+            (Some(e), Some(p)) => format!("{:.2}×", e / p),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<28} {:>14} {:>12} {:>12.3} {:>16} {:>12}",
+            name,
+            fmt(*error, 4),
+            vs_prev,
+            distance / baseline,
+            fmt(*seconds, 1),
+            iterations.map(|i| i.to_string()).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
