@@ -361,3 +361,86 @@ fn bad_inputs_are_one_line_errors_that_leave_no_output() {
     }
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "precious");
 }
+
+// ---- temporal coherence ----
+
+/// Frames 0–7: a textured square moving 3 px a frame to the right over a still textured
+/// background; frames 8–11: another scene (a cut).
+fn moving_square(i: u32, width: u32, height: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let (fx, fy) = (x as f32, y as f32);
+        if i >= 8 {
+            let v = (40.0 + 30.0 * (0.9 * fx).sin() * (0.7 * fy).cos()) as u8;
+            return image::Rgb([v / 2, v, 200 - v]);
+        }
+        let left = 8 + 3 * i;
+        if (left..left + 20).contains(&x) && (14..34).contains(&y) {
+            let (u, v) = (fx - left as f32, fy);
+            let t = 128.0 + 90.0 * (0.8 * u).sin() * (0.6 * v).cos();
+            image::Rgb([t as u8, (255.0 - t) as u8, 60])
+        } else {
+            let t = 120.0 + 50.0 * (0.35 * fx + 0.2 * fy).sin() + 30.0 * (0.5 * fy - 0.15 * fx).cos();
+            image::Rgb([70, t as u8, (t * 0.8) as u8])
+        }
+    })
+}
+
+fn moving_square_clip(dir: &Path) -> PathBuf {
+    let input = dir.join("square.mkv");
+    make_clip(&input, &ClipSpec { video: ClipVideo::Ffv1, picture: moving_square, ..ClipSpec::new(64, 48) });
+    input
+}
+
+fn temporal_job(input: &Path, output: &Path) -> VideoJob {
+    VideoJob { first_iterations: 20, iterations: 8, codec: VideoCodec::Ffv1, ..job(input, output) }
+}
+
+fn mean_warping_error(report: &VideoReport, frames: std::ops::Range<usize>) -> f64 {
+    let errors: Vec<f64> = report.frames[frames].iter().map(|f| f.warping_error.expect("a following frame has a warping error")).collect();
+    errors.iter().sum::<f64>() / errors.len() as f64
+}
+
+#[test]
+fn the_temporal_loss_steadies_a_moving_object_and_a_cut_starts_afresh() {
+    let dir = common::scratch_dir("pipeline-temporal");
+    let input = moving_square_clip(&dir);
+    let with = run(&temporal_job(&input, &dir.join("with.mkv")));
+    let without_job = temporal_job(&input, &dir.join("without.mkv"));
+    let without = run(&VideoJob { settings: Settings { temporal_weight: 0.0, ..without_job.settings.clone() }, ..without_job });
+
+    // The cut at frame 8, and only there: started afresh with the first frame's budget.
+    let cuts: Vec<u64> = with.frames.iter().filter(|f| f.cut).map(|f| f.index).collect();
+    assert_eq!(cuts, [8]);
+    assert_eq!(with.totals.cuts, 1);
+    assert_eq!(with.frames[8].iterations, 20);
+    assert_eq!(with.frames[8].warping_error, None);
+    assert!(with.frames[..8].iter().chain(&with.frames[9..]).all(|f| f.index == 0 || f.iterations == 8));
+    assert!(with.frames[1..8].iter().all(|f| f.flow_seconds.is_some() && f.temporal > 0.0));
+
+    // Within the first shot the temporal loss holds the painting to the moving square.
+    let (e_with, e_without) = (mean_warping_error(&with, 1..8), mean_warping_error(&without, 1..8));
+    assert!(e_with < 0.6 * e_without, "warping error {e_with} with the temporal loss, {e_without} without");
+    let total = with.totals.warping_error.unwrap();
+    let all: Vec<f64> = with.frames.iter().filter_map(|f| f.warping_error).collect();
+    assert!((total - all.iter().sum::<f64>() / all.len() as f64).abs() < 1e-12 && all.len() == 10);
+}
+
+#[test]
+fn a_resumed_run_continues_the_flow_chain() {
+    let dir = common::scratch_dir("pipeline-temporal-resume");
+    let input = moving_square_clip(&dir);
+    let output = dir.join("out.mkv");
+    let the_job = temporal_job(&input, &output);
+    let stop = AtomicBool::new(false);
+    run_video(&the_job, &mut StopAfter { after: 4, finished: 0, stop: &stop }, &stop).unwrap_err();
+    let resumed = run(&the_job);
+    let uninterrupted = run(&VideoJob { output: dir.join("whole.mkv"), ..the_job.clone() });
+    assert_eq!(resumed.totals.resumed_frames, 4);
+    // Frame 5, the first computed after the resume, follows frame 4 through the flow: a warm
+    // start with a warping error, not a fresh start.
+    let (after, whole) = (&resumed.frames[4], &uninterrupted.frames[4]);
+    assert!(!after.resumed && !after.cut && after.iterations == 8 && after.flow_seconds.is_some());
+    let (e_after, e_whole) = (after.warping_error.unwrap(), whole.warping_error.unwrap());
+    assert!((e_after - e_whole).abs() <= 0.05 * e_whole, "warping error {e_after} after resuming, {e_whole} without a break");
+    assert!((after.total - whole.total).abs() <= 1e-3 * whole.total, "J {} vs {}", after.total, whole.total);
+}

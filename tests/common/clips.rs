@@ -40,6 +40,8 @@ pub struct ClipSpec {
     pub rotation: i32,
     /// Sample aspect ratio written on the stream and in the codec parameters.
     pub sar: Option<(i32, i32)>,
+    /// Frame i's picture at a size: `picture(i, width, height)`.
+    pub picture: fn(u32, u32, u32) -> RgbImage,
 }
 
 impl ClipSpec {
@@ -54,6 +56,7 @@ impl ClipSpec {
             audio: None,
             rotation: 0,
             sar: None,
+            picture: frame_image,
         }
     }
 }
@@ -179,7 +182,7 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
         }
     };
     for i in 0..spec.frames {
-        let image = frame_image(i, spec.width, spec.height);
+        let image = (spec.picture)(i, spec.width, spec.height);
         let stride = rgb.stride(0);
         let row = 3 * spec.width as usize;
         for y in 0..spec.height as usize {
