@@ -6,10 +6,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::clips::{frame_image, make_audio_only, make_clip, ClipAudio, ClipSpec, ClipVideo};
+use common::clips::{damage_first_slices, frame_image, make_audio_only, make_clip, ClipAudio, ClipSpec, ClipVideo};
 use common::scratch_dir;
 use stylize_video::video::{
-    DecodeOptions, DecodedFrame, EncodeOptions, EncodedInfo, FrameSize, StreamHandling, StreamKind, VideoCodec,
+    DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, StreamHandling, StreamKind, VideoCodec,
     VideoDecoder, VideoEncoder, VideoInfo,
 };
 
@@ -19,7 +19,8 @@ fn decode_all(path: &Path, options: &DecodeOptions) -> (VideoInfo, Vec<DecodedFr
     while let Some(frame) = decoder.next_frame().unwrap() {
         frames.push(frame);
     }
-    assert_eq!(decoder.warnings(), 0, "{}", path.display());
+    assert_eq!(decoder.warnings(), 0, "{}: {:?}", path.display(), decoder.warning_kinds());
+    assert!(decoder.warning_kinds().is_empty());
     (decoder.info().clone(), frames)
 }
 
@@ -383,4 +384,89 @@ fn encoder_errors_leave_no_file_behind() {
     assert!(encoder.finish().unwrap_err().to_string().contains("no frames"));
 
     assert_eq!(files_in(&dir), before);
+}
+
+/// Every frame of `path`, with the decoder's problem count and kinds at the end.
+fn decode_counting(path: &Path) -> (Vec<DecodedFrame>, usize, Vec<DecoderWarning>) {
+    let mut decoder = VideoDecoder::open(path, &DecodeOptions::default()).unwrap();
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        frames.push(frame);
+    }
+    (frames, decoder.warnings(), decoder.warning_kinds())
+}
+
+/// A 12-frame H.264 MP4 with a keyframe every 4 frames; with `damaged` > 0, the slice headers
+/// of its first `damaged` packets zeroed. Returns the number of slices damaged.
+fn gop4_clip(path: &Path, damaged: usize) -> usize {
+    make_clip(path, &ClipSpec { gop: Some(4), ..ClipSpec::new(64, 48) });
+    if damaged == 0 { 0 } else { damage_first_slices(path, damaged) }
+}
+
+#[test]
+fn damaged_first_slices_are_counted_by_what_ffmpeg_says() {
+    let dir = scratch_dir("video_decode_damaged");
+    let path = dir.join("damaged.mp4");
+    assert_eq!(gop4_clip(&path, 3), 3);
+    let (frames, warnings, kinds) = decode_counting(&path);
+
+    // The first group of pictures is lost; the decoder resumes at the next keyframe (frame 4).
+    assert_times(&times(&frames), &[0.16, 0.2, 0.24, 0.28, 0.32, 0.36, 0.4, 0.44], 1e-9);
+    assert!(warnings > 0, "{kinds:?}");
+    assert_eq!(warnings, kinds.iter().map(|k| k.count).sum::<usize>(), "{kinds:?}");
+    // What FFmpeg's h264 decoder logs (from its frame threads) for each bad slice header.
+    let header = kinds.iter().find(|k| k.message == "decode_slice_header error").unwrap_or_else(|| panic!("{kinds:?}"));
+    assert_eq!(header.count, 3, "{kinds:?}");
+    assert!(kinds.iter().any(|k| k.message == "no frame!"), "{kinds:?}");
+    // And what the API returned, under its own kind.
+    assert!(kinds.iter().any(|k| k.message.starts_with("packet rejected by the decoder: ")), "{kinds:?}");
+    // Most frequent first; numbers written as N ("deblocking_filter_idc N out of range").
+    assert!(kinds.windows(2).all(|w| w[0].count >= w[1].count), "{kinds:?}");
+    assert!(kinds.iter().all(|k| !k.message.split(' ').any(|w| w.parse::<i64>().is_ok())), "{kinds:?}");
+
+    let clean = dir.join("clean.mp4");
+    gop4_clip(&clean, 0);
+    let (frames, warnings, kinds) = decode_counting(&clean);
+    assert_eq!(frames.len(), 12);
+    assert_eq!(warnings, 0, "{kinds:?}");
+    assert!(kinds.is_empty(), "{kinds:?}");
+}
+
+#[test]
+fn ffmpeg_messages_reach_only_the_decoder_they_are_about() {
+    let dir = scratch_dir("video_decode_damaged_routing");
+    let damaged = dir.join("damaged.mp4");
+    gop4_clip(&damaged, 3);
+    let clean = dir.join("clean.mp4");
+    gop4_clip(&clean, 0);
+    let (_, alone, alone_kinds) = decode_counting(&damaged);
+
+    // Two decoders open at once on one thread, frames taken in turn.
+    let mut bad = VideoDecoder::open(&damaged, &DecodeOptions::default()).unwrap();
+    let mut good = VideoDecoder::open(&clean, &DecodeOptions::default()).unwrap();
+    let (mut bad_done, mut good_done) = (false, false);
+    while !(bad_done && good_done) {
+        bad_done = bad_done || bad.next_frame().unwrap().is_none();
+        good_done = good_done || good.next_frame().unwrap().is_none();
+    }
+    assert_eq!(good.warnings(), 0, "{:?}", good.warning_kinds());
+    assert_eq!(bad.warnings(), alone);
+    assert_eq!(bad.warning_kinds(), alone_kinds);
+    drop((bad, good));
+
+    // Several decoders on their own threads, each with FFmpeg's frame threads under it.
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let path = if i % 2 == 0 { damaged.clone() } else { clean.clone() };
+            std::thread::spawn(move || decode_counting(&path))
+        })
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let (_, warnings, kinds) = handle.join().unwrap();
+        if i % 2 == 0 {
+            assert_eq!((warnings, &kinds), (alone, &alone_kinds));
+        } else {
+            assert_eq!(warnings, 0, "{kinds:?}");
+        }
+    }
 }

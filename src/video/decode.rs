@@ -8,17 +8,30 @@
 //! before `start`, decode and drop the frames before it, stop at the first frame at or after
 //! `start + duration`.
 //!
-//! Damaged packets are not fatal while frames still come out: each decoder error that is not
-//! "need more data"/"end of stream", and each frame the decoder flags as corrupt, is counted in
-//! [`VideoDecoder::warnings`].
+//! Damaged input is not fatal while frames still come out; what went wrong is counted, by kind:
+//! - what FFmpeg logs at warning level or worse about this decoder (its codec context, its
+//!   frame threads, and the demuxer of its input), one count per message, grouped by the text
+//!   with its numbers written as `N` (see `ffmpeg_log`) — this is where most damage shows, e.g.
+//!   "decode_slice_header error" for a damaged H.264 slice that FFmpeg conceals;
+//! - what the API hands back rather than logs, under kinds of our own: "packet rejected by the
+//!   decoder: …" and "decoding failed: …" (errors other than "need more data"/"end of stream"),
+//!   "packet flagged corrupt by the demuxer", "frame decoded with errors (flagged corrupt)",
+//!   "unreadable packet skipped: …" and "read error: …".
+//!
+//! These are separate observations, not deduplicated: one damaged slice usually gives FFmpeg's
+//! message about it and may also give a rejected packet or a corrupt frame, each in its own kind.
+//! [`VideoDecoder::warnings`] is the sum of all counts, [`VideoDecoder::warning_kinds`] the
+//! breakdown. A clean file gives 0. Counts are complete once [`VideoDecoder::next_frame`] has
+//! returned `None`; before that, frame threads may still be logging about packets already sent.
 
 use std::path::{Path, PathBuf};
 
 use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, format, media, software::scaling, util::frame, Rational};
 use image::RgbImage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::ffmpeg_log::LogTap;
 use super::{codec_name, in_time_base, init_ffmpeg, pair, seconds, seek_before};
 use crate::error::{Error, Result};
 use crate::image_io::size_for_longest_side;
@@ -127,8 +140,21 @@ impl VideoInfo {
     }
 }
 
+/// One kind of problem the decoder met, and how many times ([`VideoDecoder::warning_kinds`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecoderWarning {
+    /// FFmpeg's message with its numbers written as `N` ("decode_slice_header error",
+    /// "concealing N DC, N AC, N MV errors in P frame"), or one of our kinds for the errors the
+    /// API returned ("packet rejected by the decoder: Invalid data found when processing input").
+    pub message: String,
+    pub count: usize,
+}
+
 /// Decodes the best video stream of a file, frame by frame.
 pub struct VideoDecoder {
+    /// Counts what FFmpeg logs about this decoder and what we note. First, so that it is dropped
+    /// (unregistered) before `input` frees the format context whose address it listens for.
+    problems: LogTap,
     info: VideoInfo,
     input: format::context::Input,
     decoder: codec::decoder::Video,
@@ -148,7 +174,6 @@ pub struct VideoDecoder {
     decoded_any: bool,
     sent_eof: bool,
     finished: bool,
-    warnings: usize,
 }
 
 /// A swscale context with the input geometry it was made for (rebuilt when frames change size).
@@ -189,6 +214,12 @@ impl VideoDecoder {
         let mut context = codec::context::Context::from_parameters(stream.parameters())
             .map_err(|e| Error::input(path, format!("cannot set up the {} decoder: {e}", info.codec)))?;
         context.set_threading(codec::threading::Config { kind: codec::threading::Type::Frame, count: 0, ..Default::default() });
+        // Tap the log before opening, so what the decoder says while opening counts too.
+        // SAFETY: only the pointer is taken; the tap compares addresses and never dereferences it.
+        let problems = LogTap::new(unsafe { input.as_ptr() });
+        // SAFETY: the context is valid and not yet opened; `opaque` is the user's field, unused
+        // by ffmpeg-next and by FFmpeg's default callbacks, and frame threads copy it.
+        unsafe { (*context.as_mut_ptr()).opaque = problems.key() };
         let mut decoder = context.decoder();
         decoder.set_packet_time_base(time_base);
         let decoder = decoder
@@ -207,6 +238,7 @@ impl VideoDecoder {
         let (w, h) = info.output_size(options.size);
         let scaled_size = if info.rotation % 180 == 0 { (w, h) } else { (h, w) };
         Ok(VideoDecoder {
+            problems,
             info,
             input,
             decoder,
@@ -223,7 +255,6 @@ impl VideoDecoder {
             decoded_any: false,
             sent_eof: false,
             finished: false,
-            warnings: 0,
         })
     }
 
@@ -231,9 +262,16 @@ impl VideoDecoder {
         &self.info
     }
 
-    /// Decoder errors and corrupt frames met so far (damaged input that still decoded).
+    /// Problems met so far: FFmpeg's warnings and errors about this input plus the errors and
+    /// corrupt flags the API returned (see the module doc); 0 for a clean file.
     pub fn warnings(&self) -> usize {
-        self.warnings
+        self.problems.total()
+    }
+
+    /// The problems of [`VideoDecoder::warnings`] by kind, most frequent first (ties in the
+    /// order first met); empty for a clean file. At most 64 kinds, the rest counted together.
+    pub fn warning_kinds(&self) -> Vec<DecoderWarning> {
+        self.problems.kinds()
     }
 
     /// The next frame in the requested range, `None` after the last one. A file (or a range) in
@@ -250,7 +288,7 @@ impl VideoDecoder {
                     consecutive_errors = 0;
                     self.decoded_any = true;
                     if self.decoded_frame.is_corrupt() {
-                        self.warnings += 1;
+                        self.problems.note("frame decoded with errors (flagged corrupt)");
                     }
                     if let Some(frame) = self.take_decoded()? {
                         return Ok(Some(frame));
@@ -259,7 +297,7 @@ impl VideoDecoder {
                 Err(ffmpeg::Error::Eof) => return self.end_of_stream(),
                 Err(ffmpeg::Error::Other { errno }) if errno == libc_eagain() => self.feed()?,
                 Err(e) => {
-                    self.warnings += 1;
+                    self.problems.note(&format!("decoding failed: {e}"));
                     consecutive_errors += 1;
                     if consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
                         return Err(Error::input(&self.info.path, format!("the video stream does not decode: {e}")));
@@ -285,21 +323,21 @@ impl VideoDecoder {
             match packet.read(&mut self.input) {
                 Ok(()) if packet.stream() == index => {
                     if packet.is_corrupt() {
-                        self.warnings += 1;
+                        self.problems.note("packet flagged corrupt by the demuxer");
                     }
                     match self.decoder.send_packet(&packet) {
                         Ok(()) => {}
                         Err(ffmpeg::Error::Other { errno }) if errno == libc_eagain() => {}
-                        Err(_) => self.warnings += 1,
+                        Err(e) => self.problems.note(&format!("packet rejected by the decoder: {e}")),
                     }
                     return Ok(());
                 }
                 Ok(()) => continue,
                 Err(ffmpeg::Error::Eof) => break,
-                Err(ffmpeg::Error::InvalidData) => self.warnings += 1,
+                Err(e @ ffmpeg::Error::InvalidData) => self.problems.note(&format!("unreadable packet skipped: {e}")),
                 Err(e) => {
                     // A read error mid-file: decode what we have, and say so through warnings.
-                    self.warnings += 1;
+                    self.problems.note(&format!("read error: {e}"));
                     if self.delivered == 0 && !self.decoded_any {
                         return Err(Error::input(&self.info.path, format!("cannot read: {e}")));
                     }

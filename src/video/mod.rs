@@ -3,7 +3,9 @@
 //!   their own timestamps, optionally cut to a time range and scaled;
 //! - [`encode`]: RGB frames with the source's timestamps → H.264, FFV1 or ProRes in the
 //!   container the output's extension names, with the source's audio and subtitle streams
-//!   copied alongside (re-encoded to AAC only where the container refuses the audio codec).
+//!   copied alongside (re-encoded to AAC only where the container refuses the audio codec);
+//! - `ffmpeg_log` (internal): FFmpeg's own log, captured instead of printed and counted for the
+//!   decoder each message is about ([`VideoDecoder::warning_kinds`]).
 //!
 //! Geometry policy, shared by both halves:
 //! - frames are delivered the way a player shows them: the display rotation (display matrix or
@@ -16,21 +18,25 @@
 
 pub mod decode;
 pub mod encode;
+mod ffmpeg_log;
 
-pub use decode::{DecodeOptions, DecodedFrame, FrameSize, StreamInfo, StreamKind, VideoDecoder, VideoInfo};
+pub use decode::{
+    DecodeOptions, DecodedFrame, DecoderWarning, FrameSize, StreamInfo, StreamKind, VideoDecoder, VideoInfo,
+};
 pub use encode::{EncodeOptions, EncodedInfo, EncodedStream, StreamHandling, VideoCodec, VideoEncoder};
 
 use std::sync::Once;
 
 use ffmpeg_next as ffmpeg;
 
-/// Initialises FFmpeg once per process and keeps its own log quiet: decoding problems are
-/// counted ([`VideoDecoder::warnings`]) or returned as errors, not printed between progress lines.
+/// Initialises FFmpeg once per process and takes over its log: nothing is printed between
+/// progress lines; what FFmpeg says about a decoder's input is counted by that decoder
+/// ([`VideoDecoder::warnings`], [`VideoDecoder::warning_kinds`]), the rest is dropped.
 pub(crate) fn init_ffmpeg() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let _ = ffmpeg::init();
-        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
+        ffmpeg_log::install();
     });
 }
 

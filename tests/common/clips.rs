@@ -42,6 +42,8 @@ pub struct ClipSpec {
     pub sar: Option<(i32, i32)>,
     /// Frame i's picture at a size: `picture(i, width, height)`.
     pub picture: fn(u32, u32, u32) -> RgbImage,
+    /// Keyframe interval in frames (the encoder's default when `None`).
+    pub gop: Option<u32>,
 }
 
 impl ClipSpec {
@@ -57,6 +59,7 @@ impl ClipSpec {
             rotation: 0,
             sar: None,
             picture: frame_image,
+            gop: None,
         }
     }
 }
@@ -100,6 +103,9 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
     video.set_frame_rate(Some(Rational::new(spec.rate.0, spec.rate.1)));
     if let Some((n, d)) = spec.sar {
         video.set_aspect_ratio(Rational::new(n, d));
+    }
+    if let Some(gop) = spec.gop {
+        video.set_gop(gop);
     }
     if global_header {
         video.set_flags(codec::Flags::GLOBAL_HEADER);
@@ -261,4 +267,46 @@ pub fn make_audio_only(path: &Path, seconds: f64) {
         packet.write_interleaved(&mut muxer).unwrap();
     }
     muxer.write_trailer().unwrap();
+}
+
+/// Damages the slice headers of the first `packets` video packets of an H.264 clip in MP4/MOV
+/// (length-prefixed NAL units), in place: the bytes right after each slice's NAL header —
+/// first_mb_in_slice, slice_type, the PPS id — are zeroed, which no valid slice header starts
+/// with. Start codes, lengths and NAL headers stay intact, so the file still demuxes. Returns
+/// the number of slices damaged.
+pub fn damage_first_slices(path: &Path, packets: usize) -> usize {
+    ffmpeg::init().unwrap();
+    let mut input = format::input(&path).expect("open clip to damage");
+    let video = input.streams().best(ffmpeg::media::Type::Video).expect("video stream").index();
+    let mut slices = Vec::new(); // file offsets of the bytes to zero
+    let mut seen = 0;
+    let mut packet = ffmpeg::Packet::empty();
+    while seen < packets && packet.read(&mut input).is_ok() {
+        if packet.stream() != video {
+            continue;
+        }
+        seen += 1;
+        let position = usize::try_from(packet.position()).expect("packet position in the file");
+        let data = packet.data().expect("packet data");
+        // x264 in MP4 writes 4-byte big-endian NAL lengths (avcC lengthSizeMinusOne = 3).
+        let mut at = 0;
+        while at < data.len() {
+            let length = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+            let nal = &data[at + 4..at + 4 + length];
+            let nal_type = nal[0] & 0x1f;
+            if nal_type == 1 || nal_type == 5 {
+                let start = position + at + 4 + 1;
+                slices.push(start..start + 4.min(length - 1));
+            }
+            at += 4 + length;
+        }
+        assert_eq!(at, data.len(), "NAL lengths do not add up to the packet");
+    }
+    drop(input);
+    let mut bytes = std::fs::read(path).unwrap();
+    for range in &slices {
+        bytes[range.clone()].fill(0);
+    }
+    std::fs::write(path, bytes).unwrap();
+    slices.len()
 }
