@@ -406,7 +406,9 @@ fn run_video_job(job: &VideoJob, quiet: bool) -> Result<(), Error> {
             eprintln!("note: {note}");
         }
         if t.decoder_warnings > 0 {
-            eprintln!("note: the decoder met {} damaged packets or frames in the input", t.decoder_warnings);
+            let kinds: Vec<String> = t.decoder_warning_kinds.iter().take(3).map(|k| format!("{}× \"{}\"", k.count, k.message)).collect();
+            let more = if t.decoder_warning_kinds.len() > 3 { ", … (see --report)" } else { "" };
+            eprintln!("note: the input is damaged: the decoder reported {} problems ({}{more})", t.decoder_warnings, kinds.join(", "));
         }
     }
     Ok(())

@@ -30,7 +30,7 @@ use crate::stylize::{ContentTarget, LossTerms, Settings, Stylized, Stylizer, Tem
 use crate::temporal::{warping_error, Motion, MotionEstimator, VideoInit};
 use crate::vgg::{self, Compute, Pooling, Vgg16};
 use crate::video::{
-    DecodeOptions, DecodedFrame, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
+    DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
 };
 use crate::workdir::{FrameRecord, WorkDir};
 
@@ -154,7 +154,10 @@ pub struct Totals {
     pub warping_error: Option<f64>,
     /// Frames detected as shot cuts (started afresh).
     pub cuts: u64,
+    /// Problems the decoder met in the input (FFmpeg's messages and the errors it returned).
     pub decoder_warnings: usize,
+    /// The same by kind (numbers in FFmpeg's messages written as N), most frequent first.
+    pub decoder_warning_kinds: Vec<DecoderWarning>,
 }
 
 /// What `--report` writes for a video.
@@ -241,7 +244,8 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
     let result = stylize_frames(job, &stylizer, &workdir, init_image, &frames, &to_encoder, progress, stop, &mut records);
     // Stop the decoder early if we stopped early; then learn how the encoder ended.
     drop(frames);
-    let decoder_warnings = decoder.join().unwrap_or(0);
+    let decoder_warning_kinds = decoder.join().unwrap_or_default();
+    let decoder_warnings = decoder_warning_kinds.iter().map(|k| k.count).sum();
     let encoded = match result {
         Ok(()) => {
             let _ = to_encoder.send(ToEncoder::Finish);
@@ -291,6 +295,7 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         warping_error: mean(records.iter().filter_map(|r| r.warping_error).collect()),
         cuts: records.iter().filter(|r| r.cut).count() as u64,
         decoder_warnings,
+        decoder_warning_kinds,
     };
     let report = VideoReport {
         input: info,
@@ -438,13 +443,13 @@ struct FrameWithMotion {
 }
 
 /// Starts the decoder thread, which also estimates the motion between consecutive frames.
-/// Returns its handle (yielding the decoder-warning count), the input's description and the
-/// frames' channel.
+/// Returns its handle (yielding the decoder's warnings by kind), the input's description and
+/// the frames' channel.
 fn spawn_decoder(
     input: PathBuf,
     options: DecodeOptions,
     flow: FlowMethod,
-) -> Result<(JoinHandle<usize>, VideoInfo, Receiver<Result<FrameWithMotion>>)> {
+) -> Result<(JoinHandle<Vec<DecoderWarning>>, VideoInfo, Receiver<Result<FrameWithMotion>>)> {
     let (info_tx, info_rx) = sync_channel::<Result<VideoInfo>>(1);
     let (frames_tx, frames_rx) = sync_channel::<Result<FrameWithMotion>>(CHANNEL_FRAMES);
     let handle = std::thread::Builder::new()
@@ -456,7 +461,7 @@ fn spawn_decoder(
                 Ok(opened) => opened,
                 Err(e) => {
                     let _ = info_tx.send(Err(e));
-                    return 0;
+                    return Vec::new();
                 }
             };
             let _ = info_tx.send(Ok(decoder.info().clone()));
@@ -472,7 +477,7 @@ fn spawn_decoder(
                     break;
                 }
             }
-            decoder.warnings()
+            decoder.warning_kinds()
         })
         .map_err(|e| Error::Settings(format!("cannot start the decoder thread: {e}")))?;
     let info = info_rx.recv().map_err(|_| Error::Settings("the decoder thread failed".into()))??;
