@@ -8,7 +8,8 @@
 //! `prev` (plain warm start: `init_video=prev,temporal_weight=0`) and `independent` (each
 //! frame from its own content with the first frame's iterations: `init_video=content,
 //! temporal_weight=0,iterations=FIRST`). A VARIANT is `name` of those or
-//! `name:key=value,…` with keys `init_video`, `temporal_weight`, `iterations`, `flow`.
+//! `name:key=value,…` with keys `init_video`, `temporal_weight`, `iterations`, `flow`, `temporal_frames`
+//! (`;`-separated, e.g. `temporal_frames=1;10;20`).
 //! A variant whose report and frames already exist in OUT_DIR (same settings) is not rerun.
 
 use std::path::{Path, PathBuf};
@@ -60,20 +61,26 @@ fn job_for(clip: &Path, style: &Path, frames: u64, size: u32, out: &Path, name: 
             "temporal_weight" => job.settings.temporal_weight = v.parse()?,
             "iterations" => job.iterations = v.parse()?,
             "flow" => job.flow = v.parse()?,
+            "temporal_frames" => job.temporal_frames = v.split(';').map(|j| j.parse()).collect::<Result<_, _>>()?,
             _ => return Err(format!("unknown variant key '{k}'").into()),
         }
     }
     Ok(job)
 }
 
-/// Mean over frames 2…N of the content distance of `frames_dir`'s PNGs from the input frames.
-fn mean_content_distance(vgg: &Vgg16, inputs: &[image::RgbImage], frames_dir: &Path) -> Fallible<f64> {
-    let mut sum = 0.0;
-    for (i, input) in inputs.iter().enumerate().skip(1) {
+/// The content distance of each of `frames_dir`'s PNGs from its input frame.
+fn content_distances(vgg: &Vgg16, inputs: &[image::RgbImage], frames_dir: &Path) -> Fallible<Vec<f64>> {
+    let mut distances = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
         let output = load_rgb(&frames_dir.join(format!("frame_{:06}.png", i + 1)))?;
-        sum += content_distance(vgg, &to_tensor(&output, &Device::Cpu)?, &to_tensor(input, &Device::Cpu)?)?;
+        distances.push(content_distance(vgg, &to_tensor(&output, &Device::Cpu)?, &to_tensor(input, &Device::Cpu)?)?);
     }
-    Ok(sum / (inputs.len() - 1).max(1) as f64)
+    Ok(distances)
+}
+
+/// Mean over frames 2…N.
+fn mean_after_first(values: &[f64]) -> f64 {
+    values[1..].iter().sum::<f64>() / (values.len() - 1).max(1) as f64
 }
 
 fn main() -> Fallible<()> {
@@ -118,11 +125,11 @@ fn main() -> Fallible<()> {
             std::fs::write(&settings_path, &settings)?;
         }
         let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(job.report.as_ref().unwrap())?)?;
-        let distance = mean_content_distance(&vgg, &inputs, job.frames_dir.as_ref().unwrap())?;
+        let distances = content_distances(&vgg, &inputs, job.frames_dir.as_ref().unwrap())?;
         let totals = &report["totals"];
-        rows.push((name, totals["warping_error"].as_f64(), distance, totals["warm_frame_seconds"].as_f64(), totals["iterations"].as_u64()));
+        rows.push((name, totals["warping_error"].as_f64(), distances, totals["warm_frame_seconds"].as_f64(), totals["iterations"].as_u64()));
     }
-    let baseline = rows.iter().find(|r| r.0 == "independent").map(|r| r.2).expect("independent variant is always run");
+    let baseline = rows.iter().find(|r| r.0 == "independent").map(|r| r.2.clone()).expect("independent variant is always run");
     let plain_warm = rows.iter().find(|r| r.0 == "prev").and_then(|r| r.1);
     println!("clip {} ({} frames at {size} px), style {}", clip.display(), inputs.len(), style.display());
     println!("{:<28} {:>14} {:>12} {:>12} {:>16} {:>12}", "variant", "warping_error", "vs prev", "content_lag", "s/frame (2..N)", "iterations");
@@ -137,10 +144,17 @@ fn main() -> Fallible<()> {
             name,
             fmt(*error, 4),
             vs_prev,
-            distance / baseline,
+            mean_after_first(distance) / mean_after_first(&baseline),
             fmt(*seconds, 1),
             iterations.map(|i| i.to_string()).unwrap_or_default()
         );
+    }
+    if std::env::var_os("EVAL_PER_FRAME").is_some() {
+        println!("per-frame content distance / independent's:");
+        for (name, _, distances, _, _) in &rows {
+            let ratios: Vec<String> = distances.iter().zip(&baseline).map(|(d, b)| format!("{:.3}", d / b)).collect();
+            println!("{name:<28} {}", ratios.join(" "));
+        }
     }
     Ok(())
 }

@@ -74,6 +74,12 @@ struct Cli {
     #[arg(long, default_value = "prev-warped", value_parser = ["prev-warped", "prev", "content"])]
     init_video: String,
 
+    /// Video: the earlier frames the temporal cost holds each frame to, comma-separated: 1 is
+    /// the previous frame; Ruder et al.'s long-term consistency is 1,10,20,40 (each pixel held to
+    /// the nearest of them that saw it reliably).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    temporal_frames: Vec<usize>,
+
     /// Video: optical flow between input frames: dis (OpenCV's DIS, fast) or deepflow (OpenCV's
     /// DeepFlow, Ruder et al.'s choice: slower, better on large motions).
     #[arg(long, default_value = "dis", value_parser = ["dis", "deepflow"])]
@@ -282,6 +288,7 @@ impl Cli {
             init: self.init,
             init_video: self.init_video.parse()?,
             flow: self.flow.parse()?,
+            temporal_frames: self.temporal_frames,
             seed: self.seed,
             pooling,
             compute: self.device,

@@ -12,6 +12,7 @@
 //! directory ([`WorkDir`]) before it is sent on, so an interrupted run resumes after its last
 //! finished frame — and continues the flow chain from the kept frame.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -58,6 +59,9 @@ impl std::str::FromStr for OutputSize {
     }
 }
 
+/// How far back `--temporal-frames` may look (frames kept in memory).
+pub const MAX_TEMPORAL_FRAME: usize = 100;
+
 /// Default warm-frame iteration budget (frames after the first).
 pub const DEFAULT_WARM_ITERATIONS: usize = 20;
 /// Default first-frame iteration budget.
@@ -81,6 +85,9 @@ pub struct VideoJob {
     pub init_video: VideoInit,
     /// Optical flow between input frames.
     pub flow: FlowMethod,
+    /// The earlier frames J_temporal looks back to (1: the previous frame; Ruder et al.'s
+    /// long-term consistency adds e.g. 10, 20, 40).
+    pub temporal_frames: Vec<usize>,
     pub seed: u64,
     pub pooling: Pooling,
     /// Where the network runs.
@@ -117,6 +124,7 @@ impl VideoJob {
             init: Init::Content,
             init_video: VideoInit::PrevWarped,
             flow: FlowMethod::Dis,
+            temporal_frames: vec![1],
             seed: 0,
             pooling: Pooling::Max,
             compute: Compute::Cpu,
@@ -173,6 +181,7 @@ pub struct VideoReport {
     pub init: Init,
     pub init_video: VideoInit,
     pub flow: FlowMethod,
+    pub temporal_frames: Vec<usize>,
     pub seed: u64,
     pub pooling: Pooling,
     pub device: Compute,
@@ -197,6 +206,12 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
     }
     check_before_work(&job.settings, job.size, &job.output, job.report.as_deref())?;
+    if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {
+        return Err(Error::Settings(format!(
+            "--temporal-frames: each must be from 1 (the previous frame) to {MAX_TEMPORAL_FRAME}, got {:?}",
+            job.temporal_frames
+        )));
+    }
     remove_stale_temporaries(&job.output);
 
     // Open the input on the decoder thread; its first message is the stream description.
@@ -206,7 +221,7 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         duration: job.duration,
         max_frames: job.max_frames,
     };
-    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow)?;
+    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     check_working_size(&job.input, job.size, (width, height), &job.settings)?;
     let vgg = Vgg16::load_for(&vgg::weights_path(job.weights.as_deref()), job.pooling, job.compute)?;
@@ -308,6 +323,7 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         init: job.init.clone(),
         init_video: job.init_video,
         flow: job.flow,
+        temporal_frames: job.temporal_frames.clone(),
         seed: job.seed,
         pooling: job.pooling,
         device: job.compute,
@@ -335,9 +351,15 @@ fn stylize_frames(
     records: &mut Vec<FrameRecord>,
 ) -> Result<()> {
     let device = stylizer.vgg().device().clone();
-    // The previous stylized frame as written (8-bit), so a resumed run continues exactly as an
+    // The frames of this shot before the current one, newest first, as far back as
+    // J_temporal looks: stylized as written (8-bit), so a resumed run continues exactly as an
     // uninterrupted one would.
-    let mut previous: Option<RgbImage> = None;
+    let mut earlier: VecDeque<Previous> = VecDeque::new();
+    let keep = job.temporal_frames.iter().copied().max().unwrap_or(1).max(1);
+    let remember = |earlier: &mut VecDeque<Previous>, frame: Previous| {
+        earlier.push_front(frame);
+        earlier.truncate(keep);
+    };
     let encoder_gone = || Error::output(&job.output, "the encoder stopped");
     for message in frames.iter() {
         let FrameWithMotion { frame, motion } = message?;
@@ -345,7 +367,10 @@ fn stylize_frames(
             return Err(Error::Interrupted(String::new()));
         }
         if let Some((image, record)) = workdir.load(frame.index)? {
-            previous = Some(image.clone());
+            if record.cut {
+                earlier.clear();
+            }
+            remember(&mut earlier, Previous { output: image.clone() });
             progress.frame(&record);
             records.push(record);
             to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
@@ -356,8 +381,11 @@ fn stylize_frames(
         let target = stylizer.content_target(&content)?;
         // What the previous frame offers this one: nothing for the first frame or after a cut.
         let cut = motion.as_ref().is_some_and(Motion::is_cut);
-        let follows = match (&previous, &motion) {
-            (Some(previous), Some(motion)) if !cut => Some((previous, motion)),
+        if cut {
+            earlier.clear();
+        }
+        let follows = match (earlier.front(), &motion) {
+            (Some(previous), Some(motion)) => Some((previous, motion)),
             _ => None,
         };
         let mut frame_progress = StopAware { inner: progress, stop };
@@ -370,21 +398,19 @@ fn stylize_frames(
                 };
                 stylizer.optimise(&target, &start, job.first_iterations, &mut frame_progress)?
             }
-            Some((previous, motion)) => {
-                let previous = image_io::to_tensor(previous, &device)?;
-                stylize_following(job, stylizer, target, &content, &previous, motion, &mut frame_progress)?
-            }
+            Some((_, motion)) => stylize_following(job, stylizer, target, &content, &earlier, motion, &mut frame_progress)?,
         };
         let image = image_io::from_tensor(&stylized.image)?;
-        let error = follows.and_then(|(previous, motion)| warping_error(&image, previous, motion));
+        let error = follows.and_then(|(previous, motion)| warping_error(&image, &previous.output, motion));
         let record = FrameRecord {
             warping_error: error,
             cut,
+            unreliable_share: motion.as_ref().map(|m| m.unreliable_share),
             flow_seconds: motion.as_ref().map(|m| m.seconds),
             ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
         };
         workdir.save(&image, &record)?;
-        previous = Some(image.clone());
+        remember(&mut earlier, Previous { output: image.clone() });
         progress.frame(&record);
         records.push(record);
         to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
@@ -395,29 +421,55 @@ fn stylize_frames(
     Ok(())
 }
 
-/// Stylizes a frame that follows the previous stylized frame `previous` with `motion` between
-/// them: the start image as `--init-video` says, J_temporal against the warped previous frame.
+/// A frame before the one being stylized: its stylized output (as written).
+struct Previous {
+    output: RgbImage,
+}
+
+/// Stylizes a frame that follows the `earlier` frames (newest first) with `motion` from them:
+/// the start image as `--init-video` says, J_temporal against the warped earlier outputs.
 fn stylize_following(
     job: &VideoJob,
     stylizer: &Stylizer,
     target: ContentTarget,
     content: &Tensor,
-    previous: &Tensor,
+    earlier: &VecDeque<Previous>,
     motion: &Motion,
     progress: &mut dyn Progress,
 ) -> Result<Stylized> {
     let device = content.device();
-    let warped_previous = motion.warp_tensor(previous)?;
-    let reliability = motion.reliability_tensor(device)?;
+    let previous = &earlier[0];
+    let previous_output = image_io::to_tensor(&previous.output, device)?;
+    let warped_previous = motion.warp_tensor(&previous_output)?;
     let start = match job.init_video {
-        // c·ω(x_{t−1}) + (1 − c)·content: disoccluded pixels have nothing to carry over.
+        // ω(x_{t−1}) where frame t−1 saw the pixel, the frame's own content where it is
+        // disoccluded. Motion-boundary pixels (c = 0 but not disoccluded) keep the warped
+        // value: it belongs to one side of the boundary or the other, and the optimiser is
+        // free to repaint it (J_temporal leaves it out).
         VideoInit::PrevWarped => {
-            (warped_previous.broadcast_mul(&reliability)? + content.broadcast_mul(&(1.0 - &reliability)?)?)?
+            let disoccluded = motion.weights_tensor(&motion.disoccluded, device)?;
+            (warped_previous.broadcast_mul(&(1.0 - &disoccluded)?)? + content.broadcast_mul(&disoccluded)?)?
         }
-        VideoInit::Prev => previous.clone(),
+        VideoInit::Prev => previous_output.clone(),
         VideoInit::Content => content.clone(),
     };
-    let target = target.with_temporal(TemporalTarget { warped_previous, reliability })?;
+    let mut temporal = Vec::new();
+    for (j, weights) in motion.long_term_weights() {
+        let (motion_j, frame_j) = match j {
+            1 => (motion, previous),
+            j => match (motion.earlier.iter().find(|(k, _)| *k == j), earlier.get(j - 1)) {
+                (Some((_, m)), Some(frame)) => (m, frame),
+                _ => continue,
+            },
+        };
+        let warped = if j == 1 {
+            warped_previous.clone()
+        } else {
+            motion_j.warp_tensor(&image_io::to_tensor(&frame_j.output, device)?)?
+        };
+        temporal.push(TemporalTarget { warped_previous: warped, reliability: motion_j.weights_tensor(&weights, device)? });
+    }
+    let target = target.with_temporal(temporal)?;
     stylizer.optimise(&target, &start, job.iterations, progress)
 }
 
@@ -449,6 +501,7 @@ fn spawn_decoder(
     input: PathBuf,
     options: DecodeOptions,
     flow: FlowMethod,
+    temporal_frames: Vec<usize>,
 ) -> Result<(JoinHandle<Vec<DecoderWarning>>, VideoInfo, Receiver<Result<FrameWithMotion>>)> {
     let (info_tx, info_rx) = sync_channel::<Result<VideoInfo>>(1);
     let (frames_tx, frames_rx) = sync_channel::<Result<FrameWithMotion>>(CHANNEL_FRAMES);
@@ -456,7 +509,7 @@ fn spawn_decoder(
         .name("decoder".into())
         .spawn(move || {
             let opened = VideoDecoder::open(&input, &options)
-                .and_then(|decoder| Ok((decoder, MotionEstimator::new(flow)?)));
+                .and_then(|decoder| Ok((decoder, MotionEstimator::new(flow, &temporal_frames)?)));
             let (mut decoder, mut motion) = match opened {
                 Ok(opened) => opened,
                 Err(e) => {
@@ -576,6 +629,7 @@ fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
         "init": match &job.init { Init::Image(p) => file(p), other => serde_json::to_value(other).unwrap_or_default() },
         "init_video": job.init_video,
         "flow": job.flow,
+        "temporal_frames": job.temporal_frames,
         "seed": job.seed,
         "pooling": job.pooling,
         "settings": job.settings,

@@ -139,7 +139,7 @@ pub struct LossTerms {
     pub style_layers: Vec<(LayerName, f64)>,
     #[serde(rename = "J_tv")]
     pub tv: f64,
-    /// J_temporal against the warped previous frame (0 without one).
+    /// J_temporal against the warped earlier frames (0 without any).
     #[serde(rename = "J_temporal")]
     pub temporal: f64,
 }
@@ -159,11 +159,12 @@ fn serialize_layers<S: serde::Serializer>(layers: &[(LayerName, f64)], s: S) -> 
 pub struct ContentTarget {
     activations: Tensor,
     dims: (usize, usize, usize, usize),
-    temporal: Option<TemporalTarget>,
+    temporal: Vec<TemporalTarget>,
 }
 
-/// What J_temporal compares with: ω(x_{t−1}), the previous stylized frame warped to this frame,
-/// and the reliability c of each pixel (`(1, 1, n_H, n_W)`).
+/// What J_temporal compares with: ω(x_{t−j}), an earlier stylized frame (the previous one, or
+/// for long-term consistency one further back) warped to this frame, and the weight c of each
+/// pixel (`(1, 1, n_H, n_W)`).
 #[derive(Debug, Clone)]
 pub struct TemporalTarget {
     pub warped_previous: Tensor,
@@ -171,18 +172,21 @@ pub struct TemporalTarget {
 }
 
 impl ContentTarget {
-    /// The same target with J_temporal against `temporal` added to the cost.
-    pub fn with_temporal(mut self, temporal: TemporalTarget) -> Result<Self> {
+    /// The same target with J_temporal against `temporal` added to the cost: with several
+    /// earlier frames, J_temporal = Σ_j (1/D) Σ_k c_{j,k} (x_k − ω(x_{t−j})_k)^2.
+    pub fn with_temporal(mut self, temporal: Vec<TemporalTarget>) -> Result<Self> {
         let (n, _, h, w) = self.dims;
-        if temporal.warped_previous.dims4()? != self.dims || temporal.reliability.dims4()? != (n, 1, h, w) {
-            return Err(Error::Settings(format!(
-                "temporal target is {:?} with weights {:?}, the content is {:?}",
-                temporal.warped_previous.dims4()?,
-                temporal.reliability.dims4()?,
-                self.dims
-            )));
+        for target in &temporal {
+            if target.warped_previous.dims4()? != self.dims || target.reliability.dims4()? != (n, 1, h, w) {
+                return Err(Error::Settings(format!(
+                    "temporal target is {:?} with weights {:?}, the content is {:?}",
+                    target.warped_previous.dims4()?,
+                    target.reliability.dims4()?,
+                    self.dims
+                )));
+            }
         }
-        self.temporal = Some(temporal);
+        self.temporal = temporal;
         Ok(self)
     }
 }
@@ -250,7 +254,7 @@ impl Stylizer {
             )));
         }
         let activations = self.vgg.features(content, &[self.settings.content_layer])?.remove(0).detach();
-        Ok(ContentTarget { activations, dims, temporal: None })
+        Ok(ContentTarget { activations, dims, temporal: Vec::new() })
     }
 
     /// J(G) as a scalar tensor (for backprop) and its terms as numbers.
@@ -281,10 +285,12 @@ impl Stylizer {
             total = (total + (j_tv * s.tv_weight)?)?;
         }
         let mut temporal = 0.0;
-        if let (Some(target), true) = (&content.temporal, s.temporal_weight > 0.0) {
-            let j_temporal = temporal_cost(image, &target.warped_previous, &target.reliability)?;
-            temporal = j_temporal.to_scalar::<f64>()?;
-            total = (total + (j_temporal * s.temporal_weight)?)?;
+        if s.temporal_weight > 0.0 {
+            for target in &content.temporal {
+                let j_temporal = temporal_cost(image, &target.warped_previous, &target.reliability)?;
+                temporal += j_temporal.to_scalar::<f64>()?;
+                total = (total + (j_temporal * s.temporal_weight)?)?;
+            }
         }
         let terms = LossTerms {
             total: total.to_scalar::<f64>()?,

@@ -4,6 +4,7 @@
 //! starts a new shot, the previous stylized frame warped into place, and the warping error
 //! users compare settings by.
 
+use std::collections::VecDeque;
 use std::str::FromStr;
 use std::time::Instant;
 
@@ -53,28 +54,53 @@ impl FromStr for VideoInit {
 pub struct Motion {
     /// ŵ: the flow t → t−1; the previous stylized frame is warped along it.
     pub backward: FlowField,
-    /// c ∈ {0, 1} per pixel (see [`flow::reliability`]).
+    /// c ∈ {0, 1} per pixel (see [`flow::masks`]).
     pub reliability: Vec<f32>,
+    /// 1 where frame t shows what frame t−1 did not (a subset of c = 0; see [`flow::masks`]).
+    pub disoccluded: Vec<f32>,
     /// Share of pixels with c = 0.
     pub unreliable_share: f64,
     /// Total-variation distance between the frames' grey-level histograms, 0..1.
     pub histogram_change: f64,
-    /// Wall time of the flow estimation and the masks.
+    /// Wall time of the flow estimation and the masks (with `earlier`'s).
     pub seconds: f64,
+    /// For long-term consistency: the motion from frames further back (t−j, j > 1, as
+    /// [`MotionEstimator::new`] was asked), nearest first; empty after a cut.
+    pub earlier: Vec<(usize, Motion)>,
 }
 
 impl Motion {
     /// From the two flows (and the grey frames, for the histogram test).
     pub fn from_flows(backward: FlowField, forward: &FlowField, previous: &GrayImage, current: &GrayImage) -> Self {
-        let reliability = flow::reliability(&backward, forward);
+        let flow::Masks { reliability, disoccluded } = flow::masks(&backward, forward);
         let unreliable = reliability.iter().filter(|&&c| c == 0.0).count();
         Motion {
+            disoccluded,
             unreliable_share: unreliable as f64 / reliability.len().max(1) as f64,
             histogram_change: histogram_change(previous, current),
             reliability,
             backward,
             seconds: 0.0,
+            earlier: Vec::new(),
         }
+    }
+
+    /// Ruder et al.'s long-term weights: for this motion (j = 1) and each of `earlier` in
+    /// order, c_long^(t−j) = max(c^(t−j) − Σ_{k<j} c^(t−k), 0) — a pixel is held to the
+    /// nearest earlier frame that saw it reliably, and to no other. Returns (j, weights).
+    pub fn long_term_weights(&self) -> Vec<(usize, Vec<f32>)> {
+        let mut covered = vec![0f32; self.reliability.len()];
+        std::iter::once((1, self))
+            .chain(self.earlier.iter().map(|(j, m)| (*j, m)))
+            .map(|(j, motion)| {
+                let weights: Vec<f32> =
+                    motion.reliability.iter().zip(&covered).map(|(c, sum)| (c - sum).max(0.0)).collect();
+                for (sum, c) in covered.iter_mut().zip(&motion.reliability) {
+                    *sum += c;
+                }
+                (j, weights)
+            })
+            .collect()
     }
 
     /// Whether frame t starts a new shot: the flow to the previous frame means nothing there.
@@ -84,8 +110,13 @@ impl Motion {
 
     /// c as a `(1, 1, H, W)` tensor, to weigh the temporal cost and blend the start image.
     pub fn reliability_tensor(&self, device: &Device) -> Result<Tensor> {
+        self.weights_tensor(&self.reliability, device)
+    }
+
+    /// Per-pixel weights on this motion's grid as a `(1, 1, H, W)` tensor.
+    pub fn weights_tensor(&self, weights: &[f32], device: &Device) -> Result<Tensor> {
         let (w, h) = (self.backward.width(), self.backward.height());
-        Ok(Tensor::from_slice(&self.reliability, (1, 1, h, w), device)?)
+        Ok(Tensor::from_slice(weights, (1, 1, h, w), device)?)
     }
 
     /// ω(x_{t−1}): a `(1, C, H, W)` image of frame t−1 warped to frame t.
@@ -97,34 +128,63 @@ impl Motion {
     }
 }
 
-/// Estimates the [`Motion`] of each frame from the one before, frame by frame.
+/// Estimates the [`Motion`] of each frame from the one before (and, for long-term
+/// consistency, from frames further back), frame by frame.
 pub struct MotionEstimator {
     flow: FlowEstimator,
-    previous: Option<GrayImage>,
+    /// The earlier frames j > 1 to estimate motion from, ascending.
+    long_term: Vec<usize>,
+    /// Grey versions of the frames given so far in this shot, newest first.
+    history: VecDeque<GrayImage>,
 }
 
 impl MotionEstimator {
-    pub fn new(method: FlowMethod) -> Result<Self> {
-        Ok(MotionEstimator { flow: FlowEstimator::new(method)?, previous: None })
+    /// `temporal_frames`: the set J of earlier frames (1 = the previous one) the temporal cost
+    /// looks back to; motion is always estimated from the previous frame.
+    pub fn new(method: FlowMethod, temporal_frames: &[usize]) -> Result<Self> {
+        let mut long_term: Vec<usize> = temporal_frames.iter().copied().filter(|&j| j > 1).collect();
+        long_term.sort_unstable();
+        long_term.dedup();
+        Ok(MotionEstimator { flow: FlowEstimator::new(method)?, long_term, history: VecDeque::new() })
     }
 
-    /// The motion from the frame given last to `frame` (`None` for the first frame).
+    /// The motion from the frame given last to `frame` (`None` for the first frame), with the
+    /// motion from the frames further back unless `frame` starts a new shot.
     pub fn next(&mut self, frame: &RgbImage) -> Result<Option<Motion>> {
         let started = Instant::now();
         let current = flow::grey(frame);
-        let motion = match self.previous.take() {
-            Some(previous) if previous.dimensions() == current.dimensions() => {
-                let backward = self.flow.estimate(&current, &previous)?;
-                let forward = self.flow.estimate(&previous, &current)?;
-                let mut motion = Motion::from_flows(backward, &forward, &previous, &current);
+        if self.history.front().is_some_and(|previous| previous.dimensions() != current.dimensions()) {
+            self.history.clear();
+        }
+        let motion = match self.history.front() {
+            Some(previous) => {
+                let mut motion = between(&mut self.flow, &current, previous)?;
+                if motion.is_cut() {
+                    self.history.clear();
+                } else {
+                    for &j in &self.long_term {
+                        if let Some(earlier) = self.history.get(j - 1) {
+                            motion.earlier.push((j, between(&mut self.flow, &current, earlier)?));
+                        }
+                    }
+                }
                 motion.seconds = started.elapsed().as_secs_f64();
                 Some(motion)
             }
-            _ => None,
+            None => None,
         };
-        self.previous = Some(current);
+        self.history.push_front(current);
+        self.history.truncate(self.long_term.last().copied().unwrap_or(1));
         Ok(motion)
     }
+
+}
+
+/// The motion from `earlier` to `current`: both flows and the masks.
+fn between(flow: &mut FlowEstimator, current: &GrayImage, earlier: &GrayImage) -> Result<Motion> {
+    let backward = flow.estimate(current, earlier)?;
+    let forward = flow.estimate(earlier, current)?;
+    Ok(Motion::from_flows(backward, &forward, earlier, current))
 }
 
 /// Total-variation distance between two grey images' normalised histograms (0: same, 1: disjoint).

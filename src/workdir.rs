@@ -40,6 +40,10 @@ pub struct FrameRecord {
     /// True when the frame starts a new shot and was stylized afresh.
     #[serde(default)]
     pub cut: bool,
+    /// Share of the frame's pixels the flow from the previous frame could not vouch for
+    /// (c = 0: disoccluded, on a motion boundary, or new at the border).
+    #[serde(default)]
+    pub unreliable_share: Option<f64>,
     /// Wall time of the optical flow and masks to the previous input frame.
     #[serde(default)]
     pub flow_seconds: Option<f64>,
@@ -64,6 +68,7 @@ impl FrameRecord {
             seconds,
             warping_error: None,
             cut: false,
+            unreliable_share: None,
             flow_seconds: None,
             resumed: false,
         }

@@ -6,9 +6,9 @@ mod common;
 use candle_core::{Device, Tensor, Var};
 use image::GrayImage;
 use rand::{Rng, SeedableRng};
-use stylize_video::flow::{reliability, warp_planar, FlowEstimator, FlowField, FlowMethod};
+use stylize_video::flow::{masks, reliability, warp_planar, FlowEstimator, FlowField, FlowMethod};
 use stylize_video::loss::temporal_cost;
-use stylize_video::temporal::{histogram_change, Motion};
+use stylize_video::temporal::{histogram_change, Motion, MotionEstimator};
 
 /// A smooth aperiodic texture: a sum of random plane waves (periods 12–60 px), values ~0..255.
 struct Texture {
@@ -142,6 +142,76 @@ fn a_moving_object_leaves_a_disoccluded_band_and_motion_boundaries() {
     }
     // The band itself is unreliable all through, not only at its edges.
     assert!((11..13).all(|x| (11..17).all(|y| c[y * w + x] == 0.0)));
+    // Of those, only the band is disoccluded: the motion boundaries are not.
+    let disoccluded = masks(&backward, &forward).disoccluded;
+    for y in 0..h {
+        for x in 0..w {
+            let expected = if (10..14).contains(&x) && (10..18).contains(&y) { 1.0 } else { 0.0 };
+            assert_eq!(disoccluded[y * w + x], expected, "disoccluded at ({x}, {y})");
+        }
+    }
+}
+
+#[test]
+fn long_term_weights_hold_each_pixel_to_the_nearest_frame_that_saw_it() {
+    // Three 1-D "frames" of 6 pixels: c for t−1, t−10, t−20.
+    let grid = |c: [f32; 6]| {
+        let flow = FlowField::from_fn(6, 1, |_, _| (0.0, 0.0));
+        let blank = GrayImage::new(6, 1);
+        let mut motion = Motion::from_flows(flow.clone(), &flow, &blank, &blank);
+        motion.reliability = c.to_vec();
+        motion
+    };
+    let mut motion = grid([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+    motion.earlier = vec![(10, grid([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])), (20, grid([1.0, 1.0, 1.0, 1.0, 1.0, 0.0]))];
+    // c_long^(t−j) = max(c^(t−j) − Σ_{k<j} c^(t−k), 0).
+    assert_eq!(
+        motion.long_term_weights(),
+        vec![
+            (1, vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0]),
+            (10, vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0]),
+            (20, vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
+        ]
+    );
+}
+
+fn rgb(grey: &GrayImage) -> image::RgbImage {
+    image::RgbImage::from_fn(grey.width(), grey.height(), |x, y| {
+        let v = grey.get_pixel(x, y)[0];
+        image::Rgb([v, v, v])
+    })
+}
+
+#[test]
+fn the_motion_estimator_looks_back_as_asked_and_starts_over_at_a_cut() {
+    let texture = Texture::new(11);
+    let other = Texture::new(12);
+    // Frames 0–4 pan 1.5 px a frame to the right; frame 5 is another scene; frame 6 pans on from it.
+    let frame = |i: usize| -> image::RgbImage {
+        let shift = 1.5 * i as f32;
+        match i {
+            0..=4 => rgb(&texture.grey(96, 64, |x, y| (x - shift, y))),
+            _ => rgb(&other.grey(96, 64, |x, y| (0.9 * y - shift, 1.3 * x))),
+        }
+    };
+    let mut estimator = MotionEstimator::new(FlowMethod::Dis, &[1, 3]).unwrap();
+    let motions: Vec<Option<Motion>> = (0..7).map(|i| estimator.next(&frame(i)).unwrap()).collect();
+    assert!(motions[0].is_none());
+    let looked_back = |m: &Option<Motion>| m.as_ref().unwrap().earlier.iter().map(|(j, _)| *j).collect::<Vec<_>>();
+    assert_eq!(looked_back(&motions[1]), Vec::<usize>::new());
+    assert_eq!(looked_back(&motions[2]), Vec::<usize>::new());
+    assert_eq!(looked_back(&motions[3]), [3]);
+    assert_eq!(looked_back(&motions[4]), [3]);
+    // The flow to frame t−3 is three frames' motion: (−4.5, 0) from frame 4 back to frame 1.
+    let (_, three_back) = &motions[4].as_ref().unwrap().earlier[0];
+    let epe = mean_endpoint_error(&three_back.backward, 8, |_, _| (-4.5, 0.0));
+    assert!(epe < 0.3, "endpoint error {epe} px");
+    assert!(motions[1..5].iter().all(|m| !m.as_ref().unwrap().is_cut()));
+    // The cut, then nothing to look back to across it.
+    assert!(motions[5].as_ref().unwrap().is_cut());
+    assert_eq!(looked_back(&motions[5]), Vec::<usize>::new());
+    assert!(!motions[6].as_ref().unwrap().is_cut());
+    assert_eq!(looked_back(&motions[6]), Vec::<usize>::new());
 }
 
 /// A three-channel planar image of the texture with per-channel offsets, shifted by (dx, dy).
