@@ -117,7 +117,10 @@ fn main() -> Fallible<()> {
         let (name, pairs) = variant_settings(spec)?;
         let job = job_for(&clip, &style, frames, size, &out, &name, &pairs)?;
         let settings_path = out.join(format!("{name}.settings"));
-        let settings = format!("{pairs:?} {frames} {size} {:?} {:?}", clip, style);
+        let settings = format!(
+            "{:?} {:?} {:?} {:?} {} {} {frames} {size} {clip:?} {style:?}",
+            job.settings, job.init_video, job.flow, job.temporal_frames, job.iterations, job.first_iterations
+        );
         let cached = std::fs::read_to_string(&settings_path).is_ok_and(|s| s == settings) && job.report.as_ref().unwrap().exists();
         if !cached {
             eprintln!("{name}: stylizing {frames} frames at {size} px…");

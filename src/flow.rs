@@ -155,16 +155,6 @@ pub fn rgb_planar_unit(image: &RgbImage) -> Vec<f32> {
     out
 }
 
-/// Ruder et al.'s per-pixel masks on frame t's grid (values 0 or 1).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Masks {
-    /// c: 1 where the flow can be trusted to carry the previous frame over, 0 elsewhere.
-    pub reliability: Vec<f32>,
-    /// 1 where frame t shows what frame t−1 did not (forward and backward flow disagree, or
-    /// the flow leaves the frame): the previous frame has nothing to offer there.
-    pub disoccluded: Vec<f32>,
-}
-
 /// Ruder et al.'s reliability weights c on frame t's grid, from the backward flow ŵ (t → t−1,
 /// on frame t's grid) and the forward flow w (t−1 → t, on frame t−1's grid). With
 /// w̃(p) = w(p + ŵ(p)) the forward flow sampled where ŵ points, c(p) = 0 where
@@ -172,8 +162,8 @@ pub struct Masks {
 /// - p is on a motion boundary: |∇û|² + |∇v̂|² > 0.01 |ŵ|² + 0.002 (central differences);
 /// - p + ŵ(p) lies outside frame t−1 (content that entered the frame: nothing to warp from);
 ///
-/// and c(p) = 1 elsewhere. The first and third cases are also marked as disoccluded.
-pub fn masks(backward: &FlowField, forward: &FlowField) -> Masks {
+/// and c(p) = 1 elsewhere.
+pub fn reliability(backward: &FlowField, forward: &FlowField) -> Vec<f32> {
     let (w, h) = (backward.width, backward.height);
     assert_eq!((forward.width, forward.height), (w, h), "forward and backward flows differ in size");
     let gradient = |x: usize, y: usize| -> f32 {
@@ -188,31 +178,23 @@ pub fn masks(backward: &FlowField, forward: &FlowField) -> Masks {
         let (uy, vy) = dx(backward.at(x, yu), backward.at(x, yd), yd - yu);
         ux * ux + uy * uy + vx * vx + vy * vy
     };
-    let mut masks = Masks { reliability: vec![0f32; w * h], disoccluded: vec![1f32; w * h] };
+    let mut c = vec![0f32; w * h];
     for y in 0..h {
         for x in 0..w {
-            let i = y * w + x;
             let Some((tx, ty)) = backward.target(x, y) else { continue };
             let (bu, bv) = backward.at(x, y);
             let (fu, fv) = forward.sample(tx, ty);
             let backward_sq = bu * bu + bv * bv;
             let forward_sq = fu * fu + fv * fv;
             let sum_sq = (fu + bu).powi(2) + (fv + bv).powi(2);
-            if sum_sq > 0.01 * (forward_sq + backward_sq) + 0.5 {
-                continue;
-            }
-            masks.disoccluded[i] = 0.0;
-            if gradient(x, y) <= 0.01 * backward_sq + 0.002 {
-                masks.reliability[i] = 1.0;
+            let disoccluded = sum_sq > 0.01 * (forward_sq + backward_sq) + 0.5;
+            let boundary = gradient(x, y) > 0.01 * backward_sq + 0.002;
+            if !disoccluded && !boundary {
+                c[y * w + x] = 1.0;
             }
         }
     }
-    masks
-}
-
-/// c alone (see [`masks`]).
-pub fn reliability(backward: &FlowField, forward: &FlowField) -> Vec<f32> {
-    masks(backward, forward).reliability
+    c
 }
 
 /// Estimates dense optical flow between grey frames with OpenCV.

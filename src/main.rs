@@ -35,7 +35,7 @@ struct Cli {
     output: Option<PathBuf>,
 
     /// Maximum optimisation iterations (each: forward, losses, backward, step) of an image, or
-    /// of each video frame after the first [default: 150 for an image, 20 for video frames]
+    /// of each video frame after the first [default: 150 for an image, 10 for video frames]
     #[arg(long)]
     iterations: Option<usize>,
 

@@ -63,7 +63,7 @@ impl std::str::FromStr for OutputSize {
 pub const MAX_TEMPORAL_FRAME: usize = 100;
 
 /// Default warm-frame iteration budget (frames after the first).
-pub const DEFAULT_WARM_ITERATIONS: usize = 20;
+pub const DEFAULT_WARM_ITERATIONS: usize = 10;
 /// Default first-frame iteration budget.
 pub const DEFAULT_FIRST_ITERATIONS: usize = 100;
 
@@ -370,7 +370,7 @@ fn stylize_frames(
             if record.cut {
                 earlier.clear();
             }
-            remember(&mut earlier, Previous { output: image.clone() });
+            remember(&mut earlier, Previous { output: image.clone(), input: frame.image });
             progress.frame(&record);
             records.push(record);
             to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
@@ -410,7 +410,7 @@ fn stylize_frames(
             ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
         };
         workdir.save(&image, &record)?;
-        remember(&mut earlier, Previous { output: image.clone() });
+        remember(&mut earlier, Previous { output: image.clone(), input: frame.image });
         progress.frame(&record);
         records.push(record);
         to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
@@ -421,9 +421,10 @@ fn stylize_frames(
     Ok(())
 }
 
-/// A frame before the one being stylized: its stylized output (as written).
+/// A frame before the one being stylized: its stylized output (as written) and its input.
 struct Previous {
     output: RgbImage,
+    input: RgbImage,
 }
 
 /// Stylizes a frame that follows the `earlier` frames (newest first) with `motion` from them:
@@ -442,13 +443,16 @@ fn stylize_following(
     let previous_output = image_io::to_tensor(&previous.output, device)?;
     let warped_previous = motion.warp_tensor(&previous_output)?;
     let start = match job.init_video {
-        // ω(x_{t−1}) where frame t−1 saw the pixel, the frame's own content where it is
-        // disoccluded. Motion-boundary pixels (c = 0 but not disoccluded) keep the warped
-        // value: it belongs to one side of the boundary or the other, and the optimiser is
-        // free to repaint it (J_temporal leaves it out).
+        // c·ω(x_{t−1}) + (1 − c)·(I_t + ω(x_{t−1} − I_{t−1})): where the flow is not to be
+        // trusted, the frame's own content I_t under the previous frame's brushwork (its
+        // difference from its own content, warped). Starting such pixels from the bare content
+        // instead leaves unpainted patches around moving things that 20 iterations do not fill
+        // (see the README's temporal-coherence table).
         VideoInit::PrevWarped => {
-            let disoccluded = motion.weights_tensor(&motion.disoccluded, device)?;
-            (warped_previous.broadcast_mul(&(1.0 - &disoccluded)?)? + content.broadcast_mul(&disoccluded)?)?
+            let reliability = motion.reliability_tensor(device)?;
+            let previous_input = image_io::to_tensor(&previous.input, device)?;
+            let brushwork = motion.warp_tensor(&(&previous_output - previous_input)?)?;
+            (warped_previous.broadcast_mul(&reliability)? + (content + brushwork)?.broadcast_mul(&(1.0 - &reliability)?)?)?
         }
         VideoInit::Prev => previous_output.clone(),
         VideoInit::Content => content.clone(),

@@ -42,7 +42,7 @@ pub struct Settings {
 }
 
 /// Default γ_temp (see the README's temporal-coherence table for how it was chosen).
-pub const DEFAULT_TEMPORAL_WEIGHT: f64 = 0.1;
+pub const DEFAULT_TEMPORAL_WEIGHT: f64 = 100.0;
 
 /// The style layers of Gatys et al.: relu1_1 … relu5_1.
 pub fn default_style_layers() -> Vec<LayerName> {

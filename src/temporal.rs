@@ -54,10 +54,8 @@ impl FromStr for VideoInit {
 pub struct Motion {
     /// ŵ: the flow t → t−1; the previous stylized frame is warped along it.
     pub backward: FlowField,
-    /// c ∈ {0, 1} per pixel (see [`flow::masks`]).
+    /// c ∈ {0, 1} per pixel (see [`flow::reliability`]).
     pub reliability: Vec<f32>,
-    /// 1 where frame t shows what frame t−1 did not (a subset of c = 0; see [`flow::masks`]).
-    pub disoccluded: Vec<f32>,
     /// Share of pixels with c = 0.
     pub unreliable_share: f64,
     /// Total-variation distance between the frames' grey-level histograms, 0..1.
@@ -72,10 +70,9 @@ pub struct Motion {
 impl Motion {
     /// From the two flows (and the grey frames, for the histogram test).
     pub fn from_flows(backward: FlowField, forward: &FlowField, previous: &GrayImage, current: &GrayImage) -> Self {
-        let flow::Masks { reliability, disoccluded } = flow::masks(&backward, forward);
+        let reliability = flow::reliability(&backward, forward);
         let unreliable = reliability.iter().filter(|&&c| c == 0.0).count();
         Motion {
-            disoccluded,
             unreliable_share: unreliable as f64 / reliability.len().max(1) as f64,
             histogram_change: histogram_change(previous, current),
             reliability,
