@@ -5,12 +5,14 @@
 //!
 //! `cargo run --release --example temporal_eval -- CLIP STYLE [FRAMES] [SIZE] [OUT_DIR] [VARIANT…]`
 //! (`scripts/temporal-eval` wraps it). The default variants are `default` (the tool's defaults),
-//! `prev` (plain warm start: `init_video=prev,temporal_weight=0`) and `independent` (each
+//! `prev` (plain warm start as before flow guidance: `init_video=prev,temporal_weight=0,
+//! iterations=20`) and `independent` (each
 //! frame from its own content with the first frame's iterations: `init_video=content,
 //! temporal_weight=0,iterations=FIRST`). A VARIANT is `name` of those or
 //! `name:key=value,…` with keys `init_video`, `temporal_weight`, `iterations`, `flow`, `temporal_frames`
 //! (`;`-separated, e.g. `temporal_frames=1;10;20`).
-//! A variant whose report and frames already exist in OUT_DIR (same settings) is not rerun.
+//! A variant whose report and frames already exist in OUT_DIR (same settings, same frame
+//! count) is not rerun. `EVAL_PER_FRAME=1` also prints each frame's content-distance ratio.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -29,7 +31,12 @@ fn variant_settings(spec: &str) -> Fallible<(String, Vec<(String, String)>)> {
     let (name, rest) = spec.split_once(':').unwrap_or((spec, ""));
     let mut pairs: Vec<(String, String)> = match name {
         "default" => vec![],
-        "prev" => vec![("init_video".into(), "prev".into()), ("temporal_weight".into(), "0".into())],
+        // The tool before flow guidance: plain warm start, 20 iterations a warm frame.
+        "prev" => vec![
+            ("init_video".into(), "prev".into()),
+            ("temporal_weight".into(), "0".into()),
+            ("iterations".into(), "20".into()),
+        ],
         "independent" => vec![
             ("init_video".into(), "content".into()),
             ("temporal_weight".into(), "0".into()),
@@ -66,6 +73,20 @@ fn job_for(clip: &Path, style: &Path, frames: u64, size: u32, out: &Path, name: 
         }
     }
     Ok(job)
+}
+
+/// Whether `job`'s report is there from an earlier run with the same settings and frames.
+fn already_done(job: &VideoJob, frames: u64) -> Fallible<bool> {
+    let Ok(text) = std::fs::read_to_string(job.report.as_ref().unwrap()) else { return Ok(false) };
+    let report: serde_json::Value = serde_json::from_str(&text)?;
+    let same = report["settings"] == serde_json::to_value(&job.settings)?
+        && report["init_video"] == serde_json::to_value(job.init_video)?
+        && report["flow"] == serde_json::to_value(job.flow)?
+        && report["temporal_frames"] == serde_json::to_value(&job.temporal_frames)?
+        && report["iterations"] == serde_json::to_value(job.iterations)?
+        && report["first_iterations"] == serde_json::to_value(job.first_iterations)?
+        && report["totals"]["frames"] == serde_json::to_value(frames)?;
+    Ok(same)
 }
 
 /// The content distance of each of `frames_dir`'s PNGs from its input frame.
@@ -116,16 +137,9 @@ fn main() -> Fallible<()> {
     for spec in &variants {
         let (name, pairs) = variant_settings(spec)?;
         let job = job_for(&clip, &style, frames, size, &out, &name, &pairs)?;
-        let settings_path = out.join(format!("{name}.settings"));
-        let settings = format!(
-            "{:?} {:?} {:?} {:?} {} {} {frames} {size} {clip:?} {style:?}",
-            job.settings, job.init_video, job.flow, job.temporal_frames, job.iterations, job.first_iterations
-        );
-        let cached = std::fs::read_to_string(&settings_path).is_ok_and(|s| s == settings) && job.report.as_ref().unwrap().exists();
-        if !cached {
+        if !already_done(&job, frames)? {
             eprintln!("{name}: stylizing {frames} frames at {size} px…");
             run_video(&job, &mut NoProgress, &AtomicBool::new(false))?;
-            std::fs::write(&settings_path, &settings)?;
         }
         let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(job.report.as_ref().unwrap())?)?;
         let distances = content_distances(&vgg, &inputs, job.frames_dir.as_ref().unwrap())?;
