@@ -348,6 +348,10 @@ fn bad_inputs_are_one_line_errors_that_leave_no_output() {
         (vec![clip_s, "--style", style, "-o", existing.to_str().unwrap()], "existing.mp4", "already exists"),
         (vec![clip_s, "--style", style, "-o", unknown_extension.to_str().unwrap()], "out.avi2", "container"),
         (vec![clip_s, "--style", style, "-o", out_s, "--start", "ten"], "ten", "not a time"),
+        (vec![clip_s, "--style", style, "-o", out_s, "--init-video", "warped"], "warped", "--init-video"),
+        (vec![clip_s, "--style", style, "-o", out_s, "--temporal-frames", "1,0"], "--temporal-frames", "from 1"),
+        (vec![clip_s, "--style", style, "-o", out_s, "--temporal-weight=-1"], "--temporal-weight", "≥ 0"),
+        (vec![clip_s, "--style", style, "-o", out_s, "--flow", "farneback"], "farneback", "--flow"),
     ];
     for (mut args, names, problem) in cases {
         args.extend(["--size", "32", "--first-iterations", "1", "--iterations", "1", "--quiet"]);
