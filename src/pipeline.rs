@@ -446,8 +446,8 @@ fn stylize_following(
         // c·ω(x_{t−1}) + (1 − c)·(I_t + ω(x_{t−1} − I_{t−1})): where the flow is not to be
         // trusted, the frame's own content I_t under the previous frame's brushwork (its
         // difference from its own content, warped). Starting such pixels from the bare content
-        // instead leaves unpainted patches around moving things that 20 iterations do not fill
-        // (see the README's temporal-coherence table).
+        // instead leaves unpainted patches around moving things that 10–20 iterations do not
+        // fill (see the README's temporal-coherence table).
         VideoInit::PrevWarped => {
             let reliability = motion.reliability_tensor(device)?;
             let previous_input = image_io::to_tensor(&previous.input, device)?;
@@ -457,21 +457,17 @@ fn stylize_following(
         VideoInit::Prev => previous_output.clone(),
         VideoInit::Content => content.clone(),
     };
+    // J_temporal against the previous frame and, with --temporal-frames, frames further back.
     let mut temporal = Vec::new();
     for (j, weights) in motion.long_term_weights() {
-        let (motion_j, frame_j) = match j {
-            1 => (motion, previous),
+        let warped = match j {
+            1 => warped_previous.clone(),
             j => match (motion.earlier.iter().find(|(k, _)| *k == j), earlier.get(j - 1)) {
-                (Some((_, m)), Some(frame)) => (m, frame),
+                (Some((_, motion_j)), Some(frame_j)) => motion_j.warp_tensor(&image_io::to_tensor(&frame_j.output, device)?)?,
                 _ => continue,
             },
         };
-        let warped = if j == 1 {
-            warped_previous.clone()
-        } else {
-            motion_j.warp_tensor(&image_io::to_tensor(&frame_j.output, device)?)?
-        };
-        temporal.push(TemporalTarget { warped_previous: warped, reliability: motion_j.weights_tensor(&weights, device)? });
+        temporal.push(TemporalTarget { warped_previous: warped, reliability: motion.weights_tensor(&weights, device)? });
     }
     let target = target.with_temporal(temporal)?;
     stylizer.optimise(&target, &start, job.iterations, progress)

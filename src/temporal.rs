@@ -28,8 +28,8 @@ const HISTOGRAM_BINS: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VideoInit {
-    /// The previous stylized frame warped along the flow; disoccluded pixels (c = 0) from the
-    /// frame's own content.
+    /// The previous stylized frame warped along the flow; unreliable pixels (c = 0) from the
+    /// frame's own content under the previous frame's warped brushwork.
     PrevWarped,
     /// The previous stylized frame as it is (plain warm start).
     Prev,
