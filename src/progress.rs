@@ -186,7 +186,7 @@ impl VideoProgress for FrameBar {
 fn coherence(record: &FrameRecord) -> String {
     match (record.cut, record.warping_error) {
         (true, _) => ", shot cut".into(),
-        (false, Some(e)) => format!(", warping error {e:.4}"),
+        (false, Some(e)) => format!(", warping error {e:.2e}"),
         (false, None) => String::new(),
     }
 }
