@@ -79,8 +79,7 @@ impl FlowField {
     /// (u, v) at a real-valued position, bilinearly interpolated (positions outside the grid
     /// take the nearest border value).
     pub fn sample(&self, x: f32, y: f32) -> (f32, f32) {
-        let (u, v) = bilinear(x, y, self.width, self.height, |xi, yi| self.at(xi, yi));
-        (u, v)
+        bilinear(x, y, self.width, self.height, |xi, yi| self.at(xi, yi))
     }
 
     /// Where the pixel (x, y) lands in the other frame, if inside it.
