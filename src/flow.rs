@@ -244,8 +244,7 @@ impl FlowEstimator {
 /// Luma of an RGB frame (BT.601 weights, as OpenCV's grey conversion), the flow's input.
 pub fn grey(image: &RgbImage) -> GrayImage {
     GrayImage::from_fn(image.width(), image.height(), |x, y| {
-        let p = image.get_pixel(x, y);
-        let luma = 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32;
+        let [luma, _, _] = crate::image_io::rgb_to_ycbcr(image.get_pixel(x, y).0.map(f32::from));
         image::Luma([luma.round().clamp(0.0, 255.0) as u8])
     })
 }

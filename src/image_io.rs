@@ -52,6 +52,34 @@ pub fn resize(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     image::imageops::resize(image, width, height, FilterType::Lanczos3)
 }
 
+/// RGB → Y'CbCr, BT.601 full range (as JPEG): Y' in 0..255, Cb and Cr centred on 128.
+pub fn rgb_to_ycbcr([r, g, b]: [f32; 3]) -> [f32; 3] {
+    [
+        0.299 * r + 0.587 * g + 0.114 * b,
+        128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b,
+        128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b,
+    ]
+}
+
+/// Y'CbCr (BT.601 full range) → RGB, the inverse of [`rgb_to_ycbcr`].
+pub fn ycbcr_to_rgb([y, cb, cr]: [f32; 3]) -> [f32; 3] {
+    let (cb, cr) = (cb - 128.0, cr - 128.0);
+    [y + 1.402 * cr, y - 0.344_136 * cb - 0.714_136 * cr, y + 1.772 * cb]
+}
+
+/// neural-style's `-original_colors`: the stylized image's luminance (its brushwork) with the
+/// content's chroma (its colours), combined in Y'CbCr (BT.601 full range), rounded and clamped
+/// to 0..255. Both images have the same size.
+pub fn keep_original_colors(stylized: &RgbImage, content: &RgbImage) -> RgbImage {
+    assert_eq!(stylized.dimensions(), content.dimensions(), "stylized and content sizes differ");
+    let as_f32 = |p: &image::Rgb<u8>| p.0.map(f32::from);
+    RgbImage::from_fn(stylized.width(), stylized.height(), |x, y| {
+        let [luma, _, _] = rgb_to_ycbcr(as_f32(stylized.get_pixel(x, y)));
+        let [_, cb, cr] = rgb_to_ycbcr(as_f32(content.get_pixel(x, y)));
+        image::Rgb(ycbcr_to_rgb([luma, cb, cr]).map(|v| v.round().clamp(0.0, 255.0) as u8))
+    })
+}
+
 /// 8-bit RGB → network input `(1, 3, H, W)`: pixel values 0..255 minus the ImageNet mean.
 pub fn to_tensor(image: &RgbImage, device: &Device) -> Result<Tensor> {
     let (w, h) = image.dimensions();

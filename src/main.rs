@@ -110,6 +110,11 @@ struct Cli {
     #[arg(long, default_value = "content")]
     init: Init,
 
+    /// Keep the content's colours and take only the style's brushwork: the stylized luminance
+    /// with the content's chroma (Y'CbCr, BT.601), like neural-style's -original_colors.
+    #[arg(long)]
+    original_colors: bool,
+
     /// Seed of --init noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -265,6 +270,7 @@ impl Cli {
                 init: self.init,
                 seed: self.seed,
                 iterations: self.iterations.unwrap_or(DEFAULT_ITERATIONS),
+                original_colors: self.original_colors,
                 pooling,
                 compute: self.device,
                 settings,
@@ -289,6 +295,7 @@ impl Cli {
             init_video: self.init_video.parse()?,
             flow: self.flow.parse()?,
             temporal_frames: self.temporal_frames,
+            original_colors: self.original_colors,
             seed: self.seed,
             pooling,
             compute: self.device,

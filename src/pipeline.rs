@@ -85,6 +85,9 @@ pub struct VideoJob {
     pub init_video: VideoInit,
     /// Optical flow between input frames.
     pub flow: FlowMethod,
+    /// Keep the footage's colours: each stylized frame's luminance with its content's chroma
+    /// (what is written is also what the next frame starts from).
+    pub original_colors: bool,
     /// The earlier frames J_temporal looks back to (1: the previous frame; Ruder et al.'s
     /// long-term consistency adds e.g. 10, 20, 40).
     pub temporal_frames: Vec<usize>,
@@ -124,6 +127,7 @@ impl VideoJob {
             init: Init::Content,
             init_video: VideoInit::PrevWarped,
             flow: FlowMethod::Dis,
+            original_colors: false,
             temporal_frames: vec![1],
             seed: 0,
             pooling: Pooling::Max,
@@ -182,6 +186,7 @@ pub struct VideoReport {
     pub init_video: VideoInit,
     pub flow: FlowMethod,
     pub temporal_frames: Vec<usize>,
+    pub original_colors: bool,
     pub seed: u64,
     pub pooling: Pooling,
     pub device: Compute,
@@ -324,6 +329,7 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         init_video: job.init_video,
         flow: job.flow,
         temporal_frames: job.temporal_frames.clone(),
+        original_colors: job.original_colors,
         seed: job.seed,
         pooling: job.pooling,
         device: job.compute,
@@ -400,7 +406,10 @@ fn stylize_frames(
             }
             Some((_, motion)) => stylize_following(job, stylizer, target, &content, &earlier, motion, &mut frame_progress)?,
         };
-        let image = image_io::from_tensor(&stylized.image)?;
+        let mut image = image_io::from_tensor(&stylized.image)?;
+        if job.original_colors {
+            image = image_io::keep_original_colors(&image, &frame.image);
+        }
         let error = follows.and_then(|(previous, motion)| warping_error(&image, &previous.output, motion));
         let record = FrameRecord {
             warping_error: error,
@@ -630,6 +639,7 @@ fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
         "init_video": job.init_video,
         "flow": job.flow,
         "temporal_frames": job.temporal_frames,
+        "original_colors": job.original_colors,
         "seed": job.seed,
         "pooling": job.pooling,
         "settings": job.settings,

@@ -25,6 +25,8 @@ pub struct StillJob {
     pub init: Init,
     pub seed: u64,
     pub iterations: usize,
+    /// Keep the content's colours: the stylized luminance with the content's chroma.
+    pub original_colors: bool,
     pub pooling: Pooling,
     /// Where the network runs.
     pub compute: Compute,
@@ -45,6 +47,7 @@ impl StillJob {
             init: Init::Content,
             seed: 0,
             iterations: DEFAULT_ITERATIONS,
+            original_colors: false,
             pooling: Pooling::Max,
             compute: Compute::Cpu,
             settings: Settings::default(),
@@ -71,6 +74,7 @@ pub struct StillReport {
     pub optimisation_seconds: f64,
     pub init: Init,
     pub seed: u64,
+    pub original_colors: bool,
     pub pooling: Pooling,
     pub device: Compute,
     pub settings: Settings,
@@ -87,7 +91,8 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
     let vgg = Vgg16::load_for(&vgg::weights_path(job.weights.as_deref()), job.pooling, job.compute)?;
     let device = vgg.device().clone();
     let styles = job.style.load(width, height, &device)?;
-    let content = image_io::to_tensor(&image_io::resize(&content, width, height), &device)?;
+    let content_image = image_io::resize(&content, width, height);
+    let content = image_io::to_tensor(&content_image, &device)?;
     let start = match &job.init {
         Init::Content => content.clone(),
         Init::Noise => image_io::noise_tensor(width, height, job.seed, &device)?,
@@ -97,7 +102,11 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
     let stylizer = Stylizer::new(vgg, job.settings.clone(), &styles)?;
     let target = stylizer.content_target(&content)?;
     let result = stylizer.optimise(&target, &start, job.iterations, progress)?;
-    image_io::save_rgb(&image_io::from_tensor(&result.image)?, &job.output)?;
+    let mut image = image_io::from_tensor(&result.image)?;
+    if job.original_colors {
+        image = image_io::keep_original_colors(&image, &content_image);
+    }
+    image_io::save_rgb(&image, &job.output)?;
 
     let report = StillReport {
         input: job.content.clone(),
@@ -111,6 +120,7 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
         optimisation_seconds: result.seconds,
         init: job.init.clone(),
         seed: job.seed,
+        original_colors: job.original_colors,
         pooling: job.pooling,
         device: job.compute,
         settings: job.settings.clone(),

@@ -448,3 +448,41 @@ fn a_resumed_run_continues_the_flow_chain() {
     assert!((e_after - e_whole).abs() <= 0.05 * e_whole, "warping error {e_after} after resuming, {e_whole} without a break");
     assert!((after.total - whole.total).abs() <= 1e-3 * whole.total, "J {} vs {}", after.total, whole.total);
 }
+
+/// Soft mid-tone colours drifting with `i` (they stay inside the RGB cube under any luminance
+/// the painting gives them, so chroma is kept exactly but for rounding).
+fn soft_colours(i: u32, width: u32, height: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let r = 100 + ((x * 40 / width + 2 * i) % 40) as u8;
+        image::Rgb([r, 110 + (y * 30 / height) as u8, 150 - (x * 20 / width) as u8])
+    })
+}
+
+#[test]
+fn original_colors_keep_each_frames_own_chroma() {
+    let dir = common::scratch_dir("pipeline-original-colors");
+    let input = dir.join("soft.mkv");
+    make_clip(&input, &ClipSpec { frames: 4, video: ClipVideo::Ffv1, picture: soft_colours, ..ClipSpec::new(64, 48) });
+    let frames_dir = dir.join("frames");
+    let the_job = VideoJob { original_colors: true, frames_dir: Some(frames_dir.clone()), ..job(&input, &dir.join("out.mkv")) };
+    let report = run(&VideoJob { codec: VideoCodec::Ffv1, ..the_job });
+    assert_eq!(report.frames.len(), 4);
+    let (_, inputs) = decode_all(&input);
+    let chroma = |p: &image::Rgb<u8>| {
+        let [_, cb, cr] = stylize_video::image_io::rgb_to_ycbcr(p.0.map(f32::from));
+        (cb, cr)
+    };
+    for (i, input) in inputs.iter().enumerate() {
+        let output = image::open(frames_dir.join(format!("frame_{:06}.png", i + 1))).unwrap().to_rgb8();
+        let (mut chroma_difference, mut luma_difference) = (0f32, 0f32);
+        for (o, c) in output.pixels().zip(input.image.pixels()) {
+            let ((ob, or), (cb, cr)) = (chroma(o), chroma(c));
+            chroma_difference = chroma_difference.max((ob - cb).abs()).max((or - cr).abs());
+            let luma = |p: &image::Rgb<u8>| stylize_video::image_io::rgb_to_ycbcr(p.0.map(f32::from))[0];
+            luma_difference += (luma(o) - luma(c)).abs() / (64.0 * 48.0);
+        }
+        assert!(chroma_difference <= 1.5, "frame {i}: chroma off by up to {chroma_difference}");
+        // The first frame (10 iterations here) carries the brushwork the later ones inherit.
+        assert!(i > 0 || luma_difference > 2.0, "the brushwork is gone (mean luminance change {luma_difference})");
+    }
+}

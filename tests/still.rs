@@ -163,3 +163,73 @@ fn cli_errors_are_one_line_name_the_file_and_leave_no_output() {
         assert_eq!(leftovers.len(), 3, "no output or temporary file left: {leftovers:?}");
     }
 }
+
+// ---- --original-colors ----
+
+/// Per-pixel (Y', Cb, Cr) of an image.
+fn ycbcr(image: &image::RgbImage) -> Vec<[f32; 3]> {
+    image.pixels().map(|p| stylize_video::image_io::rgb_to_ycbcr(p.0.map(f32::from))).collect()
+}
+
+/// Mean absolute difference of one Y'CbCr channel between two images.
+fn mean_channel_difference(a: &[[f32; 3]], b: &[[f32; 3]], channel: usize) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x[channel] - y[channel]).abs()).sum::<f32>() / a.len() as f32
+}
+
+#[test]
+fn original_colors_take_the_luminance_of_one_image_and_the_chroma_of_the_other() {
+    // Mid tones, so that the recombined colours stay inside the RGB cube (outside it they are
+    // clamped, as they must be): a grey brush texture, and a softened colour photo.
+    let painted = image::RgbImage::from_fn(40, 30, |x, y| {
+        let v = (60 + (x * 7 + y * 13) % 130) as u8;
+        image::Rgb([v, v.saturating_add(6), v.saturating_sub(6)])
+    });
+    let photo = image::RgbImage::from_fn(40, 30, |x, y| {
+        let p = common::synthetic_content(40, 30).get_pixel(x, y).0;
+        image::Rgb(p.map(|c| 64 + c / 2))
+    });
+    let kept = stylize_video::image_io::keep_original_colors(&painted, &photo);
+    let (kept, painted, photo) = (ycbcr(&kept), ycbcr(&painted), ycbcr(&photo));
+    // Within 8-bit rounding.
+    assert!(mean_channel_difference(&kept, &painted, 0) < 0.8, "luminance {}", mean_channel_difference(&kept, &painted, 0));
+    for channel in [1, 2] {
+        let d = mean_channel_difference(&kept, &photo, channel);
+        assert!(d < 0.8, "chroma channel {channel} differs by {d} on average");
+    }
+    // The two inputs really differ in both, so the test could fail.
+    assert!(mean_channel_difference(&painted, &photo, 0) > 10.0, "{}", mean_channel_difference(&painted, &photo, 0));
+    let chroma_apart = mean_channel_difference(&painted, &photo, 1) + mean_channel_difference(&painted, &photo, 2);
+    assert!(chroma_apart > 10.0, "{chroma_apart}");
+}
+
+#[test]
+fn the_cli_keeps_the_photos_colours_on_request() {
+    let dir = common::scratch_dir("still-original-colors");
+    // A photo in mid tones, so that its colours under the painting's luminance stay inside the
+    // RGB cube (outside it they are clamped).
+    let content = dir.join("photo.png");
+    let photo = common::synthetic_content(48, 40);
+    image::RgbImage::from_fn(48, 40, |x, y| image::Rgb(photo.get_pixel(x, y).0.map(|c| 64 + c / 2))).save(&content).unwrap();
+    // A boldly coloured style (yellow and blue stripes), so the plain result's colours move far.
+    let style = dir.join("style.png");
+    common::synthetic_style(48, 40).save(&style).unwrap();
+    let (plain, kept) = (dir.join("plain.png"), dir.join("kept.png"));
+    for (output, extra) in [(&plain, None), (&kept, Some("--original-colors"))] {
+        let status = Command::new(env!("CARGO_BIN_EXE_stylize-video"))
+            .args([content.to_str().unwrap(), "--style", style.to_str().unwrap()])
+            .args(["-o", output.to_str().unwrap(), "--size", "48", "--iterations", "15", "--quiet"])
+            .args(extra)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let load = |p: &Path| ycbcr(&image::open(p).unwrap().to_rgb8());
+    let (plain, kept, photo) = (load(&plain), load(&kept), load(&content));
+    for channel in [1, 2] {
+        let (d_kept, d_plain) = (mean_channel_difference(&kept, &photo, channel), mean_channel_difference(&plain, &photo, channel));
+        assert!(d_kept < 1.0 && d_plain > 5.0, "chroma {channel}: {d_kept} kept, {d_plain} plain");
+    }
+    // The brushwork stays: the luminance is the stylized one, not the photo's.
+    assert!(mean_channel_difference(&kept, &plain, 0) < 1.0);
+    assert!(mean_channel_difference(&kept, &photo, 0) > 5.0, "{}", mean_channel_difference(&kept, &photo, 0));
+}
