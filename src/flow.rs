@@ -142,18 +142,6 @@ pub fn warp_planar(image: &[f32], channels: usize, flow: &FlowField) -> Vec<f32>
     out
 }
 
-/// An 8-bit RGB image as planar f32 values in 0..1.
-pub fn rgb_planar_unit(image: &RgbImage) -> Vec<f32> {
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    let mut out = vec![0f32; 3 * w * h];
-    for (i, p) in image.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * w * h + i] = p[c] as f32 / 255.0;
-        }
-    }
-    out
-}
-
 /// Ruder et al.'s reliability weights c on frame t's grid, from the backward flow ŵ (t → t−1,
 /// on frame t's grid) and the forward flow w (t−1 → t, on frame t−1's grid). With
 /// w̃(p) = w(p + ŵ(p)) the forward flow sampled where ŵ points, c(p) = 0 where
@@ -212,10 +200,6 @@ impl FlowEstimator {
             FlowMethod::DeepFlow => opencv::optflow::create_opt_flow_deep_flow().map_err(failed)?,
         };
         Ok(FlowEstimator { method, engine })
-    }
-
-    pub fn method(&self) -> FlowMethod {
-        self.method
     }
 
     /// The flow from `from` to `to` on `from`'s grid.

@@ -69,7 +69,8 @@ struct Cli {
     temporal_weight: f64,
 
     /// Video: starting image of each frame after the first: prev-warped (the previous stylized
-    /// frame warped along the optical flow, disoccluded pixels from the frame's content), prev
+    /// frame warped along the optical flow; where the flow is unreliable, the frame's content
+    /// under the previous frame's warped brushwork), prev
     /// (the previous stylized frame as it is) or content (the frame itself).
     #[arg(long, default_value = "prev-warped", value_parser = ["prev-warped", "prev", "content"])]
     init_video: String,

@@ -395,6 +395,7 @@ fn stylize_frames(
             _ => None,
         };
         let mut frame_progress = StopAware { inner: progress, stop };
+        let mut warped_previous = None;
         let stylized = match follows {
             None => {
                 let start = match &job.init {
@@ -404,13 +405,20 @@ fn stylize_frames(
                 };
                 stylizer.optimise(&target, &start, job.first_iterations, &mut frame_progress)?
             }
-            Some((_, motion)) => stylize_following(job, stylizer, target, &content, &earlier, motion, &mut frame_progress)?,
+            Some((_, motion)) => {
+                let (stylized, warped) = stylize_following(job, stylizer, target, &content, &earlier, motion, &mut frame_progress)?;
+                warped_previous = Some(warped);
+                stylized
+            }
         };
         let mut image = image_io::from_tensor(&stylized.image)?;
         if job.original_colors {
             image = image_io::keep_original_colors(&image, &frame.image);
         }
-        let error = follows.and_then(|(previous, motion)| warping_error(&image, &previous.output, motion));
+        let error = match (&warped_previous, &motion) {
+            (Some(warped), Some(motion)) => warping_error(&image, warped, motion)?,
+            _ => None,
+        };
         let record = FrameRecord {
             warping_error: error,
             cut,
@@ -438,6 +446,7 @@ struct Previous {
 
 /// Stylizes a frame that follows the `earlier` frames (newest first) with `motion` from them:
 /// the start image as `--init-video` says, J_temporal against the warped earlier outputs.
+/// Returns the result and ω(x_{t−1}), the previous output warped to this frame.
 fn stylize_following(
     job: &VideoJob,
     stylizer: &Stylizer,
@@ -446,7 +455,7 @@ fn stylize_following(
     earlier: &VecDeque<Previous>,
     motion: &Motion,
     progress: &mut dyn Progress,
-) -> Result<Stylized> {
+) -> Result<(Stylized, Tensor)> {
     let device = content.device();
     let previous = &earlier[0];
     let previous_output = image_io::to_tensor(&previous.output, device)?;
@@ -479,7 +488,7 @@ fn stylize_following(
         temporal.push(TemporalTarget { warped_previous: warped, reliability: motion.weights_tensor(&weights, device)? });
     }
     let target = target.with_temporal(temporal)?;
-    stylizer.optimise(&target, &start, job.iterations, progress)
+    Ok((stylizer.optimise(&target, &start, job.iterations, progress)?, warped_previous))
 }
 
 /// Passes iteration progress on and turns the stop flag into [`Progress::should_stop`].

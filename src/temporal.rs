@@ -12,6 +12,7 @@ use candle_core::{Device, Tensor};
 use image::{GrayImage, RgbImage};
 
 use crate::error::Result;
+use crate::image_io;
 use crate::flow::{self, FlowEstimator, FlowField, FlowMethod};
 use crate::vgg::{LayerName, Vgg16};
 
@@ -200,11 +201,11 @@ pub fn histogram_change(a: &GrayImage, b: &GrayImage) -> f64 {
 
 /// The warping error of output frame t (Lai et al. 2018): the mean, over the pixels with
 /// c = 1, of the squared RGB difference (values in 0..1, summed over the three channels)
-/// between output t and output t−1 warped to frame t by the input's flow. `None` when no
-/// pixel is reliable.
-pub fn warping_error(output: &RgbImage, previous_output: &RgbImage, motion: &Motion) -> Option<f64> {
-    let current = flow::rgb_planar_unit(output);
-    let warped = flow::warp_planar(&flow::rgb_planar_unit(previous_output), 3, &motion.backward);
+/// between output t and ω(x_{t−1}), output t−1 warped to frame t by the input's flow (as
+/// [`Motion::warp_tensor`] gives it, in the network's units). `None` when no pixel is reliable.
+pub fn warping_error(output: &RgbImage, warped_previous: &Tensor, motion: &Motion) -> Result<Option<f64>> {
+    let current = image_io::to_tensor(output, &Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+    let warped = warped_previous.flatten_all()?.to_vec1::<f32>()?;
     let plane = motion.reliability.len();
     let (mut sum, mut count) = (0f64, 0usize);
     for (i, &c) in motion.reliability.iter().enumerate() {
@@ -212,9 +213,9 @@ pub fn warping_error(output: &RgbImage, previous_output: &RgbImage, motion: &Mot
             continue;
         }
         count += 1;
-        sum += (0..3).map(|ch| (current[ch * plane + i] as f64 - warped[ch * plane + i] as f64).powi(2)).sum::<f64>();
+        sum += (0..3).map(|ch| ((current[ch * plane + i] - warped[ch * plane + i]) as f64 / 255.0).powi(2)).sum::<f64>();
     }
-    (count > 0).then(|| sum / count as f64)
+    Ok((count > 0).then(|| sum / count as f64))
 }
 
 /// How far an output frame's shallow features are from its own input frame's: Σ over relu2_1
