@@ -31,7 +31,9 @@ use ffmpeg::{codec, format, media, software::scaling, util::frame, Rational};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use super::colour::{self, set_conversion, Colour};
 use super::ffmpeg_log::LogTap;
+use super::timecode;
 use super::{codec_name, in_time_base, init_ffmpeg, pair, seconds, seek_before};
 use crate::error::{Error, Result};
 use crate::image_io::size_for_longest_side;
@@ -120,6 +122,14 @@ pub struct VideoInfo {
     pub stream_index: usize,
     pub codec: String,
     pub container: String,
+    /// FFmpeg's name of the decoded pixel format (`yuv420p`, `yuv422p10le`, `rgb24`…).
+    pub pixel_format: String,
+    /// Bits per component of the stored pixels.
+    pub bit_depth: u32,
+    /// Colour tags (an untagged RGB format counts as `matrix: rgb`).
+    pub colour: Colour,
+    /// Start timecode the file states (`HH:MM:SS:FF`, `;` for drop-frame).
+    pub timecode: Option<String>,
     pub other_streams: Vec<StreamInfo>,
 }
 
@@ -202,7 +212,7 @@ impl VideoDecoder {
             .streams()
             .best(media::Type::Video)
             .ok_or_else(|| Error::input(path, "has no video stream"))?;
-        let info = describe(path, &input, &stream);
+        let mut info = describe(path, &input, &stream);
         let time_base = stream.time_base();
         let start_pts = stream.start_time();
         let start_pts = if start_pts == ffmpeg::ffi::AV_NOPTS_VALUE { 0 } else { start_pts };
@@ -226,6 +236,12 @@ impl VideoDecoder {
             .video()
             .map_err(|e| Error::input(path, format!("cannot open the {} decoder: {e}", info.codec)))?;
         drop(stream);
+        let pixel = decoder.format();
+        info.pixel_format = pixel.descriptor().map(|d| d.name().to_string()).unwrap_or_default();
+        info.bit_depth = colour::bit_depth(pixel);
+        if colour::is_rgb(pixel) && info.colour.matrix == ffmpeg::color::Space::Unspecified {
+            info.colour.matrix = ffmpeg::color::Space::RGB;
+        }
 
         let first_pts = options.start.filter(|s| *s > 0.0).map(|s| start_pts + in_time_base(s, time_base));
         let end_pts = options
@@ -401,7 +417,7 @@ impl VideoDecoder {
         let source = &self.decoded_frame;
         let from = (source.format(), source.width(), source.height());
         if self.scaler.as_ref().is_none_or(|s| s.from != from) {
-            self.scaler = Some(Scaler::new(source, self.scaled_size).map_err(|e| {
+            self.scaler = Some(Scaler::new(source, &self.info.colour, self.scaled_size).map_err(|e| {
                 Error::input(&self.info.path, format!("cannot convert {:?} {}×{} frames: {e}", from.0, from.1, from.2))
             })?);
         }
@@ -421,18 +437,19 @@ impl VideoDecoder {
 }
 
 impl Scaler {
-    fn new(source: &frame::Video, (width, height): (u32, u32)) -> std::result::Result<Scaler, ffmpeg::Error> {
+    fn new(
+        source: &frame::Video,
+        stream_colour: &Colour,
+        (width, height): (u32, u32),
+    ) -> std::result::Result<Scaler, ffmpeg::Error> {
         let flags = scaling::Flags::LANCZOS | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT;
         let mut context =
             scaling::Context::get(source.format(), source.width(), source.height(), ffmpeg::format::Pixel::RGB24, width, height, flags)?;
-        // Use the matrix and range the frame says it was made with (unspecified: BT.601, as ffmpeg).
-        unsafe {
-            let frame = source.as_ptr();
-            let full_range = (*frame).color_range == ffmpeg::ffi::AVColorRange::AVCOL_RANGE_JPEG;
-            let table = ffmpeg::ffi::sws_getCoefficients((*frame).colorspace as i32);
-            let rgb_table = ffmpeg::ffi::sws_getCoefficients(ffmpeg::ffi::SWS_CS_DEFAULT as i32);
-            ffmpeg::ffi::sws_setColorspaceDetails(context.as_mut_ptr(), table, full_range as i32, rgb_table, 1, 0, 1 << 16, 1 << 16);
-        }
+        // The matrix and range the frame (or else the stream) says it was made with; untagged:
+        // the guess the encoder will make too (see `colour`).
+        let tags = Colour::of_frame(source, stream_colour);
+        let matrix = tags.conversion_matrix(source.width(), source.height());
+        set_conversion(&mut context, matrix, tags.full_range(), true);
         Ok(Scaler {
             from: (source.format(), source.width(), source.height()),
             context,
@@ -536,6 +553,10 @@ fn describe(path: &Path, input: &format::context::Input, stream: &format::stream
         stream_index: stream.index(),
         codec: codec_name(parameters.id()),
         container: input.format().name().to_string(),
+        pixel_format: String::new(), // set once the decoder is open
+        bit_depth: 8,
+        colour: Colour::of_stream(stream),
+        timecode: timecode::of_input(input, stream.index()),
         other_streams,
     }
 }

@@ -26,6 +26,8 @@ use image::RgbImage;
 use serde::Serialize;
 
 use super::decode::{StreamKind, VideoInfo};
+use super::colour::{set_conversion, Colour};
+use super::timecode;
 use super::{codec_name, init_ffmpeg, seconds, seek_before};
 use crate::error::{Error, Result};
 use crate::image_io::{check_writable_destination, temporary_sibling};
@@ -35,7 +37,7 @@ use crate::image_io::{check_writable_destination, temporary_sibling};
 pub enum VideoCodec {
     /// libx264, yuv420p, constant quality `crf` (0 lossless … 51; 18 looks transparent).
     H264 { crf: u8 },
-    /// FFV1, lossless, RGB: for .mkv.
+    /// FFV1, lossless, RGB (8-bit; 10- or 16-bit for deeper sources): for .mkv.
     Ffv1,
     /// ProRes 422 HQ via prores_ks, yuv422p10le: for .mov.
     ProresKs,
@@ -64,12 +66,20 @@ impl VideoCodec {
         }
     }
 
-    fn pixel_format(self) -> format::Pixel {
+    /// The pixel format written for a source of `source_bit_depth` bits per component.
+    fn pixel_format(self, source_bit_depth: u32) -> format::Pixel {
         match self {
             VideoCodec::H264 { .. } => format::Pixel::YUV420P,
-            VideoCodec::Ffv1 => format::Pixel::BGRZ,
+            VideoCodec::Ffv1 if source_bit_depth <= 8 => format::Pixel::BGRZ,
+            VideoCodec::Ffv1 if source_bit_depth <= 10 => format::Pixel::GBRP10LE,
+            VideoCodec::Ffv1 => format::Pixel::GBRP16LE,
             VideoCodec::ProresKs => format::Pixel::YUV422P10LE,
         }
+    }
+
+    /// Whether the codec can signal full-range Y'CbCr (ProRes is limited range by definition).
+    fn carries_full_range(self) -> bool {
+        !matches!(self, VideoCodec::ProresKs)
     }
 
     /// Whether width and height must be even (chroma subsampled horizontally / vertically).
@@ -145,6 +155,12 @@ pub struct EncodedInfo {
     pub width: u32,
     pub height: u32,
     pub frames_written: u64,
+    /// FFmpeg's name of the pixel format written.
+    pub pixel_format: String,
+    /// Colour tags written (and the matrix and range the RGB frames were converted with).
+    pub colour: Colour,
+    /// Timecode of the first frame written, where the source had one.
+    pub timecode: Option<String>,
     pub streams: Vec<EncodedStream>,
     /// Things a user should know: streams re-encoded or dropped, padding.
     pub notes: Vec<String>,
@@ -168,6 +184,8 @@ pub struct VideoEncoder {
     first_pts: Option<i64>,
     last_pts: Option<i64>,
     frames_written: u64,
+    /// Timecode written on the video stream.
+    timecode: Option<String>,
 }
 
 impl VideoEncoder {
@@ -215,6 +233,7 @@ impl VideoEncoder {
             first_pts: None,
             last_pts: None,
             frames_written: 0,
+            timecode: None,
         })
     }
 
@@ -275,6 +294,9 @@ impl VideoEncoder {
             width: video.size.0,
             height: video.size.1,
             frames_written: self.frames_written,
+            pixel_format: video.pixel_format.descriptor().map(|d| d.name().to_string()).unwrap_or_default(),
+            colour: video.colour,
+            timecode: self.timecode.clone(),
             streams: std::mem::take(&mut self.streams),
             notes: std::mem::take(&mut self.notes),
         })
@@ -313,6 +335,16 @@ impl VideoEncoder {
         let global_header = muxer.format().flags().contains(format::Flags::GLOBAL_HEADER);
         let video = VideoStream::new(muxer, self.options.codec, size, &self.source, global_header)
             .map_err(|e| Error::output(&output, e))?;
+        // The source's timecode, moved on by the frames before the first one written.
+        if let Some(start) = &self.source.timecode {
+            let skipped = seconds(first_pts, self.source_time_base) - self.source.start_seconds;
+            let frames = (skipped / self.source.frame_seconds()).round() as i64;
+            self.timecode = timecode::offset(start, self.source.frame_rate, frames);
+            match &self.timecode {
+                Some(tc) => video.set_timecode(muxer, tc),
+                None => self.notes.push(format!("the source's timecode {start} does not fit its frame rate; none written")),
+            }
+        }
         self.streams.push(EncodedStream {
             kind: StreamKind::Video,
             codec: codec_name(self.options.codec.codec_id()),
@@ -395,6 +427,9 @@ struct VideoStream {
     converter: scaling::Context,
     rgb: frame::Video,
     converted: frame::Video,
+    pixel_format: format::Pixel,
+    /// Tags written, and for Y'CbCr the matrix and range converted to.
+    colour: Colour,
     /// The encoder's time base: the source's.
     time_base: Rational,
     stream_time_base: Rational,
@@ -420,19 +455,25 @@ impl VideoStream {
             .map_err(|e| format!("cannot set up the {} encoder: {e}", codec_choice.encoder_name()))?;
         encoder.set_width(size.0);
         encoder.set_height(size.1);
-        encoder.set_format(codec_choice.pixel_format());
+        encoder.set_format(codec_choice.pixel_format(source.bit_depth));
         encoder.set_time_base(time_base);
         if frame_rate.numerator() > 0 && frame_rate.denominator() > 0 {
             encoder.set_frame_rate(Some(frame_rate));
         }
         encoder.set_aspect_ratio(Rational::new(1, 1));
-        let yuv = codec_choice.pixel_format() != format::Pixel::BGRZ;
-        if yuv {
-            encoder.set_colorspace(ffmpeg::color::Space::BT709);
-            encoder.set_color_range(ffmpeg::color::Range::MPEG);
-            encoder.set_color_primaries(ffmpeg::color::Primaries::BT709);
-            encoder.set_color_transfer_characteristic(ffmpeg::color::TransferCharacteristic::BT709);
-        }
+        let pixel_format = codec_choice.pixel_format(source.bit_depth);
+        let yuv = !super::colour::is_rgb(pixel_format);
+        // Y'CbCr with the source's matrix and range (or the decoder's guess for them), so that
+        // what was decoded with them converts back to the same numbers; RGB needs no matrix.
+        let colour = if yuv {
+            source.colour.for_output(size.0, size.1, codec_choice.carries_full_range())
+        } else {
+            source.colour.for_rgb_output()
+        };
+        encoder.set_colorspace(colour.matrix);
+        encoder.set_color_range(colour.range);
+        encoder.set_color_primaries(colour.primaries);
+        encoder.set_color_transfer_characteristic(colour.transfer);
         if global_header {
             encoder.set_flags(codec::Flags::GLOBAL_HEADER);
         }
@@ -452,19 +493,14 @@ impl VideoStream {
             format::Pixel::RGB24,
             size.0,
             size.1,
-            codec_choice.pixel_format(),
+            pixel_format,
             size.0,
             size.1,
             scaling::Flags::BICUBIC | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT,
         )
-        .map_err(|e| format!("cannot convert RGB to {:?}: {e}", codec_choice.pixel_format()))?;
+        .map_err(|e| format!("cannot convert RGB to {pixel_format:?}: {e}"))?;
         if yuv {
-            // RGB (full range) → BT.709 limited range, as the stream is tagged.
-            unsafe {
-                let rgb = ffmpeg::ffi::sws_getCoefficients(ffmpeg::ffi::SWS_CS_DEFAULT as i32);
-                let bt709 = ffmpeg::ffi::sws_getCoefficients(ffmpeg::ffi::SWS_CS_ITU709 as i32);
-                ffmpeg::ffi::sws_setColorspaceDetails(converter.as_mut_ptr(), rgb, 1, bt709, 0, 0, 1 << 16, 1 << 16);
-            }
+            set_conversion(&mut converter, colour.matrix, colour.full_range(), false);
         }
         Ok(VideoStream {
             index,
@@ -474,10 +510,22 @@ impl VideoStream {
             frame_size,
             converter,
             rgb: frame::Video::new(format::Pixel::RGB24, size.0, size.1),
-            converted: frame::Video::new(codec_choice.pixel_format(), size.0, size.1),
+            converted: frame::Video::new(pixel_format, size.0, size.1),
+            pixel_format,
+            colour,
             time_base,
             stream_time_base: time_base,
         })
+    }
+
+    /// Tags the video stream with a start timecode (mov/mp4 write it as a tmcd track, Matroska
+    /// as a TIMECODE tag); before the header is written.
+    fn set_timecode(&self, muxer: &mut format::context::Output, timecode: &str) {
+        if let Some(mut stream) = muxer.stream_mut(self.index) {
+            let mut metadata = stream.metadata().to_owned();
+            metadata.set("timecode", timecode);
+            stream.set_metadata(metadata);
+        }
     }
 
     /// Converts `image` (padding it to the encoded size) and sends it to the encoder.
@@ -496,6 +544,11 @@ impl VideoStream {
             .run(&self.rgb, &mut self.converted)
             .map_err(|e| format!("cannot convert frame {number}: {e}"))?;
         self.converted.set_pts(Some(pts));
+        // Tag the frame too: some encoders (prores_ks) write the frame's tags, not the context's.
+        self.converted.set_color_space(self.colour.matrix);
+        self.converted.set_color_range(self.colour.range);
+        self.converted.set_color_primaries(self.colour.primaries);
+        self.converted.set_color_transfer_characteristic(self.colour.transfer);
         self.encoder
             .send_frame(&self.converted)
             .map_err(|e| format!("{} cannot encode frame {number}: {e}", self.codec.encoder_name()))

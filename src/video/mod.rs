@@ -16,13 +16,16 @@
 //!   (H.264 yuv420p and ProRes yuv422p10le), and writes FFV1 at the exact size.
 //!   [`EncodedInfo`] says what size was written.
 
+pub mod colour;
 pub mod decode;
 pub mod encode;
 mod ffmpeg_log;
+pub mod timecode;
 
 pub use decode::{
     DecodeOptions, DecodedFrame, DecoderWarning, FrameSize, StreamInfo, StreamKind, VideoDecoder, VideoInfo,
 };
+pub use colour::Colour;
 pub use encode::{EncodeOptions, EncodedInfo, EncodedStream, StreamHandling, VideoCodec, VideoEncoder};
 
 use std::sync::Once;

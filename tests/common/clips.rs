@@ -14,6 +14,36 @@ pub enum ClipVideo {
     H264,
     /// FFV1 yuv444p (any size): for .mkv.
     Ffv1,
+    /// ProRes 422 HQ (prores_ks, yuv422p10le, even widths): for .mov/.mkv.
+    Prores,
+}
+
+/// Colour tags written on a clip; its Y'CbCr is made with this matrix and range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipColour {
+    pub primaries: ffmpeg::color::Primaries,
+    pub transfer: ffmpeg::color::TransferCharacteristic,
+    pub matrix: ffmpeg::color::Space,
+    pub range: ffmpeg::color::Range,
+}
+
+impl ClipColour {
+    /// HD: BT.709 everything, limited range.
+    pub fn bt709() -> ClipColour {
+        use ffmpeg::color::*;
+        ClipColour { primaries: Primaries::BT709, transfer: TransferCharacteristic::BT709, matrix: Space::BT709, range: Range::MPEG }
+    }
+
+    /// NTSC SD: SMPTE 170M (BT.601) everything, limited range.
+    pub fn bt601() -> ClipColour {
+        use ffmpeg::color::*;
+        ClipColour {
+            primaries: Primaries::SMPTE170M,
+            transfer: TransferCharacteristic::SMPTE170M,
+            matrix: Space::SMPTE170M,
+            range: Range::MPEG,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +74,10 @@ pub struct ClipSpec {
     pub picture: fn(u32, u32, u32) -> RgbImage,
     /// Keyframe interval in frames (the encoder's default when `None`).
     pub gop: Option<u32>,
+    /// Colour tags (none written, and BT.601 limited range used, when `None`).
+    pub colour: Option<ClipColour>,
+    /// A start timecode, written as the video stream's `timecode` tag (a tmcd track in mov/mp4).
+    pub timecode: Option<&'static str>,
 }
 
 impl ClipSpec {
@@ -60,6 +94,8 @@ impl ClipSpec {
             sar: None,
             picture: frame_image,
             gop: None,
+            colour: None,
+            timecode: None,
         }
     }
 }
@@ -91,6 +127,7 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
     let (name, pixel) = match spec.video {
         ClipVideo::H264 => ("libx264", format::Pixel::YUV420P),
         ClipVideo::Ffv1 => ("ffv1", format::Pixel::YUV444P),
+        ClipVideo::Prores => ("prores_ks", format::Pixel::YUV422P10LE),
     };
     let video_time_base =
         if spec.pts_ms.is_some() { Rational::new(1, 1000) } else { Rational::new(spec.rate.1, spec.rate.0) };
@@ -107,6 +144,12 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
     if let Some(gop) = spec.gop {
         video.set_gop(gop);
     }
+    if let Some(colour) = spec.colour {
+        video.set_colorspace(colour.matrix);
+        video.set_color_range(colour.range);
+        video.set_color_primaries(colour.primaries);
+        video.set_color_transfer_characteristic(colour.transfer);
+    }
     if global_header {
         video.set_flags(codec::Flags::GLOBAL_HEADER);
     }
@@ -120,6 +163,11 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
         stream.set_parameters(&video);
         stream.set_time_base(video_time_base);
         stream.set_avg_frame_rate(Rational::new(spec.rate.0, spec.rate.1));
+        if let Some(timecode) = spec.timecode {
+            let mut metadata = ffmpeg::Dictionary::new();
+            metadata.set("timecode", timecode);
+            stream.set_metadata(metadata);
+        }
         unsafe {
             let s = stream.as_mut_ptr();
             if let Some((n, d)) = spec.sar {
@@ -173,9 +221,21 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
         pixel,
         spec.width,
         spec.height,
-        scaling::Flags::BICUBIC,
+        if spec.colour.is_some() {
+            scaling::Flags::BICUBIC | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT
+        } else {
+            scaling::Flags::BICUBIC
+        },
     )
     .unwrap();
+    if let Some(colour) = spec.colour {
+        unsafe {
+            let rgb = ffmpeg::ffi::sws_getCoefficients(ffmpeg::ffi::SWS_CS_DEFAULT as i32);
+            let yuv = ffmpeg::ffi::sws_getCoefficients(ffmpeg::ffi::AVColorSpace::from(colour.matrix) as i32);
+            let full = (colour.range == ffmpeg::color::Range::JPEG) as i32;
+            ffmpeg::ffi::sws_setColorspaceDetails(converter.as_mut_ptr(), rgb, 1, yuv, full, 0, 1 << 16, 1 << 16);
+        }
+    }
     let video_stream_tb = muxer.stream(video_index).unwrap().time_base();
     let mut rgb = frame::Video::new(format::Pixel::RGB24, spec.width, spec.height);
     let mut yuv = frame::Video::empty();
@@ -197,6 +257,13 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
         converter.run(&rgb, &mut yuv).unwrap();
         let pts = spec.pts_ms.as_ref().map_or(i as i64, |p| p[i as usize]);
         yuv.set_pts(Some(pts));
+        if let Some(colour) = spec.colour {
+            // prores_ks writes the frame's tags, not the encoder's.
+            yuv.set_color_space(colour.matrix);
+            yuv.set_color_range(colour.range);
+            yuv.set_color_primaries(colour.primaries);
+            yuv.set_color_transfer_characteristic(colour.transfer);
+        }
         video.send_frame(&yuv).unwrap();
         write_video(&mut video, &mut muxer);
     }
