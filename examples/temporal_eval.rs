@@ -125,7 +125,7 @@ fn main() -> Fallible<()> {
 
     let mut decoder = VideoDecoder::open(
         &clip,
-        &DecodeOptions { size: FrameSize::LongestSide(size), start: None, duration: None, max_frames: Some(frames) },
+        &DecodeOptions { size: FrameSize::LongestSide(size), max_frames: Some(frames), ..Default::default() },
     )?;
     let mut inputs = Vec::new();
     while let Some(frame) = decoder.next_frame()? {

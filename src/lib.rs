@@ -1,7 +1,9 @@
 //! stylize-video: turn a video into a painting in motion.
 //!
 //! The data path, one module per step:
-//! - [`video`]: video files in (decode, scale, rotate) and out (encode, copy the other streams);
+//! - [`video`]: video files in (decode, scale, rotate) and out (encode, copy the other streams),
+//!   colour tags and timecode kept;
+//! - [`sequence`]: numbered image sequences (`shots/f_%04d.png`) in and out;
 //! - [`image_io`]: still images ↔ network input tensors, atomic writes;
 //! - [`vgg`] (with [`layers`], [`winograd`]): the VGG16 feature extractor with constant weights;
 //! - [`loss`]: Gram matrices, J_style, J_content, J_tv as in Gatys et al.;
@@ -23,6 +25,7 @@ pub mod memory;
 pub mod optim;
 pub mod pipeline;
 pub mod progress;
+pub mod sequence;
 pub mod still;
 pub mod stylize;
 pub mod temporal;

@@ -180,6 +180,15 @@ struct Cli {
     #[arg(long)]
     max_frames: Option<u64>,
 
+    /// Image-sequence input: frames per second (24, 25, 23.976, 30000/1001…), since a sequence
+    /// carries none.
+    #[arg(long, value_parser = parse_rate)]
+    frame_rate: Option<(i32, i32)>,
+
+    /// Image-sequence output: bits per channel of the PNG/TIFF frames (8 or 16).
+    #[arg(long, default_value = "8", value_parser = ["8", "16"])]
+    bit_depth: String,
+
     /// Video: replace an existing output file.
     #[arg(short = 'y', long)]
     overwrite: bool,
@@ -227,7 +236,16 @@ fn is_still_image(path: &Path) -> bool {
     }
 }
 
+fn parse_rate(text: &str) -> Result<(i32, i32), String> {
+    stylize_video::sequence::parse_rate(text)
+}
+
+/// Beside the input: `<stem>-stylized.<extension>`; for an image sequence, the same frame names
+/// in a sibling directory (`shots/f_%04d.png` → `shots-stylized/f_%04d.png`).
 fn default_output(input: &Path, extension: &str) -> PathBuf {
+    if let Some(sequence) = stylize_video::sequence::default_output(input) {
+        return sequence;
+    }
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
     input.with_file_name(format!("{stem}-stylized.{extension}"))
 }
@@ -262,7 +280,7 @@ impl Cli {
         let pooling: Pooling = self.pooling.parse()?;
         let blend_weights = self.style_weights.clone().unwrap_or_else(|| vec![1.0; self.style.len()]);
         let style = StyleSpec { paths: self.style.clone(), blend_weights, scale: self.style_scale };
-        if is_still_image(&self.input) {
+        if !stylize_video::sequence::is_sequence(&self.input) && is_still_image(&self.input) {
             return Ok(Job::Still(StillJob {
                 output: self.output.unwrap_or_else(|| default_output(&self.input, "png")),
                 content: self.input,
@@ -308,6 +326,8 @@ impl Cli {
             start: self.start,
             duration: self.duration,
             max_frames: self.max_frames,
+            sequence_rate: self.frame_rate,
+            bit_depth: self.bit_depth.parse()?,
             overwrite: self.overwrite,
             fresh: self.fresh,
             keep_work: self.keep_work,

@@ -33,6 +33,7 @@ use crate::vgg::{self, Compute, Pooling, Vgg16};
 use crate::video::{
     DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
 };
+use crate::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
 use crate::workdir::{FrameRecord, WorkDir};
 
 /// Frames decoded ahead of the stylizer, and stylized frames queued for the encoder.
@@ -105,6 +106,10 @@ pub struct VideoJob {
     pub start: Option<f64>,
     pub duration: Option<f64>,
     pub max_frames: Option<u64>,
+    /// Frames per second of an image-sequence input (24 when `None`).
+    pub sequence_rate: Option<(i32, i32)>,
+    /// Bits per channel of an image-sequence output.
+    pub bit_depth: BitDepth,
     pub overwrite: bool,
     /// Discard an earlier run's finished frames instead of resuming.
     pub fresh: bool,
@@ -140,6 +145,8 @@ impl VideoJob {
             start: None,
             duration: None,
             max_frames: None,
+            sequence_rate: None,
+            bit_depth: BitDepth::Eight,
             overwrite: false,
             fresh: false,
             keep_work: false,
@@ -207,8 +214,23 @@ enum ToEncoder {
 /// to resume.
 pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &AtomicBool) -> Result<VideoReport> {
     let started = Instant::now();
-    if job.output.exists() && !job.overwrite {
-        return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
+    if !job.overwrite {
+        if job.output.exists() {
+            return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
+        }
+        if let Some(existing) = sequence_output(&job.output).and_then(|_| SequenceInput::find(&job.output).ok()) {
+            return Err(Error::output(
+                &job.output,
+                format!("{} frames of this sequence already exist (use -y/--overwrite to replace them)", existing.frames),
+            ));
+        }
+    }
+    if sequence_output(&job.output).is_some() {
+        check_sequence_output(&job.output, job.bit_depth)?;
+    }
+    if let Some(directory) = sequence_output(&job.output).and_then(|_| job.output.parent().filter(|d| !d.as_os_str().is_empty())) {
+        // A sequence's frames go to a directory of their own, made for them.
+        std::fs::create_dir_all(directory).map_err(|e| Error::output(&job.output, format!("cannot create directory {}: {e}", directory.display())))?;
     }
     check_before_work(&job.settings, job.size, &job.output, job.report.as_deref())?;
     if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {
@@ -225,6 +247,7 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
         start: job.start,
         duration: job.duration,
         max_frames: job.max_frames,
+        sequence_rate: job.sequence_rate,
     };
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
@@ -249,7 +272,7 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
     };
     let scale_to = (job.output_size == OutputSize::Source).then_some((info.width, info.height));
     let (to_encoder, encoder) =
-        spawn_encoder(job.output.clone(), info.clone(), encode_options, scale_to, job.frames_dir.clone())?;
+        spawn_encoder(job.output.clone(), info.clone(), encode_options, scale_to, job.frames_dir.clone(), job.bit_depth)?;
     let workdir = match WorkDir::open(&job.output, &fingerprint(job)?, job.fresh) {
         Ok(workdir) => workdir,
         Err(e) => {
@@ -563,6 +586,7 @@ fn spawn_encoder(
     options: EncodeOptions,
     scale_to: Option<(u32, u32)>,
     frames_dir: Option<PathBuf>,
+    bit_depth: BitDepth,
 ) -> Result<(SyncSender<ToEncoder>, JoinHandle<Result<EncodedInfo>>)> {
     // FFmpeg's contexts stay on the thread that made them: create the encoder there and hear
     // back whether that worked.
@@ -571,10 +595,10 @@ fn spawn_encoder(
     let handle = std::thread::Builder::new()
         .name("encoder".into())
         .spawn(move || {
-            let mut encoder = match VideoEncoder::create(&output, &source, &options) {
-                Ok(encoder) => {
+            let mut sink = match FrameSink::create(&output, &source, &options, bit_depth) {
+                Ok(sink) => {
                     let _ = created_tx.send(Ok(()));
-                    encoder
+                    sink
                 }
                 Err(e) => {
                     let _ = created_tx.send(Err(e));
@@ -591,9 +615,9 @@ fn spawn_encoder(
                             Some((w, h)) => image_io::resize(&image, w, h),
                             None => image,
                         };
-                        encoder.write_frame(&image, pts)?;
+                        sink.write_frame(&image, pts)?;
                     }
-                    ToEncoder::Finish => return encoder.finish(),
+                    ToEncoder::Finish => return sink.finish(),
                 }
             }
             Err(Error::Interrupted(String::new()))
@@ -601,6 +625,80 @@ fn spawn_encoder(
         .map_err(|e| Error::Settings(format!("cannot start the encoder thread: {e}")))?;
     created_rx.recv().map_err(|_| Error::Settings("the encoder thread failed".into()))??;
     Ok((tx, handle))
+}
+
+/// Where the stylized frames go: a video file, or a numbered image sequence.
+enum FrameSink {
+    Video(VideoEncoder),
+    Sequence {
+        writer: SequenceWriter,
+        source: VideoInfo,
+        /// Number of the source's first frame: the input sequence's, 1 for a video (as FFmpeg).
+        first_number: u64,
+        last_number: Option<u64>,
+        notes: Vec<String>,
+    },
+}
+
+impl FrameSink {
+    fn create(output: &Path, source: &VideoInfo, options: &EncodeOptions, bit_depth: BitDepth) -> Result<FrameSink> {
+        if sequence_output(output).is_none() {
+            return Ok(FrameSink::Video(VideoEncoder::create(output, source, options)?));
+        }
+        let mut notes = Vec::new();
+        if options.copy_other_streams && !source.other_streams.is_empty() {
+            notes.push(format!("an image sequence holds no audio: the source's {} other stream(s) are not written", source.other_streams.len()));
+        }
+        Ok(FrameSink::Sequence {
+            writer: SequenceWriter::create(output, bit_depth)?,
+            source: source.clone(),
+            first_number: source.sequence.as_ref().map_or(1, |s| s.start_number),
+            last_number: None,
+            notes,
+        })
+    }
+
+    /// Writes one frame; `pts` in the source's time base. A sequence numbers each frame as the
+    /// source frame it came from (frames skipped by `--start` count), so it lines up in a comp.
+    fn write_frame(&mut self, image: &RgbImage, pts: i64) -> Result<()> {
+        match self {
+            FrameSink::Video(encoder) => encoder.write_frame(image, pts),
+            FrameSink::Sequence { writer, source, first_number, last_number, .. } => {
+                let (num, den) = source.time_base;
+                let seconds = pts as f64 * num as f64 / den as f64 - source.start_seconds;
+                let position = (seconds / source.frame_seconds()).round().max(0.0) as u64;
+                let number = (*first_number + position).max(last_number.map_or(0, |n| n + 1));
+                *last_number = Some(number);
+                writer.write_frame(image, number)
+            }
+        }
+    }
+
+    fn finish(self) -> Result<EncodedInfo> {
+        match self {
+            FrameSink::Video(encoder) => encoder.finish(),
+            FrameSink::Sequence { writer, source, mut notes, .. } => {
+                let written = writer.finish()?;
+                notes.push(format!("{}-bit frames numbered from {}", written.bits, written.first_number));
+                Ok(EncodedInfo {
+                    path: PathBuf::from(&written.pattern),
+                    width: written.width,
+                    height: written.height,
+                    frames_written: written.frames,
+                    pixel_format: if written.bits == 16 { "rgb48".into() } else { "rgb24".into() },
+                    colour: source.colour.for_rgb_output(),
+                    timecode: None,
+                    streams: Vec::new(),
+                    notes,
+                })
+            }
+        }
+    }
+}
+
+/// The pattern, when `output` names an image sequence (`out/frame_%06d.png`).
+fn sequence_output(output: &Path) -> Option<Pattern> {
+    Pattern::parse(output)
 }
 
 /// The frame count to expect: the container's count, or duration × rate, cut by the options.
@@ -669,7 +767,8 @@ fn remove_stale_temporaries(output: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(entry.path());
+                // A temporary video file, or a sequence's temporary directory.
+                let _ = std::fs::remove_file(entry.path()).or_else(|_| std::fs::remove_dir_all(entry.path()));
             }
         }
     }

@@ -37,6 +37,7 @@ use super::timecode;
 use super::{codec_name, in_time_base, init_ffmpeg, pair, seconds, seek_before};
 use crate::error::{Error, Result};
 use crate::image_io::size_for_longest_side;
+use crate::sequence::{is_sequence, SequenceInput};
 
 /// The size frames are delivered at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,7 +61,13 @@ pub struct DecodeOptions {
     pub duration: Option<f64>,
     /// At most this many frames.
     pub max_frames: Option<u64>,
+    /// Frames per second of an image sequence, which carries none
+    /// ([`DEFAULT_SEQUENCE_RATE`] when `None`); videos keep their own.
+    pub sequence_rate: Option<(i32, i32)>,
 }
+
+/// Frame rate of an image sequence when none is given: film's 24 fps.
+pub const DEFAULT_SEQUENCE_RATE: (i32, i32) = (24, 1);
 
 /// One decoded frame.
 #[derive(Debug, Clone)]
@@ -130,6 +137,8 @@ pub struct VideoInfo {
     pub colour: Colour,
     /// Start timecode the file states (`HH:MM:SS:FF`, `;` for drop-frame).
     pub timecode: Option<String>,
+    /// The frames on disk, when the input is an image sequence.
+    pub sequence: Option<SequenceInput>,
     pub other_streams: Vec<StreamInfo>,
 }
 
@@ -199,20 +208,32 @@ const MAX_CONSECUTIVE_ERRORS: usize = 1000;
 impl VideoDecoder {
     pub fn open(path: &Path, options: &DecodeOptions) -> Result<VideoDecoder> {
         init_ffmpeg();
-        if !path.exists() {
+        let sequence = if is_sequence(path) { Some(SequenceInput::find(path)?) } else { None };
+        if sequence.is_none() && !path.exists() {
             return Err(Error::input(path, "file not found"));
         }
-        if path.is_dir() {
-            return Err(Error::input(path, "is a directory, not a video"));
-        }
         check_range(path, options)?;
-        let mut input =
-            format::input(&path).map_err(|e| Error::input(path, format!("not a video FFmpeg can read: {e}")))?;
+        let mut input = match &sequence {
+            Some(sequence) => {
+                let (num, den) = options.sequence_rate.unwrap_or(DEFAULT_SEQUENCE_RATE);
+                if num <= 0 || den <= 0 {
+                    return Err(Error::input(path, format!("frame rate {num}/{den} is not usable")));
+                }
+                let mut demuxer_options = ffmpeg::Dictionary::new();
+                demuxer_options.set("framerate", &format!("{num}/{den}"));
+                demuxer_options.set("start_number", &sequence.start_number.to_string());
+                demuxer_options.set("pattern_type", "sequence");
+                format::input_with_dictionary(&sequence.pattern.text, demuxer_options)
+                    .map_err(|e| Error::input(path, format!("cannot read the image sequence: {e}")))?
+            }
+            None => format::input(&path).map_err(|e| Error::input(path, format!("not a video FFmpeg can read: {e}")))?,
+        };
         let stream = input
             .streams()
             .best(media::Type::Video)
             .ok_or_else(|| Error::input(path, "has no video stream"))?;
         let mut info = describe(path, &input, &stream);
+        info.sequence = sequence;
         let time_base = stream.time_base();
         let start_pts = stream.start_time();
         let start_pts = if start_pts == ffmpeg::ffi::AV_NOPTS_VALUE { 0 } else { start_pts };
@@ -557,6 +578,7 @@ fn describe(path: &Path, input: &format::context::Input, stream: &format::stream
         bit_depth: 8,
         colour: Colour::of_stream(stream),
         timecode: timecode::of_input(input, stream.index()),
+        sequence: None,
         other_streams,
     }
 }

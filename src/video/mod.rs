@@ -23,7 +23,7 @@ mod ffmpeg_log;
 pub mod timecode;
 
 pub use decode::{
-    DecodeOptions, DecodedFrame, DecoderWarning, FrameSize, StreamInfo, StreamKind, VideoDecoder, VideoInfo,
+    DecodeOptions, DecodedFrame, DEFAULT_SEQUENCE_RATE, DecoderWarning, FrameSize, StreamInfo, StreamKind, VideoDecoder, VideoInfo,
 };
 pub use colour::Colour;
 pub use encode::{EncodeOptions, EncodedInfo, EncodedStream, StreamHandling, VideoCodec, VideoEncoder};

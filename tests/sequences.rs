@@ -1,0 +1,187 @@
+//! Image sequences in and out: FFmpeg image2 patterns and directories of numbered frames as
+//! input (at a stated frame rate), numbered PNG/TIFF frames as output (numbered as the input's
+//! were, 8- or 16-bit), resume, and the errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::clips::{frame_image, make_clip, ClipSpec, ClipVideo};
+use stylize_video::pipeline::{run_video, VideoJob, VideoReport};
+use stylize_video::progress::{NoProgress, Progress, VideoProgress};
+use stylize_video::sequence::{parse_rate, BitDepth, Pattern, SequenceInput};
+use stylize_video::stylize::{LossTerms, Settings};
+use stylize_video::video::{DecodeOptions, VideoDecoder};
+use stylize_video::workdir::FrameRecord;
+
+/// Writes frames `first..first + count` of `frame_image` as `dir/<name_0001>.png`.
+fn write_frames(dir: &Path, prefix: &str, digits: usize, first: u64, count: u32, extension: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..count {
+        let path = dir.join(format!("{prefix}{:0digits$}.{extension}", first + i as u64));
+        frame_image(i, 48, 32).save(&path).unwrap();
+    }
+}
+
+fn job(input: &Path, output: &Path) -> VideoJob {
+    VideoJob {
+        size: 48,
+        first_iterations: 3,
+        iterations: 1,
+        settings: Settings { tol: 0.0, ..Settings::default() },
+        ..VideoJob::with_defaults(input.to_path_buf(), common::repo_path("samples/starry_night.jpg"), output.to_path_buf())
+    }
+}
+
+fn run(job: &VideoJob) -> VideoReport {
+    run_video(job, &mut NoProgress, &AtomicBool::new(false)).unwrap()
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn patterns_are_parsed_as_ffmpeg_writes_them() {
+    let p = Pattern::parse(Path::new("shots/f_%04d.png")).unwrap();
+    assert_eq!(p.path(7), PathBuf::from("shots/f_0007.png"));
+    assert_eq!(p.path(12345), PathBuf::from("shots/f_12345.png"));
+    assert_eq!(p.extension(), "png");
+    let p = Pattern::parse(Path::new("out/%d.tif")).unwrap();
+    assert_eq!(p.path(7), PathBuf::from("out/7.tif"));
+    let p = Pattern::parse(Path::new("a/100%%_%03d.png")).unwrap();
+    assert_eq!(p.path(5), PathBuf::from("a/100%_005.png"));
+    assert!(Pattern::parse(Path::new("a/%d_%d.png")).is_none(), "two number fields");
+    assert!(Pattern::parse(Path::new("a/%s.png")).is_none(), "not a number field");
+    assert!(Pattern::parse(Path::new("%d/f.png")).is_none(), "the field must be in the file name");
+    assert!(Pattern::parse(Path::new("clip.mp4")).is_none());
+
+    assert_eq!(parse_rate("25"), Ok((25, 1)));
+    assert_eq!(parse_rate("23.976"), Ok((24000, 1001)));
+    assert_eq!(parse_rate("29.97"), Ok((30000, 1001)));
+    assert_eq!(parse_rate("30000/1001"), Ok((30000, 1001)));
+    assert_eq!(parse_rate("12.5"), Ok((12500, 1000)));
+    assert!(parse_rate("0").is_err() && parse_rate("fast").is_err() && parse_rate("-24").is_err());
+}
+
+#[test]
+fn a_sequence_is_found_from_its_pattern_or_its_directory_and_gaps_are_refused() {
+    let dir = common::scratch_dir("seq-find");
+    write_frames(&dir.join("shots"), "f_", 4, 1001, 4, "png");
+    std::fs::write(dir.join("shots/notes.txt"), "not a frame").unwrap();
+    let by_pattern = SequenceInput::find(&dir.join("shots/f_%04d.png")).unwrap();
+    assert_eq!((by_pattern.start_number, by_pattern.frames), (1001, 4));
+    let by_directory = SequenceInput::find(&dir.join("shots")).unwrap();
+    assert_eq!(by_directory, by_pattern);
+
+    let err = SequenceInput::find(&dir.join("shots/g_%04d.png")).unwrap_err().to_string();
+    assert!(err.contains("g_%04d.png") && err.contains("no frames match"), "{err}");
+
+    write_frames(&dir.join("gappy"), "f_", 3, 1, 2, "png");
+    write_frames(&dir.join("gappy"), "f_", 3, 4, 1, "png");
+    let err = SequenceInput::find(&dir.join("gappy/f_%03d.png")).unwrap_err().to_string();
+    assert!(err.contains("frame 3") && err.contains("f_003.png") && err.contains("missing"), "{err}");
+
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    let err = SequenceInput::find(&dir.join("empty")).unwrap_err().to_string();
+    assert!(err.contains("empty") && err.contains("no numbered image frames"), "{err}");
+}
+
+#[test]
+fn a_png_sequence_becomes_a_video_at_the_given_rate() {
+    let dir = common::scratch_dir("seq-in");
+    write_frames(&dir.join("shots"), "f_", 4, 1001, 6, "png");
+    let output = dir.join("out.mp4");
+    let report = run(&VideoJob { sequence_rate: Some((25, 1)), ..job(&dir.join("shots/f_%04d.png"), &output) });
+    assert_eq!(report.input.sequence.as_ref().map(|s| (s.start_number, s.frames)), Some((1001, 6)));
+    assert_eq!(report.input.frame_rate, (25, 1));
+
+    let mut decoder = VideoDecoder::open(&output, &DecodeOptions::default()).unwrap();
+    assert_eq!(decoder.info().frame_rate, (25, 1));
+    let mut times = Vec::new();
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        times.push(frame.pts_seconds);
+    }
+    assert_eq!(times.len(), 6);
+    for (i, t) in times.iter().enumerate() {
+        assert!((t - i as f64 / 25.0).abs() < 1e-3, "frame {i} at {t} s");
+    }
+
+    // A directory works the same; without --frame-rate a sequence runs at 24 fps.
+    let report = run(&job(&dir.join("shots"), &dir.join("dir.mp4")));
+    assert_eq!((report.totals.frames, report.input.frame_rate), (6, (24, 1)));
+}
+
+#[test]
+fn a_video_becomes_a_sequence_numbered_from_the_source_frame() {
+    let dir = common::scratch_dir("seq-out");
+    let input = dir.join("clip.mkv");
+    make_clip(&input, &ClipSpec { frames: 6, video: ClipVideo::Ffv1, ..ClipSpec::new(48, 32) });
+    // --start 0.08 at 25 fps skips frames 1 and 2: the sequence starts at 3, as in the source.
+    let output = dir.join("frames/out_%06d.png");
+    let report = run(&VideoJob { start: Some(0.08), ..job(&input, &output) });
+    assert_eq!(report.totals.frames, 4);
+    assert_eq!(names_in(&dir.join("frames")), ["out_000003.png", "out_000004.png", "out_000005.png", "out_000006.png"]);
+    let frame = image::open(dir.join("frames/out_000003.png")).unwrap();
+    assert_eq!((frame.width(), frame.height(), frame.color()), (48, 32, image::ColorType::Rgb8));
+    assert!(names_in(&dir).iter().all(|n| !n.contains("partial")), "no work or temporary files left: {:?}", names_in(&dir));
+
+    // Writing over it needs -y.
+    let err = run_video(&job(&input, &output), &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
+    assert!(err.contains("out_%06d.png") && err.contains("already exist") && err.contains("--overwrite"), "{err}");
+}
+
+#[test]
+fn sequence_to_sequence_keeps_the_numbers_and_16_bit_tiff_is_deep() {
+    let dir = common::scratch_dir("seq-seq");
+    write_frames(&dir.join("comp"), "plate.", 4, 1001, 3, "png");
+    let output = dir.join("graded/plate.%04d.tif");
+    let report = run(&VideoJob { bit_depth: BitDepth::Sixteen, ..job(&dir.join("comp"), &output) });
+    assert_eq!(report.output.frames_written, 3);
+    assert_eq!(names_in(&dir.join("graded")), ["plate.1001.tif", "plate.1002.tif", "plate.1003.tif"]);
+    let frame = image::open(dir.join("graded/plate.1001.tif")).unwrap();
+    assert_eq!(frame.color(), image::ColorType::Rgb16);
+
+    // And 16-bit TIFF frames read back in as a sequence.
+    let again = run(&job(&output, &dir.join("again.mkv")));
+    assert_eq!(again.totals.frames, 3);
+}
+
+struct StopAfter<'a> {
+    after: usize,
+    finished: usize,
+    stop: &'a AtomicBool,
+}
+
+impl Progress for StopAfter<'_> {
+    fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {}
+}
+
+impl VideoProgress for StopAfter<'_> {
+    fn begin(&mut self, _: Option<u64>) {}
+    fn frame(&mut self, _: &FrameRecord) {
+        self.finished += 1;
+        if self.finished >= self.after {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_sequence_leaves_no_frames_under_its_names_and_resumes() {
+    let dir = common::scratch_dir("seq-resume");
+    write_frames(&dir.join("in"), "f_", 4, 1, 5, "png");
+    let output = dir.join("out/f_%04d.png");
+    let the_job = job(&dir.join("in/f_%04d.png"), &output);
+    let stop = AtomicBool::new(false);
+    let err = run_video(&the_job, &mut StopAfter { after: 2, finished: 0, stop: &stop }, &stop).unwrap_err().to_string();
+    assert!(err.contains("2 finished frames"), "{err}");
+    assert_eq!(names_in(&dir.join("out")), ["f_%04d.png.partial"], "only the work directory");
+
+    let report = run(&the_job);
+    assert_eq!((report.totals.resumed_frames, report.totals.computed_frames), (2, 3));
+    assert_eq!(names_in(&dir.join("out")), ["f_0001.png", "f_0002.png", "f_0003.png", "f_0004.png", "f_0005.png"]);
+}
