@@ -5,11 +5,67 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use image::{imageops::FilterType, ImageFormat, RgbImage};
+use image::{imageops::FilterType, ImageBuffer, ImageFormat, Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::vgg::IMAGENET_MEAN_RGB;
+
+/// 16-bit RGB: stylized frames for deep outputs (10-bit video, 16-bit image sequences).
+pub type Rgb16Image = ImageBuffer<Rgb<u16>, Vec<u16>>;
+
+/// A finished frame as written: 8-bit RGB, and for deep outputs the same frame at 16 bits, the
+/// 8-bit one then being its rounding, so that both say the same thing.
+#[derive(Debug, Clone)]
+pub struct FinishedFrame {
+    pub rgb8: RgbImage,
+    pub rgb16: Option<Rgb16Image>,
+}
+
+impl FinishedFrame {
+    /// A frame at 16 bits, with its 8-bit rounding.
+    pub fn deep(rgb16: Rgb16Image) -> FinishedFrame {
+        let rgb8 = RgbImage::from_fn(rgb16.width(), rgb16.height(), |x, y| {
+            Rgb(rgb16.get_pixel(x, y).0.map(|v| ((u32::from(v) + 128) / 257) as u8))
+        });
+        FinishedFrame { rgb8, rgb16: Some(rgb16) }
+    }
+
+    /// The frame at 16 bits: the deep one, or the 8-bit one widened (×257).
+    pub fn to_rgb16(&self) -> Rgb16Image {
+        self.rgb16.clone().unwrap_or_else(|| {
+            ImageBuffer::from_fn(self.rgb8.width(), self.rgb8.height(), |x, y| Rgb(self.rgb8.get_pixel(x, y).0.map(|v| u16::from(v) * 257)))
+        })
+    }
+
+    /// Both images resized (Lanczos); a no-op when the size already matches.
+    pub fn resized(self, width: u32, height: u32) -> FinishedFrame {
+        if self.rgb8.dimensions() == (width, height) {
+            return self;
+        }
+        match self.rgb16 {
+            Some(deep) => FinishedFrame::deep(image::imageops::resize(&deep, width, height, FilterType::Lanczos3)),
+            None => FinishedFrame { rgb8: resize(&self.rgb8, width, height), rgb16: None },
+        }
+    }
+}
+
+/// Reads a frame kept by [`save_finished`]: 16-bit PNGs come back deep.
+pub fn load_finished(path: &Path) -> Result<FinishedFrame> {
+    let image = image::open(path).map_err(|e| Error::input(path, format!("not a readable image: {e}")))?;
+    Ok(match image {
+        image::DynamicImage::ImageRgb16(deep) => FinishedFrame::deep(deep),
+        other => FinishedFrame { rgb8: other.to_rgb8(), rgb16: None },
+    })
+}
+
+/// Writes a finished frame as a lossless PNG: 16-bit when it is deep.
+pub fn save_finished(frame: &FinishedFrame, path: &Path) -> Result<()> {
+    match &frame.rgb16 {
+        None => save_rgb(&frame.rgb8, path),
+        Some(deep) => write_atomically(path, |tmp| deep.save_with_format(tmp, ImageFormat::Png).map_err(|e| format!("cannot write image: {e}"))),
+    }
+}
 
 /// Reads an image file (format from its contents), as 8-bit RGB.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
@@ -71,12 +127,31 @@ pub fn ycbcr_to_rgb([y, cb, cr]: [f32; 3]) -> [f32; 3] {
 /// content's chroma (its colours), combined in Y'CbCr (BT.601 full range), rounded and clamped
 /// to 0..255. Both images have the same size.
 pub fn keep_original_colors(stylized: &RgbImage, content: &RgbImage) -> RgbImage {
+    with_content_chroma(stylized, content, 1.0, |v| v.round().clamp(0.0, 255.0) as u8)
+}
+
+/// [`keep_original_colors`] for a 16-bit stylized frame (the content stays 8-bit).
+pub fn keep_original_colors16(stylized: &Rgb16Image, content: &RgbImage) -> Rgb16Image {
+    with_content_chroma(stylized, content, 257.0, |v| v.round().clamp(0.0, 65535.0) as u16)
+}
+
+/// The luminance of `stylized` (whose values are `scale` × 8-bit ones) with the chroma of
+/// `content`, written back at `scale` by `to_sample`.
+fn with_content_chroma<T>(
+    stylized: &ImageBuffer<Rgb<T>, Vec<T>>,
+    content: &RgbImage,
+    scale: f32,
+    to_sample: impl Fn(f32) -> T,
+) -> ImageBuffer<Rgb<T>, Vec<T>>
+where
+    T: image::Primitive + Into<f32>,
+    Rgb<T>: image::Pixel<Subpixel = T>,
+{
     assert_eq!(stylized.dimensions(), content.dimensions(), "stylized and content sizes differ");
-    let as_f32 = |p: &image::Rgb<u8>| p.0.map(f32::from);
-    RgbImage::from_fn(stylized.width(), stylized.height(), |x, y| {
-        let [luma, _, _] = rgb_to_ycbcr(as_f32(stylized.get_pixel(x, y)));
-        let [_, cb, cr] = rgb_to_ycbcr(as_f32(content.get_pixel(x, y)));
-        image::Rgb(ycbcr_to_rgb([luma, cb, cr]).map(|v| v.round().clamp(0.0, 255.0) as u8))
+    ImageBuffer::from_fn(stylized.width(), stylized.height(), |x, y| {
+        let [luma, _, _] = rgb_to_ycbcr(stylized.get_pixel(x, y).0.map(|v| Into::<f32>::into(v) / scale));
+        let [_, cb, cr] = rgb_to_ycbcr(content.get_pixel(x, y).0.map(f32::from));
+        Rgb(ycbcr_to_rgb([luma, cb, cr]).map(|v| to_sample(v * scale)))
     })
 }
 
@@ -96,6 +171,30 @@ pub fn to_tensor(image: &RgbImage, device: &Device) -> Result<Tensor> {
 /// Network input `(1, 3, H, W)` → 8-bit RGB, adding the mean back and clamping to 0..255.
 /// A NaN or infinite pixel is an error: it never reaches a file.
 pub fn from_tensor(tensor: &Tensor) -> Result<RgbImage> {
+    let (w, h, data) = tensor_pixels(tensor)?;
+    let mut image = RgbImage::new(w as u32, h as u32);
+    for (i, p) in image.pixels_mut().enumerate() {
+        for ch in 0..3 {
+            p[ch] = (data[ch * w * h + i] + IMAGENET_MEAN_RGB[ch]).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Ok(image)
+}
+
+/// [`from_tensor`] at 16 bits: the optimised pixels' fractions of an 8-bit step kept (×257).
+pub fn from_tensor16(tensor: &Tensor) -> Result<Rgb16Image> {
+    let (w, h, data) = tensor_pixels(tensor)?;
+    let mut image = Rgb16Image::new(w as u32, h as u32);
+    for (i, p) in image.pixels_mut().enumerate() {
+        for ch in 0..3 {
+            p[ch] = ((data[ch * w * h + i] + IMAGENET_MEAN_RGB[ch]) * 257.0).round().clamp(0.0, 65535.0) as u16;
+        }
+    }
+    Ok(image)
+}
+
+/// Width, height and the planar values of an RGB network tensor, all finite.
+fn tensor_pixels(tensor: &Tensor) -> Result<(usize, usize, Vec<f32>)> {
     let (_, c, h, w) = tensor.dims4()?;
     if c != 3 {
         return Err(Error::Settings(format!("expected an RGB tensor, got {c} channels")));
@@ -110,13 +209,7 @@ pub fn from_tensor(tensor: &Tensor) -> Result<RgbImage> {
             data[i]
         )));
     }
-    let mut image = RgbImage::new(w as u32, h as u32);
-    for (i, p) in image.pixels_mut().enumerate() {
-        for ch in 0..3 {
-            p[ch] = (data[ch * w * h + i] + IMAGENET_MEAN_RGB[ch]).round().clamp(0.0, 255.0) as u8;
-        }
-    }
-    Ok(image)
+    Ok((w, h, data))
 }
 
 /// Uniform noise over the whole pixel range, as a network input, reproducible from `seed`.

@@ -24,7 +24,7 @@ use image::RgbImage;
 
 use crate::error::{Error, Result};
 use crate::flow::FlowMethod;
-use crate::image_io;
+use crate::image_io::{self, FinishedFrame};
 use crate::progress::{Progress, VideoProgress};
 use crate::job::{check_before_work, check_working_size, load_init_image, write_json, Init, StyleSpec};
 use crate::stylize::{ContentTarget, LossTerms, Settings, Stylized, Stylizer, TemporalTarget};
@@ -204,7 +204,7 @@ pub struct VideoReport {
 
 /// A message to the encoder thread.
 enum ToEncoder {
-    Frame { image: RgbImage, pts: i64, index: u64 },
+    Frame { image: FinishedFrame, pts: i64, index: u64 },
     /// All frames sent: finish the file. (A closed channel without this aborts it.)
     Finish,
 }
@@ -284,7 +284,13 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
 
     progress.begin(expected_frames(&info, job));
     let mut records = Vec::new();
-    let result = stylize_frames(job, &stylizer, &workdir, init_image, &frames, &to_encoder, progress, stop, &mut records);
+    // Outputs of more than 8 bits per channel get the stylized frames at 16 bits.
+    let deep = match sequence_output(&job.output) {
+        Some(_) => job.bit_depth == BitDepth::Sixteen,
+        None => job.codec.bit_depth(info.bit_depth) > 8,
+    };
+    let result =
+        stylize_frames(job, &stylizer, &workdir, init_image, deep, &frames, &to_encoder, progress, stop, &mut records);
     // Stop the decoder early if we stopped early; then learn how the encoder ended.
     drop(frames);
     let decoder_warning_kinds = decoder.join().unwrap_or_default();
@@ -373,6 +379,7 @@ fn stylize_frames(
     stylizer: &Stylizer,
     workdir: &WorkDir,
     init_image: Option<Tensor>,
+    deep: bool,
     frames: &Receiver<Result<FrameWithMotion>>,
     to_encoder: &SyncSender<ToEncoder>,
     progress: &mut dyn VideoProgress,
@@ -399,7 +406,7 @@ fn stylize_frames(
             if record.cut {
                 earlier.clear();
             }
-            remember(&mut earlier, Previous { output: image.clone(), input: frame.image });
+            remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
             progress.frame(&record);
             records.push(record);
             to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
@@ -434,12 +441,23 @@ fn stylize_frames(
                 stylized
             }
         };
-        let mut image = image_io::from_tensor(&stylized.image)?;
-        if job.original_colors {
-            image = image_io::keep_original_colors(&image, &frame.image);
-        }
+        // As written: at 16 bits for deep outputs (the 8-bit frame, which the next frame starts
+        // from, is then its rounding, as a resumed run reads it back).
+        let image = if deep {
+            let mut deep = image_io::from_tensor16(&stylized.image)?;
+            if job.original_colors {
+                deep = image_io::keep_original_colors16(&deep, &frame.image);
+            }
+            FinishedFrame::deep(deep)
+        } else {
+            let mut image = image_io::from_tensor(&stylized.image)?;
+            if job.original_colors {
+                image = image_io::keep_original_colors(&image, &frame.image);
+            }
+            FinishedFrame { rgb8: image, rgb16: None }
+        };
         let error = match (&warped_previous, &motion) {
-            (Some(warped), Some(motion)) => warping_error(&image, warped, motion)?,
+            (Some(warped), Some(motion)) => warping_error(&image.rgb8, warped, motion)?,
             _ => None,
         };
         let record = FrameRecord {
@@ -450,7 +468,7 @@ fn stylize_frames(
             ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
         };
         workdir.save(&image, &record)?;
-        remember(&mut earlier, Previous { output: image.clone(), input: frame.image });
+        remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
         progress.frame(&record);
         records.push(record);
         to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
@@ -609,10 +627,10 @@ fn spawn_encoder(
                 match message {
                     ToEncoder::Frame { image, pts, index } => {
                         if let Some(dir) = &frames_dir {
-                            image_io::save_rgb(&image, &dir.join(format!("frame_{:06}.png", index + 1)))?;
+                            image_io::save_rgb(&image.rgb8, &dir.join(format!("frame_{:06}.png", index + 1)))?;
                         }
                         let image = match scale_to {
-                            Some((w, h)) => image_io::resize(&image, w, h),
+                            Some((w, h)) => image.resized(w, h),
                             None => image,
                         };
                         sink.write_frame(&image, pts)?;
@@ -660,9 +678,12 @@ impl FrameSink {
 
     /// Writes one frame; `pts` in the source's time base. A sequence numbers each frame as the
     /// source frame it came from (frames skipped by `--start` count), so it lines up in a comp.
-    fn write_frame(&mut self, image: &RgbImage, pts: i64) -> Result<()> {
+    fn write_frame(&mut self, image: &FinishedFrame, pts: i64) -> Result<()> {
         match self {
-            FrameSink::Video(encoder) => encoder.write_frame(image, pts),
+            FrameSink::Video(encoder) => match &image.rgb16 {
+                Some(deep) => encoder.write_frame16(deep, pts),
+                None => encoder.write_frame(&image.rgb8, pts),
+            },
             FrameSink::Sequence { writer, source, first_number, last_number, .. } => {
                 let (num, den) = source.time_base;
                 let seconds = pts as f64 * num as f64 / den as f64 - source.start_seconds;

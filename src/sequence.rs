@@ -10,11 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use image::RgbImage;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::image_io::{check_writable_destination, temporary_sibling};
+use crate::image_io::{check_writable_destination, temporary_sibling, FinishedFrame};
 
 /// Image extensions recognised in a directory of frames.
 const FRAME_EXTENSIONS: &[&str] = &["png", "tif", "tiff", "jpg", "jpeg", "dpx", "exr", "bmp"];
@@ -285,7 +284,7 @@ impl SequenceWriter {
     }
 
     /// Writes frame `number` (into the temporary directory); numbers must increase.
-    pub fn write_frame(&mut self, image: &RgbImage, number: u64) -> Result<()> {
+    pub fn write_frame(&mut self, image: &FinishedFrame, number: u64) -> Result<()> {
         if self.last_number.is_some_and(|last| number <= last) {
             return Err(Error::output(Path::new(&self.pattern.text), format!("frame numbers must increase (got {number})")));
         }
@@ -297,16 +296,11 @@ impl SequenceWriter {
             _ => image::ImageFormat::Png,
         };
         let result = match self.depth {
-            BitDepth::Eight => image.save_with_format(&staged, format),
-            BitDepth::Sixteen => {
-                let deep: image::ImageBuffer<image::Rgb<u16>, Vec<u16>> = image::ImageBuffer::from_fn(image.width(), image.height(), |x, y| {
-                    image::Rgb(image.get_pixel(x, y).0.map(|v| u16::from(v) * 257))
-                });
-                deep.save_with_format(&staged, format)
-            }
+            BitDepth::Eight => image.rgb8.save_with_format(&staged, format),
+            BitDepth::Sixteen => image.to_rgb16().save_with_format(&staged, format),
         };
         result.map_err(|e| Error::output(&destination, format!("cannot write frame {number}: {e}")))?;
-        self.size.get_or_insert(image.dimensions());
+        self.size.get_or_insert(image.rgb8.dimensions());
         self.first_number.get_or_insert(number);
         self.last_number = Some(number);
         self.written.push((staged, destination));

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use image::RgbImage;
+use crate::image_io::FinishedFrame;
 
 use crate::error::{Error, Result};
 use crate::image_io;
@@ -149,7 +149,7 @@ impl WorkDir {
     }
 
     /// A finished frame and its record, if this index was finished by an earlier run.
-    pub fn load(&self, index: u64) -> Result<Option<(RgbImage, FrameRecord)>> {
+    pub fn load(&self, index: u64) -> Result<Option<(FinishedFrame, FrameRecord)>> {
         let record_path = self.record_path(index);
         if !record_path.is_file() {
             return Ok(None);
@@ -158,13 +158,14 @@ impl WorkDir {
         let mut record: FrameRecord =
             serde_json::from_str(&text).map_err(|e| Error::input(&record_path, format!("not a frame record: {e}")))?;
         record.resumed = true;
-        let image = image_io::load_rgb(&self.image_path(index))?;
+        let image = image_io::load_finished(&self.image_path(index))?;
         Ok(Some((image, record)))
     }
 
-    /// Keeps a finished frame: the image first, then its record (which marks it finished).
-    pub fn save(&self, image: &RgbImage, record: &FrameRecord) -> Result<()> {
-        image_io::save_rgb(image, &self.image_path(record.index))?;
+    /// Keeps a finished frame (16-bit PNG when it is deep): the image first, then its record
+    /// (which marks it finished).
+    pub fn save(&self, image: &FinishedFrame, record: &FrameRecord) -> Result<()> {
+        image_io::save_finished(image, &self.image_path(record.index))?;
         let record_path = self.record_path(record.index);
         let text = serde_json::to_string_pretty(record).map_err(|e| Error::output(&record_path, e))?;
         image_io::write_atomically(&record_path, |tmp| std::fs::write(tmp, text).map_err(|e| format!("cannot write: {e}")))

@@ -142,8 +142,11 @@ fn sequence_to_sequence_keeps_the_numbers_and_16_bit_tiff_is_deep() {
     let report = run(&VideoJob { bit_depth: BitDepth::Sixteen, ..job(&dir.join("comp"), &output) });
     assert_eq!(report.output.frames_written, 3);
     assert_eq!(names_in(&dir.join("graded")), ["plate.1001.tif", "plate.1002.tif", "plate.1003.tif"]);
-    let frame = image::open(dir.join("graded/plate.1001.tif")).unwrap();
-    assert_eq!(frame.color(), image::ColorType::Rgb16);
+    let frame = image::open(dir.join("graded/plate.1001.tif")).unwrap().into_rgb16();
+    // Real 16-bit samples from the optimiser's floating-point pixels, not 8-bit ones widened
+    // (which would all be multiples of 257).
+    let deep = frame.as_raw().iter().filter(|v| *v % 257 != 0).count();
+    assert!(deep > frame.as_raw().len() / 2, "only {deep} of {} samples use the 16 bits", frame.as_raw().len());
 
     // And 16-bit TIFF frames read back in as a sequence.
     let again = run(&job(&output, &dir.join("again.mkv")));
@@ -174,8 +177,9 @@ impl VideoProgress for StopAfter<'_> {
 fn an_interrupted_sequence_leaves_no_frames_under_its_names_and_resumes() {
     let dir = common::scratch_dir("seq-resume");
     write_frames(&dir.join("in"), "f_", 4, 1, 5, "png");
+    // 16-bit: the work directory keeps 16-bit frames, and resumed ones come back deep.
     let output = dir.join("out/f_%04d.png");
-    let the_job = job(&dir.join("in/f_%04d.png"), &output);
+    let the_job = VideoJob { bit_depth: BitDepth::Sixteen, ..job(&dir.join("in/f_%04d.png"), &output) };
     let stop = AtomicBool::new(false);
     let err = run_video(&the_job, &mut StopAfter { after: 2, finished: 0, stop: &stop }, &stop).unwrap_err().to_string();
     assert!(err.contains("2 finished frames"), "{err}");
@@ -184,4 +188,6 @@ fn an_interrupted_sequence_leaves_no_frames_under_its_names_and_resumes() {
     let report = run(&the_job);
     assert_eq!((report.totals.resumed_frames, report.totals.computed_frames), (2, 3));
     assert_eq!(names_in(&dir.join("out")), ["f_0001.png", "f_0002.png", "f_0003.png", "f_0004.png", "f_0005.png"]);
+    let resumed = image::open(dir.join("out/f_0001.png")).unwrap().into_rgb16();
+    assert!(resumed.as_raw().iter().any(|v| v % 257 != 0), "a resumed frame keeps its 16 bits");
 }

@@ -30,7 +30,7 @@ use super::colour::{set_conversion, Colour};
 use super::timecode;
 use super::{codec_name, init_ffmpeg, seconds, seek_before};
 use crate::error::{Error, Result};
-use crate::image_io::{check_writable_destination, temporary_sibling};
+use crate::image_io::{check_writable_destination, temporary_sibling, Rgb16Image};
 
 /// The video codec written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,6 +75,11 @@ impl VideoCodec {
             VideoCodec::Ffv1 => format::Pixel::GBRP16LE,
             VideoCodec::ProresKs => format::Pixel::YUV422P10LE,
         }
+    }
+
+    /// Bits per component written for a source of `source_bit_depth` bits.
+    pub fn bit_depth(self, source_bit_depth: u32) -> u32 {
+        super::colour::bit_depth(self.pixel_format(source_bit_depth))
     }
 
     /// Whether the codec can signal full-range Y'CbCr (ProRes is limited range by definition).
@@ -239,6 +244,16 @@ impl VideoEncoder {
 
     /// Encodes one frame; `pts` is in the source video stream's time base and must increase.
     pub fn write_frame(&mut self, image: &RgbImage, pts: i64) -> Result<()> {
+        self.write_picture(Picture::Rgb8(image), pts)
+    }
+
+    /// [`VideoEncoder::write_frame`] for a 16-bit frame: 10-bit and deeper outputs keep its
+    /// precision. All frames of a file must have the same depth.
+    pub fn write_frame16(&mut self, image: &Rgb16Image, pts: i64) -> Result<()> {
+        self.write_picture(Picture::Rgb16(image), pts)
+    }
+
+    fn write_picture(&mut self, image: Picture, pts: i64) -> Result<()> {
         if self.muxer.is_none() {
             return Err(Error::output(&self.output, "the encoder was already closed after an error"));
         }
@@ -252,9 +267,9 @@ impl VideoEncoder {
         self.close_on_error(result)
     }
 
-    fn write_frame_inner(&mut self, image: &RgbImage, pts: i64) -> Result<()> {
+    fn write_frame_inner(&mut self, image: Picture, pts: i64) -> Result<()> {
         if self.video.is_none() {
-            self.start(image.dimensions(), pts)?;
+            self.start(image.dimensions(), image.input_format(), pts)?;
         }
         let first_pts = *self.first_pts.get_or_insert(pts);
         self.last_pts = Some(pts);
@@ -329,11 +344,11 @@ impl VideoEncoder {
     }
 
     /// Sets up the streams for frames of `size` and writes the header.
-    fn start(&mut self, size: (u32, u32), first_pts: i64) -> Result<()> {
+    fn start(&mut self, size: (u32, u32), input_format: format::Pixel, first_pts: i64) -> Result<()> {
         let output = self.output.clone();
         let muxer = self.muxer.as_mut().expect("checked open");
         let global_header = muxer.format().flags().contains(format::Flags::GLOBAL_HEADER);
-        let video = VideoStream::new(muxer, self.options.codec, size, &self.source, global_header)
+        let video = VideoStream::new(muxer, self.options.codec, size, input_format, &self.source, global_header)
             .map_err(|e| Error::output(&output, e))?;
         // The source's timecode, moved on by the frames before the first one written.
         if let Some(start) = &self.source.timecode {
@@ -440,6 +455,7 @@ impl VideoStream {
         muxer: &mut format::context::Output,
         codec_choice: VideoCodec,
         frame_size: (u32, u32),
+        input_format: format::Pixel,
         source: &VideoInfo,
         global_header: bool,
     ) -> std::result::Result<VideoStream, String> {
@@ -490,7 +506,7 @@ impl VideoStream {
         let index = stream.index();
 
         let mut converter = scaling::Context::get(
-            format::Pixel::RGB24,
+            input_format,
             size.0,
             size.1,
             pixel_format,
@@ -509,7 +525,7 @@ impl VideoStream {
             size,
             frame_size,
             converter,
-            rgb: frame::Video::new(format::Pixel::RGB24, size.0, size.1),
+            rgb: frame::Video::new(input_format, size.0, size.1),
             converted: frame::Video::new(pixel_format, size.0, size.1),
             pixel_format,
             colour,
@@ -529,17 +545,25 @@ impl VideoStream {
     }
 
     /// Converts `image` (padding it to the encoded size) and sends it to the encoder.
-    fn send(&mut self, image: &RgbImage, pts: i64, number: u64) -> std::result::Result<(), String> {
+    fn send(&mut self, image: Picture, pts: i64, number: u64) -> std::result::Result<(), String> {
+        if image.input_format() != self.rgb.format() {
+            return Err(format!("frame {number} has another bit depth than the first frame"));
+        }
         if image.dimensions() != self.frame_size {
             return Err(format!(
                 "frame {number} is {}×{}, the first frame was {}×{}",
-                image.width(),
-                image.height(),
+                image.dimensions().0,
+                image.dimensions().1,
                 self.frame_size.0,
                 self.frame_size.1
             ));
         }
-        fill_padded(&mut self.rgb, image);
+        match image {
+            Picture::Rgb8(image) => fill_padded(&mut self.rgb, image.as_raw(), image.dimensions(), |v, out| out[0] = *v),
+            Picture::Rgb16(image) => {
+                fill_padded(&mut self.rgb, image.as_raw(), image.dimensions(), |v: &u16, out| out.copy_from_slice(&v.to_ne_bytes()))
+            }
+        }
         self.converter
             .run(&self.rgb, &mut self.converted)
             .map_err(|e| format!("cannot convert frame {number}: {e}"))?;
@@ -571,19 +595,47 @@ impl VideoStream {
 }
 
 /// Copies `image` into the RGB24 frame, repeating the last column and row into any padding.
-fn fill_padded(frame: &mut frame::Video, image: &RgbImage) {
-    let (w, h) = image.dimensions();
-    let (fw, fh) = (frame.width(), frame.height());
+fn fill_padded<T>(frame: &mut frame::Video, samples: &[T], (w, h): (u32, u32), put: impl Fn(&T, &mut [u8])) {
+    let bytes = std::mem::size_of::<T>();
+    let (fw, fh) = (frame.width() as usize, frame.height() as usize);
+    let (w, h) = (w as usize, h as usize);
     let stride = frame.stride(0);
     let data = frame.data_mut(0);
-    let row = 3 * w as usize;
-    for y in 0..fh as usize {
-        let src_y = y.min(h as usize - 1);
-        let src = &image.as_raw()[src_y * row..(src_y + 1) * row];
-        let dst = &mut data[y * stride..y * stride + 3 * fw as usize];
-        dst[..row].copy_from_slice(src);
-        for x in w as usize..fw as usize {
-            dst[3 * x..3 * x + 3].copy_from_slice(&src[row - 3..row]);
+    for y in 0..fh {
+        let src_y = y.min(h - 1);
+        let row = &samples[src_y * 3 * w..(src_y + 1) * 3 * w];
+        let dst = &mut data[y * stride..y * stride + 3 * fw * bytes];
+        for x in 0..fw {
+            let src_x = x.min(w - 1);
+            for c in 0..3 {
+                let at = (3 * x + c) * bytes;
+                put(&row[3 * src_x + c], &mut dst[at..at + bytes]);
+            }
+        }
+    }
+}
+
+/// A frame as given: 8- or 16-bit RGB.
+#[derive(Clone, Copy)]
+enum Picture<'a> {
+    Rgb8(&'a RgbImage),
+    Rgb16(&'a Rgb16Image),
+}
+
+impl Picture<'_> {
+    fn dimensions(&self) -> (u32, u32) {
+        match self {
+            Picture::Rgb8(image) => image.dimensions(),
+            Picture::Rgb16(image) => image.dimensions(),
+        }
+    }
+
+    /// The swscale input format these samples are (16-bit ones in native byte order).
+    fn input_format(&self) -> format::Pixel {
+        match self {
+            Picture::Rgb8(_) => format::Pixel::RGB24,
+            Picture::Rgb16(_) if cfg!(target_endian = "little") => format::Pixel::RGB48LE,
+            Picture::Rgb16(_) => format::Pixel::RGB48BE,
         }
     }
 }
