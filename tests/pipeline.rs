@@ -6,14 +6,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use common::clips::{frame_image, make_audio_only, make_clip, ClipAudio, ClipSpec, ClipVideo};
+use common::{decode_all, StopAfter};
 use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport};
-use stylize_video::progress::{NoProgress, Progress, VideoProgress};
-use stylize_video::stylize::{LossTerms, Settings};
-use stylize_video::video::{DecodeOptions, DecodedFrame, StreamKind, VideoCodec, VideoDecoder, VideoInfo};
+use stylize_video::progress::NoProgress;
+use stylize_video::stylize::Settings;
+use stylize_video::video::{DecodedFrame, StreamKind, VideoCodec, VideoInfo};
 use stylize_video::workdir::{FrameRecord, WorkDir};
 
 fn style_path() -> PathBuf {
@@ -29,15 +30,6 @@ fn job(input: &Path, output: &Path) -> VideoJob {
         settings: Settings { tol: 0.0, ..Settings::default() },
         ..VideoJob::with_defaults(input.to_path_buf(), style_path(), output.to_path_buf())
     }
-}
-
-fn decode_all(path: &Path) -> (VideoInfo, Vec<DecodedFrame>) {
-    let mut decoder = VideoDecoder::open(path, &DecodeOptions::default()).unwrap();
-    let mut frames = Vec::new();
-    while let Some(f) = decoder.next_frame().unwrap() {
-        frames.push(f);
-    }
-    (decoder.info().clone(), frames)
 }
 
 fn run(job: &VideoJob) -> VideoReport {
@@ -167,26 +159,6 @@ fn start_and_duration_cut_the_video_and_its_audio() {
 }
 
 /// Raises the stop flag, as Ctrl-C does, once `after` frames are finished.
-struct StopAfter<'a> {
-    after: usize,
-    finished: usize,
-    stop: &'a AtomicBool,
-}
-
-impl Progress for StopAfter<'_> {
-    fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {}
-}
-
-impl VideoProgress for StopAfter<'_> {
-    fn begin(&mut self, _: Option<u64>) {}
-    fn frame(&mut self, _: &FrameRecord) {
-        self.finished += 1;
-        if self.finished >= self.after {
-            self.stop.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();

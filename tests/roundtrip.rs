@@ -12,21 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use common::clips::{frame_image, make_clip, ClipColour, ClipSpec, ClipVideo};
+use common::decode_all;
 use ffmpeg_next::color::{Primaries, Range, Space, TransferCharacteristic};
 use image::RgbImage;
 use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport};
 use stylize_video::progress::NoProgress;
 use stylize_video::temporal::VideoInit;
-use stylize_video::video::{Colour, DecodeOptions, DecodedFrame, VideoCodec, VideoDecoder, VideoInfo};
-
-fn decode_all(path: &Path) -> (VideoInfo, Vec<DecodedFrame>) {
-    let mut decoder = VideoDecoder::open(path, &DecodeOptions::default()).unwrap();
-    let mut frames = Vec::new();
-    while let Some(f) = decoder.next_frame().unwrap() {
-        frames.push(f);
-    }
-    (decoder.info().clone(), frames)
-}
+use stylize_video::video::{Colour, VideoCodec, VideoInfo};
 
 fn db(mse: f64) -> f64 {
     if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }

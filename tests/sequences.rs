@@ -5,15 +5,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use common::clips::{frame_image, make_clip, ClipSpec, ClipVideo};
+use common::StopAfter;
 use stylize_video::pipeline::{run_video, VideoJob, VideoReport};
-use stylize_video::progress::{NoProgress, Progress, VideoProgress};
+use stylize_video::progress::NoProgress;
 use stylize_video::sequence::{parse_rate, BitDepth, Pattern, SequenceInput};
-use stylize_video::stylize::{LossTerms, Settings};
+use stylize_video::stylize::Settings;
 use stylize_video::video::{DecodeOptions, VideoDecoder};
-use stylize_video::workdir::FrameRecord;
 
 /// Writes frames `first..first + count` of `frame_image` as `dir/<name_0001>.png`.
 fn write_frames(dir: &Path, prefix: &str, digits: usize, first: u64, count: u32, extension: &str) {
@@ -151,26 +151,6 @@ fn sequence_to_sequence_keeps_the_numbers_and_16_bit_tiff_is_deep() {
     // And 16-bit TIFF frames read back in as a sequence.
     let again = run(&job(&output, &dir.join("again.mkv")));
     assert_eq!(again.totals.frames, 3);
-}
-
-struct StopAfter<'a> {
-    after: usize,
-    finished: usize,
-    stop: &'a AtomicBool,
-}
-
-impl Progress for StopAfter<'_> {
-    fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {}
-}
-
-impl VideoProgress for StopAfter<'_> {
-    fn begin(&mut self, _: Option<u64>) {}
-    fn frame(&mut self, _: &FrameRecord) {
-        self.finished += 1;
-        if self.finished >= self.after {
-            self.stop.store(true, Ordering::SeqCst);
-        }
-    }
 }
 
 #[test]

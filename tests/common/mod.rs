@@ -5,9 +5,15 @@ pub mod clips;
 
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::Tensor;
 use image::RgbImage;
+use stylize_video::progress::{Progress, VideoProgress};
+use stylize_video::stylize::LossTerms;
 use stylize_video::vgg::{weights_path, Pooling, Vgg16};
+use stylize_video::video::{DecodeOptions, DecodedFrame, VideoDecoder, VideoInfo};
+use stylize_video::workdir::FrameRecord;
 
 /// max |a − b| / max |b|: the largest difference as a share of the reference's scale.
 pub fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -57,4 +63,35 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Every frame of a video at its display size, and what the decoder says about it.
+pub fn decode_all(path: &Path) -> (VideoInfo, Vec<DecodedFrame>) {
+    let mut decoder = VideoDecoder::open(path, &DecodeOptions::default()).unwrap();
+    let mut frames = Vec::new();
+    while let Some(f) = decoder.next_frame().unwrap() {
+        frames.push(f);
+    }
+    (decoder.info().clone(), frames)
+}
+
+/// A progress display that raises `stop` (as Ctrl-C does) once `after` frames are finished.
+pub struct StopAfter<'a> {
+    pub after: usize,
+    pub finished: usize,
+    pub stop: &'a AtomicBool,
+}
+
+impl Progress for StopAfter<'_> {
+    fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {}
+}
+
+impl VideoProgress for StopAfter<'_> {
+    fn begin(&mut self, _: Option<u64>) {}
+    fn frame(&mut self, _: &FrameRecord) {
+        self.finished += 1;
+        if self.finished >= self.after {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+    }
 }
