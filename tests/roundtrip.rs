@@ -278,3 +278,15 @@ fn the_made_clips_decode_to_the_pictures_they_were_made_from() {
         assert!(psnr(&frames[0].image, &frame_image(0, 96, 64)) > 35.0, "{name}");
     }
 }
+
+#[test]
+fn timecodes_move_on_by_whole_frames_with_drop_frame_counting() {
+    use stylize_video::video::timecode::offset;
+    assert_eq!(offset("01:00:00:00", (25, 1), 5).as_deref(), Some("01:00:00:05"));
+    assert_eq!(offset("01:00:00:20", (25, 1), 5).as_deref(), Some("01:00:01:00"));
+    assert_eq!(offset("00:59:59:23", (24, 1), 1).as_deref(), Some("01:00:00:00"));
+    // NTSC drop-frame: frames 00 and 01 are skipped at each minute but every tenth.
+    assert_eq!(offset("00:00:59;28", (30000, 1001), 2).as_deref(), Some("00:01:00;02"));
+    assert_eq!(offset("00:09:59;29", (30000, 1001), 1).as_deref(), Some("00:10:00;00"));
+    assert_eq!(offset("not a timecode", (25, 1), 0), None);
+}
