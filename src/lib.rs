@@ -10,6 +10,8 @@
 //! - [`optim`]: L-BFGS and Adam over the pixels;
 //! - [`stylize`]: J(G) = α J_content + β J_style + γ_tv J_tv, optimised from a starting image;
 //! - [`still`]: the still-image job (preview tool);
+//! - [`preview`]: the preview grid: a few frames × styles × one swept option, stylized as stills
+//!   and labelled in one image (with [`text`] for the labels);
 //! - [`pipeline`]: the video job: decode → warm-started stylization → encode, on three threads;
 //! - [`workdir`]: finished frames kept beside the output so interrupted runs resume;
 //! - [`progress`]: how a run reports its progress;
@@ -24,11 +26,13 @@ pub mod loss;
 pub mod memory;
 pub mod optim;
 pub mod pipeline;
+pub mod preview;
 pub mod progress;
 pub mod sequence;
 pub mod still;
 pub mod stylize;
 pub mod temporal;
+pub mod text;
 pub mod vgg;
 pub mod winograd;
 pub mod video;

@@ -9,7 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use stylize_video::optim::OptimizerKind;
 use stylize_video::pipeline::{run_video, OutputSize, VideoJob, DEFAULT_FIRST_ITERATIONS, DEFAULT_WARM_ITERATIONS};
-use stylize_video::progress::{FrameBar, IterationBar, NoProgress, Progress, VideoProgress};
+use stylize_video::preview::{
+    run_preview, PreviewFrames, PreviewInput, PreviewJob, Sweep, SweptOption, DEFAULT_PREVIEW_FRAMES, DEFAULT_PREVIEW_ITERATIONS,
+    DEFAULT_PREVIEW_SIZE,
+};
+use stylize_video::progress::{CellBar, FrameBar, IterationBar, NoProgress, PreviewProgress, Progress, VideoProgress};
 use stylize_video::job::{Init, StyleSpec, DEFAULT_SIZE};
 use stylize_video::still::{run_still, StillJob, DEFAULT_ITERATIONS};
 use stylize_video::video::VideoCodec;
@@ -25,7 +29,8 @@ struct Cli {
     /// Input video (anything FFmpeg reads: mp4, mov, mkv, webm, avi…) or still image (PNG, JPEG).
     input: PathBuf,
 
-    /// Style image(s); several (repeated or comma-separated) are blended, see --style-weights.
+    /// Style image(s); several (repeated or comma-separated) are blended, see --style-weights
+    /// (with --preview they are alternatives: one row group each).
     #[arg(short, long, required = true, num_args = 1.., value_delimiter = ',')]
     style: Vec<PathBuf>,
 
@@ -51,17 +56,18 @@ struct Cli {
     #[arg(long)]
     learning_rate: Option<f64>,
 
-    /// α, weight of the content cost J_content.
-    #[arg(long, default_value_t = Settings::default().content_weight)]
-    content_weight: f64,
+    /// α, weight of the content cost J_content (with --preview: a comma-separated list to sweep).
+    #[arg(long, value_delimiter = ',', default_values_t = [Settings::default().content_weight])]
+    content_weight: Vec<f64>,
 
-    /// β, weight of the style cost J_style.
-    #[arg(long, default_value_t = Settings::default().style_weight)]
-    style_weight: f64,
+    /// β, weight of the style cost J_style (with --preview: a comma-separated list to sweep).
+    #[arg(long, value_delimiter = ',', default_values_t = [Settings::default().style_weight])]
+    style_weight: Vec<f64>,
 
-    /// γ_tv, weight of the total-variation cost J_tv (0 disables it).
-    #[arg(long, default_value_t = Settings::default().tv_weight)]
-    tv_weight: f64,
+    /// γ_tv, weight of the total-variation cost J_tv (0 disables it; with --preview: a
+    /// comma-separated list to sweep).
+    #[arg(long, value_delimiter = ',', default_values_t = [Settings::default().tv_weight])]
+    tv_weight: Vec<f64>,
 
     /// Video: γ_temp, weight of the temporal cost J_temporal that holds each frame's reliable
     /// pixels to the previous stylized frame warped along the optical flow (0 disables it).
@@ -122,13 +128,14 @@ struct Cli {
 
     /// Longest side of the processed (and written) image, in pixels. Time per iteration grows
     /// with the pixel count: at 256 an iteration takes about 0.25 s on 2 CPU cores, at 512 four
-    /// times that.
-    #[arg(long, default_value_t = DEFAULT_SIZE)]
-    size: u32,
+    /// times that. [default: 256; 192 for --preview]
+    #[arg(long)]
+    size: Option<u32>,
 
-    /// Style images are resized so their area is the content's area times this.
-    #[arg(long, default_value_t = 1.0)]
-    style_scale: f64,
+    /// Style images are resized so their area is the content's area times this (with
+    /// --preview: a comma-separated list to sweep).
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0])]
+    style_scale: Vec<f64>,
 
     /// Blend weights of the --style images, comma-separated [default: equal].
     #[arg(long, value_delimiter = ',')]
@@ -201,9 +208,40 @@ struct Cli {
     #[arg(long)]
     keep_work: bool,
 
+    /// Instead of stylizing the input, write a preview grid here (PNG): a few frames spread over
+    /// the clip, stylized as stills at a small size, for each --style (alternatives, not blended)
+    /// and each value of one option given as a list (--style-weight, --style-scale,
+    /// --content-weight or --tv-weight), labelled. [--size 192, 50 --iterations by default]
+    #[arg(long, value_name = "GRID.png")]
+    preview: Option<PathBuf>,
+
+    /// --preview: the one frame at this time (seconds, or [HH:]MM:SS[.ms]) instead of frames
+    /// spread over the clip.
+    #[arg(long, value_parser = parse_time, requires = "preview")]
+    preview_at: Option<f64>,
+
+    /// --preview: how many frames to spread over the clip (or over --start/--duration).
+    #[arg(long, requires = "preview", default_value_t = DEFAULT_PREVIEW_FRAMES)]
+    preview_frames: usize,
+
     /// No progress output.
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// The options a preview can sweep, with the values given for each.
+fn sweepable(cli: &Cli) -> [(SweptOption, &Vec<f64>); 4] {
+    [
+        (SweptOption::StyleWeight, &cli.style_weight),
+        (SweptOption::StyleScale, &cli.style_scale),
+        (SweptOption::ContentWeight, &cli.content_weight),
+        (SweptOption::TvWeight, &cli.tv_weight),
+    ]
+}
+
+/// A number list's text as given: "1e-4,5e-4".
+fn list_text(values: &[f64]) -> String {
+    values.iter().map(|v| stylize_video::preview::short_number(*v)).collect::<Vec<_>>().join(",")
 }
 
 /// Seconds, or [HH:]MM:SS[.fraction], as ffmpeg's time durations.
@@ -254,16 +292,18 @@ fn default_output(input: &Path, extension: &str) -> PathBuf {
 enum Job {
     Still(StillJob),
     Video(VideoJob),
+    Preview(PreviewJob),
 }
 
 impl Cli {
     fn settings(&self) -> Result<Settings, String> {
         let optimizer: OptimizerKind = self.optimizer.parse()?;
         let n = self.style_layers.len();
+        // Lists are swept by --preview (checked in `job`); every row starts from the first value.
         Ok(Settings {
-            content_weight: self.content_weight,
-            style_weight: self.style_weight,
-            tv_weight: self.tv_weight,
+            content_weight: self.content_weight[0],
+            style_weight: self.style_weight[0],
+            tv_weight: self.tv_weight[0],
             temporal_weight: self.temporal_weight,
             style_layer_weights: self.style_layer_weights.clone().unwrap_or_else(|| vec![1.0 / n.max(1) as f64; n]),
             style_layers: if n == 0 { default_style_layers() } else { self.style_layers.clone() },
@@ -276,16 +316,33 @@ impl Cli {
     }
 
     fn job(self) -> Result<Job, String> {
+        let lists: Vec<(SweptOption, &Vec<f64>)> = sweepable(&self).into_iter().filter(|(_, v)| v.len() > 1).collect();
+        if self.preview.is_none() {
+            if let Some((option, values)) = lists.first() {
+                return Err(format!(
+                    "--{}: several values ({}) are only for --preview, which sweeps them; give one value",
+                    option.name(),
+                    list_text(values)
+                ));
+            }
+        } else if lists.len() > 1 {
+            let names: Vec<String> = lists.iter().map(|(o, _)| format!("--{}", o.name())).collect();
+            return Err(format!("{} are both lists: a preview sweeps one option at a time", names.join(" and ")));
+        }
         let settings = self.settings()?;
         let pooling: Pooling = self.pooling.parse()?;
+        if self.preview.is_some() {
+            return self.preview_job(settings, pooling).map(Job::Preview);
+        }
         let blend_weights = self.style_weights.clone().unwrap_or_else(|| vec![1.0; self.style.len()]);
-        let style = StyleSpec { paths: self.style.clone(), blend_weights, scale: self.style_scale };
+        let style = StyleSpec { paths: self.style.clone(), blend_weights, scale: self.style_scale[0] };
+        let size = self.size.unwrap_or(DEFAULT_SIZE);
         if !stylize_video::sequence::is_sequence(&self.input) && is_still_image(&self.input) {
             return Ok(Job::Still(StillJob {
                 output: self.output.unwrap_or_else(|| default_output(&self.input, "png")),
                 content: self.input,
                 style,
-                size: self.size,
+                size,
                 init: self.init,
                 seed: self.seed,
                 iterations: self.iterations.unwrap_or(DEFAULT_ITERATIONS),
@@ -306,7 +363,7 @@ impl Cli {
             output: self.output.unwrap_or_else(|| default_output(&self.input, extension)),
             input: self.input,
             style,
-            size: self.size,
+            size,
             output_size: self.output_size.parse::<OutputSize>()?,
             first_iterations: self.first_iterations,
             iterations: self.iterations.unwrap_or(DEFAULT_WARM_ITERATIONS),
@@ -334,6 +391,45 @@ impl Cli {
             report: self.report,
         }))
     }
+
+    fn preview_job(self, settings: Settings, pooling: Pooling) -> Result<PreviewJob, String> {
+        if self.style_weights.is_some() {
+            return Err("--style-weights blends styles, but with --preview several styles are alternatives (one row group each)".into());
+        }
+        if self.output.is_some() {
+            return Err("-o/--output: --preview writes only the grid, to the file it names".into());
+        }
+        let sweep = sweepable(&self)
+            .into_iter()
+            .find(|(_, values)| values.len() > 1)
+            .map(|(option, values)| Sweep { option, values: values.clone() });
+        let still = !stylize_video::sequence::is_sequence(&self.input) && is_still_image(&self.input);
+        let input = if still { PreviewInput::Still(self.input) } else { PreviewInput::Video(self.input) };
+        Ok(PreviewJob {
+            input,
+            styles: self.style,
+            style_scale: self.style_scale[0],
+            sweep,
+            frames: match self.preview_at {
+                Some(t) => PreviewFrames::At(t),
+                None => PreviewFrames::Spread(self.preview_frames),
+            },
+            start: self.start,
+            duration: self.duration,
+            sequence_rate: self.frame_rate,
+            size: self.size.unwrap_or(DEFAULT_PREVIEW_SIZE),
+            iterations: self.iterations.unwrap_or(DEFAULT_PREVIEW_ITERATIONS),
+            init: self.init,
+            seed: self.seed,
+            original_colors: self.original_colors,
+            pooling,
+            compute: self.device,
+            settings,
+            weights: self.weights,
+            output: self.preview.expect("preview mode"),
+            report: self.report,
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -359,6 +455,7 @@ fn main() -> ExitCode {
     let result = match job {
         Job::Still(job) => run_still_job(&job, quiet),
         Job::Video(job) => run_video_job(&job, quiet),
+        Job::Preview(job) => run_preview_job(&job, quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -445,6 +542,33 @@ fn run_video_job(job: &VideoJob, quiet: bool) -> Result<(), Error> {
             let more = if t.decoder_warning_kinds.len() > 3 { ", … (see --report)" } else { "" };
             eprintln!("note: the input is damaged: the decoder reported {} problems ({}{more})", t.decoder_warnings, kinds.join(", "));
         }
+    }
+    Ok(())
+}
+
+fn run_preview_job(job: &PreviewJob, quiet: bool) -> Result<(), Error> {
+    let mut bar = (!quiet).then(CellBar::new);
+    let progress: &mut dyn PreviewProgress = match bar.as_mut() {
+        Some(bar) => bar,
+        None => &mut NoProgress,
+    };
+    let result = run_preview(job, progress);
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    let report = result?;
+    if !quiet {
+        let l = &report.layout;
+        eprintln!(
+            "wrote {} ({} rows × {} columns of {}×{} cells, {} iterations each, {:.1} s)",
+            report.output.display(),
+            l.rows,
+            l.columns,
+            l.cell_width,
+            l.cell_height,
+            report.iterations,
+            report.seconds
+        );
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::preview::CellRecord;
 use crate::stylize::LossTerms;
 use crate::workdir::FrameRecord;
 
@@ -27,6 +28,14 @@ pub trait VideoProgress: Progress {
     fn frame(&mut self, record: &FrameRecord);
 }
 
+/// How a preview grid reports progress: per cell, and per iteration within a cell.
+pub trait PreviewProgress: Progress {
+    /// Called once the frames are decoded and the network is loaded.
+    fn begin_cells(&mut self, total: usize);
+    /// Called when a cell is finished.
+    fn cell(&mut self, record: &CellRecord);
+}
+
 /// Reports nothing.
 pub struct NoProgress;
 
@@ -37,6 +46,11 @@ impl Progress for NoProgress {
 impl VideoProgress for NoProgress {
     fn begin(&mut self, _: Option<u64>) {}
     fn frame(&mut self, _: &FrameRecord) {}
+}
+
+impl PreviewProgress for NoProgress {
+    fn begin_cells(&mut self, _: usize) {}
+    fn cell(&mut self, _: &CellRecord) {}
 }
 
 /// An indicatif bar when stderr is a terminal, else a plain line every few seconds.
@@ -188,5 +202,66 @@ fn coherence(record: &FrameRecord) -> String {
         (true, _) => ", shot cut".into(),
         (false, Some(e)) => format!(", warping error {e:.2e}"),
         (false, None) => String::new(),
+    }
+}
+
+/// Progress of a preview grid: an indicatif bar (cell i/N, the cell's iterations, ETA) on a
+/// terminal, else one plain line per cell.
+#[derive(Default)]
+pub struct CellBar {
+    bar: Option<ProgressBar>,
+    total: usize,
+    done: usize,
+    seconds: f64,
+}
+
+impl CellBar {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for CellBar {
+    fn iteration(&mut self, done: usize, total: usize, terms: &LossTerms) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("cell {}: iteration {done}/{total}, J {:.3e}", self.done + 1, terms.total));
+        }
+    }
+}
+
+impl PreviewProgress for CellBar {
+    fn begin_cells(&mut self, total: usize) {
+        self.total = total;
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:25} cell {pos}/{len}  {msg}  [{elapsed_precise}, ETA {eta}]")
+                    .expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(500));
+            self.bar = Some(bar);
+        }
+    }
+
+    fn cell(&mut self, record: &CellRecord) {
+        self.done += 1;
+        self.seconds += record.seconds;
+        match &self.bar {
+            Some(bar) => bar.set_position(self.done as u64),
+            None => {
+                let left = self.total.saturating_sub(self.done);
+                let eta = if left > 0 { format!(", ETA {:.0} s", self.seconds / self.done as f64 * left as f64) } else { String::new() };
+                eprintln!(
+                    "cell {}/{}  {}  {} iterations  J {:.3e}  {:.1} s{eta}",
+                    self.done, self.total, record.label, record.iterations, record.terms.total, record.seconds
+                );
+            }
+        }
     }
 }

@@ -5,11 +5,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use image::RgbImage;
+
 use crate::error::Result;
 use crate::image_io;
 use crate::job::{check_before_work, check_working_size, load_init_image, write_json, Init, StyleSpec, DEFAULT_SIZE};
 use crate::progress::Progress;
-use crate::stylize::{LossTerms, Settings, Stylizer};
+use crate::stylize::{LossTerms, Settings, Stylized, Stylizer};
 use crate::vgg::{self, Compute, Pooling, Vgg16};
 
 /// Default iteration budget of a still image (the early stop may end sooner).
@@ -89,23 +91,11 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
     let (width, height) = image_io::size_for_longest_side(content.width(), content.height(), job.size);
     check_working_size(&job.content, job.size, (width, height), &job.settings)?;
     let vgg = Vgg16::load_for(&vgg::weights_path(job.weights.as_deref()), job.pooling, job.compute)?;
-    let device = vgg.device().clone();
-    let styles = job.style.load(width, height, &device)?;
+    let styles = job.style.load(width, height, vgg.device())?;
     let content_image = image_io::resize(&content, width, height);
-    let content = image_io::to_tensor(&content_image, &device)?;
-    let start = match &job.init {
-        Init::Content => content.clone(),
-        Init::Noise => image_io::noise_tensor(width, height, job.seed, &device)?,
-        Init::Image(path) => load_init_image(path, width, height, &device)?,
-    };
-
     let stylizer = Stylizer::new(vgg, job.settings.clone(), &styles)?;
-    let target = stylizer.content_target(&content)?;
-    let result = stylizer.optimise(&target, &start, job.iterations, progress)?;
-    let mut image = image_io::from_tensor(&result.image)?;
-    if job.original_colors {
-        image = image_io::keep_original_colors(&image, &content_image);
-    }
+    let (image, result) =
+        stylize_image(&stylizer, &content_image, &job.init, job.seed, job.iterations, job.original_colors, progress)?;
     image_io::save_rgb(&image, &job.output)?;
 
     let report = StillReport {
@@ -129,4 +119,34 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
         write_json(path, &report)?;
     }
     Ok(report)
+}
+
+/// One still optimisation with a built stylizer: `content` (already at its working size) is the
+/// content image, the start is as `init` says, at most `iterations` steps. Returns the 8-bit
+/// result (with the content's colours when `original_colors`) and the optimisation's facts.
+/// The still job and the preview grid's cells are made by this.
+pub fn stylize_image(
+    stylizer: &Stylizer,
+    content: &RgbImage,
+    init: &Init,
+    seed: u64,
+    iterations: usize,
+    original_colors: bool,
+    progress: &mut dyn Progress,
+) -> Result<(RgbImage, Stylized)> {
+    let device = stylizer.vgg().device();
+    let (width, height) = content.dimensions();
+    let content_tensor = image_io::to_tensor(content, device)?;
+    let start = match init {
+        Init::Content => content_tensor.clone(),
+        Init::Noise => image_io::noise_tensor(width, height, seed, device)?,
+        Init::Image(path) => load_init_image(path, width, height, device)?,
+    };
+    let target = stylizer.content_target(&content_tensor)?;
+    let result = stylizer.optimise(&target, &start, iterations, progress)?;
+    let mut image = image_io::from_tensor(&result.image)?;
+    if original_colors {
+        image = image_io::keep_original_colors(&image, content);
+    }
+    Ok((image, result))
 }

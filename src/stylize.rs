@@ -4,6 +4,7 @@
 //! (its content and, for video, the previous stylized frame warped into place) and a starting
 //! image (the content, noise, or — for video — the previous stylized frame, warped).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
@@ -204,7 +205,8 @@ pub struct Stylized {
 }
 
 pub struct Stylizer {
-    vgg: Vgg16,
+    /// Shared: several stylizers (styles, settings, working sizes) can use one loaded network.
+    vgg: Arc<Vgg16>,
     settings: Settings,
     style_targets: Vec<StyleTarget>,
 }
@@ -212,7 +214,9 @@ pub struct Stylizer {
 impl Stylizer {
     /// Builds the stylizer and computes the style targets once: for each style layer, the blend
     /// Σ_s w_s G^[l](S_s)/(n_H n_W)_{S_s} of the style images (already at their working size).
-    pub fn new(vgg: Vgg16, settings: Settings, styles: &[(Tensor, f64)]) -> Result<Self> {
+    /// `vgg` is a network or an `Arc` of one shared with other stylizers.
+    pub fn new(vgg: impl Into<Arc<Vgg16>>, settings: Settings, styles: &[(Tensor, f64)]) -> Result<Self> {
+        let vgg = vgg.into();
         settings.validate()?;
         if styles.is_empty() {
             return Err(Error::Settings("at least one style image is needed".into()));
