@@ -13,10 +13,12 @@
 //! - [`preview`]: the preview grid: a few frames × styles × one swept option, stylized as stills
 //!   and labelled in one image (with [`text`] for the labels);
 //! - [`pipeline`]: the video job: decode → warm-started stylization → encode, on three threads;
+//! - [`cache`]: loaded networks and style targets, reused by the jobs that follow;
 //! - [`workdir`]: finished frames kept beside the output so interrupted runs resume;
 //! - [`progress`]: how a run reports its progress;
 //! - [`memory`]: the process's allocator policy (freed tensors kept for reuse).
 
+pub mod cache;
 pub mod error;
 pub mod flow;
 pub mod image_io;

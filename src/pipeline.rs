@@ -22,6 +22,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 use image::RgbImage;
 
+use crate::cache::StylizerCache;
 use crate::error::{Error, Result};
 use crate::flow::FlowMethod;
 use crate::image_io::{self, FinishedFrame};
@@ -29,7 +30,7 @@ use crate::progress::{Progress, VideoProgress};
 use crate::job::{check_before_work, check_working_size, load_init_image, write_json, Init, StyleSpec};
 use crate::stylize::{ContentTarget, LossTerms, Settings, Stylized, Stylizer, TemporalTarget};
 use crate::temporal::{warping_error, Motion, MotionEstimator, VideoInit};
-use crate::vgg::{self, Compute, Pooling, Vgg16};
+use crate::vgg::{self, Compute, Pooling};
 use crate::video::{
     DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
 };
@@ -213,6 +214,16 @@ enum ToEncoder {
 /// abandoned, finished frames stay in the work directory, and [`Error::Interrupted`] says how
 /// to resume.
 pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &AtomicBool) -> Result<VideoReport> {
+    run_video_with(job, progress, stop, &StylizerCache::new())
+}
+
+/// [`run_video`] taking the network and style targets from `cache` (a batch shares one).
+pub fn run_video_with(
+    job: &VideoJob,
+    progress: &mut dyn VideoProgress,
+    stop: &AtomicBool,
+    cache: &StylizerCache,
+) -> Result<VideoReport> {
     let started = Instant::now();
     if !job.overwrite {
         if job.output.exists() {
@@ -252,9 +263,9 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     check_working_size(&job.input, job.size, (width, height), &job.settings)?;
-    let vgg = Vgg16::load_for(&vgg::weights_path(job.weights.as_deref()), job.pooling, job.compute)?;
-    let device = vgg.device().clone();
-    let styles = job.style.load(width, height, &device)?;
+    let network = (job.weights.as_deref(), job.pooling, job.compute);
+    let stylizer = cache.stylizer(network, &job.settings, &job.style, (width, height))?;
+    let device = stylizer.vgg().device().clone();
     let init_image = match &job.init {
         Init::Image(path) => Some(load_init_image(path, width, height, &device)?),
         _ => None,
@@ -262,7 +273,6 @@ pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &Atomic
     if let Some(dir) = &job.frames_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, format!("cannot create directory: {e}")))?;
     }
-    let stylizer = Stylizer::new(vgg, job.settings.clone(), &styles)?;
 
     let encode_options = EncodeOptions {
         codec: job.codec,

@@ -3,23 +3,23 @@
 //! for each style image and each value of one swept option, and laid out in one labelled image:
 //! one row per style × value (the styles are alternatives here, not blended), one column per
 //! frame. The network is loaded once, each frame decoded once, each row's style targets computed
-//! once; every cell is [`still::stylize_image`] of its frame. The layout is data
+//! once; every cell is [`stylize_image`] of its frame. The layout is data
 //! ([`GridLayout`]), the labels are drawn with [`crate::text`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use image::{Rgb, RgbImage};
 
+use crate::cache::StylizerCache;
 use crate::error::{Error, Result};
 use crate::image_io;
 use crate::job::{check_before_work, check_working_size, write_json, Init, StyleSpec};
 use crate::progress::PreviewProgress;
 use crate::still::stylize_image;
-use crate::stylize::{LossTerms, Settings, Stylizer};
+use crate::stylize::{LossTerms, Settings};
 use crate::text::{self, Rect, TextStyle};
-use crate::vgg::{self, Compute, Pooling, Vgg16};
+use crate::vgg::{Compute, Pooling};
 use crate::video::{DecodeOptions, DecodedFrame, FrameSize, VideoDecoder};
 
 /// Longest side of a preview cell: small, so a preview takes a minute, not an hour.
@@ -293,12 +293,13 @@ pub fn run_preview(job: &PreviewJob, progress: &mut dyn PreviewProgress) -> Resu
     for style in &job.styles {
         image_io::load_rgb(style)?;
     }
-    let vgg = Arc::new(Vgg16::load_for(&vgg::weights_path(job.weights.as_deref()), job.pooling, job.compute)?);
+    // One network for all rows; each row's style targets once.
+    let cache = StylizerCache::new();
+    let network = (job.weights.as_deref(), job.pooling, job.compute);
     let mut stylizers = Vec::with_capacity(rows.len());
     for row in &rows {
         let spec = StyleSpec { paths: vec![row.style.clone()], blend_weights: vec![1.0], scale: row.style_scale };
-        let styles = spec.load(width, height, vgg.device())?;
-        stylizers.push(Stylizer::new(vgg.clone(), row.settings.clone(), &styles)?);
+        stylizers.push(cache.stylizer(network, &row.settings, &spec, (width, height))?);
     }
 
     let corner = corner_label(job, (width, height));

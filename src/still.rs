@@ -7,12 +7,13 @@ use std::time::Instant;
 
 use image::RgbImage;
 
+use crate::cache::StylizerCache;
 use crate::error::Result;
 use crate::image_io;
 use crate::job::{check_before_work, check_working_size, load_init_image, write_json, Init, StyleSpec, DEFAULT_SIZE};
 use crate::progress::Progress;
 use crate::stylize::{LossTerms, Settings, Stylized, Stylizer};
-use crate::vgg::{self, Compute, Pooling, Vgg16};
+use crate::vgg::{Compute, Pooling};
 
 /// Default iteration budget of a still image (the early stop may end sooner).
 pub const DEFAULT_ITERATIONS: usize = 150;
@@ -84,16 +85,20 @@ pub struct StillReport {
 
 /// Runs the job: returns the report (also written to `job.report` when set).
 pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillReport> {
+    run_still_with(job, progress, &StylizerCache::new())
+}
+
+/// [`run_still`] taking the network and style targets from `cache` (a batch shares one).
+pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &StylizerCache) -> Result<StillReport> {
     let started = Instant::now();
     image_io::output_format(&job.output)?;
     check_before_work(&job.settings, job.size, &job.output, job.report.as_deref())?;
     let content = image_io::load_rgb(&job.content)?;
     let (width, height) = image_io::size_for_longest_side(content.width(), content.height(), job.size);
     check_working_size(&job.content, job.size, (width, height), &job.settings)?;
-    let vgg = Vgg16::load_for(&vgg::weights_path(job.weights.as_deref()), job.pooling, job.compute)?;
-    let styles = job.style.load(width, height, vgg.device())?;
+    let network = (job.weights.as_deref(), job.pooling, job.compute);
+    let stylizer = cache.stylizer(network, &job.settings, &job.style, (width, height))?;
     let content_image = image_io::resize(&content, width, height);
-    let stylizer = Stylizer::new(vgg, job.settings.clone(), &styles)?;
     let (image, result) =
         stylize_image(&stylizer, &content_image, &job.init, job.seed, job.iterations, job.original_colors, progress)?;
     image_io::save_rgb(&image, &job.output)?;
