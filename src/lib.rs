@@ -14,10 +14,13 @@
 //!   and labelled in one image (with [`text`] for the labels);
 //! - [`pipeline`]: the video job: decode → warm-started stylization → encode, on three threads;
 //! - [`cache`]: loaded networks and style targets, reused by the jobs that follow;
+//! - [`batch`]: several inputs in one run, each failure reported and the others still done,
+//!   sharing one cache;
 //! - [`workdir`]: finished frames kept beside the output so interrupted runs resume;
 //! - [`progress`]: how a run reports its progress;
 //! - [`memory`]: the process's allocator policy (freed tensors kept for reuse).
 
+pub mod batch;
 pub mod cache;
 pub mod error;
 pub mod flow;

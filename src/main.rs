@@ -8,17 +8,19 @@ use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use stylize_video::optim::OptimizerKind;
-use stylize_video::pipeline::{run_video, OutputSize, VideoJob, DEFAULT_FIRST_ITERATIONS, DEFAULT_WARM_ITERATIONS};
+use stylize_video::batch::{run_batch, BatchItem, BatchProgress, FileResult, Outcome};
+use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport, DEFAULT_FIRST_ITERATIONS, DEFAULT_WARM_ITERATIONS};
 use stylize_video::preview::{
     run_preview, PreviewFrames, PreviewInput, PreviewJob, Sweep, SweptOption, DEFAULT_PREVIEW_FRAMES, DEFAULT_PREVIEW_ITERATIONS,
     DEFAULT_PREVIEW_SIZE,
 };
 use stylize_video::progress::{CellBar, FrameBar, IterationBar, NoProgress, PreviewProgress, Progress, VideoProgress};
 use stylize_video::job::{Init, StyleSpec, DEFAULT_SIZE};
-use stylize_video::still::{run_still, StillJob, DEFAULT_ITERATIONS};
+use stylize_video::still::{run_still, StillJob, StillReport, DEFAULT_ITERATIONS};
 use stylize_video::video::VideoCodec;
 use stylize_video::Error;
-use stylize_video::stylize::{default_style_layers, Settings};
+use stylize_video::stylize::{default_style_layers, LossTerms, Settings};
+use stylize_video::workdir::FrameRecord;
 use stylize_video::vgg::{Compute, LayerName, Pooling};
 
 /// Turn a video (or a photo) into a painting in motion: Gatys et al. neural style transfer with
@@ -27,7 +29,10 @@ use stylize_video::vgg::{Compute, LayerName, Pooling};
 #[command(version, about, long_about = None)]
 struct Cli {
     /// Input video (anything FFmpeg reads: mp4, mov, mkv, webm, avi…) or still image (PNG, JPEG).
-    input: PathBuf,
+    /// Several make a batch: each output beside its input (or in the directory -o names), one
+    /// failure reported and the others still done.
+    #[arg(required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
 
     /// Style image(s); several (repeated or comma-separated) are blended, see --style-weights
     /// (with --preview they are alternatives: one row group each).
@@ -35,7 +40,8 @@ struct Cli {
     style: Vec<PathBuf>,
 
     /// Output file; the container or image format follows the extension [default: beside the
-    /// input, <input stem>-stylized.mp4 for a video (.mkv with ffv1, .mov with prores), .png for an image]
+    /// input, <input stem>-stylized.mp4 for a video (.mkv with ffv1, .mov with prores), .png for an image].
+    /// With several inputs: a directory (an existing one, or a path ending in /) for the outputs.
     #[arg(short, long)]
     output: Option<PathBuf>,
 
@@ -145,7 +151,8 @@ struct Cli {
     #[arg(long, default_value_t = Settings::default().tol)]
     tol: f64,
 
-    /// Write the loss terms and run facts as JSON here.
+    /// Write the loss terms and run facts as JSON here (with several inputs: a directory, one
+    /// <output name>.json per input).
     #[arg(long)]
     report: Option<PathBuf>,
 
@@ -171,7 +178,8 @@ struct Cli {
     #[arg(long)]
     no_audio: bool,
 
-    /// Video: also write every stylized frame here as frame_000001.png, ….
+    /// Video: also write every stylized frame here as frame_000001.png, … (with several inputs:
+    /// in a subdirectory per input, named after its output).
     #[arg(long)]
     frames_dir: Option<PathBuf>,
 
@@ -293,6 +301,8 @@ enum Job {
     Still(StillJob),
     Video(VideoJob),
     Preview(PreviewJob),
+    /// Several inputs, and the directories to make for their outputs and reports.
+    Batch { items: Vec<BatchItem>, directories: Vec<PathBuf> },
 }
 
 impl Cli {
@@ -332,26 +342,95 @@ impl Cli {
         let settings = self.settings()?;
         let pooling: Pooling = self.pooling.parse()?;
         if self.preview.is_some() {
+            if self.input.len() > 1 {
+                return Err(format!("--preview takes one input, got {}", self.input.len()));
+            }
             return self.preview_job(settings, pooling).map(Job::Preview);
         }
+        if let [input] = &self.input[..] {
+            let (output, report, frames_dir) = (self.output.clone(), self.report.clone(), self.frames_dir.clone());
+            return Ok(match self.item(input, output, report, frames_dir, &settings, pooling)? {
+                BatchItem::Still(job) => Job::Still(job),
+                BatchItem::Video(job) => Job::Video(job),
+            });
+        }
+        self.batch(&settings, pooling)
+    }
+
+    /// Several inputs: each output beside its input or in the -o directory, a report per input
+    /// in the --report directory, --frames-dir split per input.
+    fn batch(&self, settings: &Settings, pooling: Pooling) -> Result<Job, String> {
+        let n = self.input.len();
+        let directory = |flag: &str, path: &Option<PathBuf>| -> Result<Option<PathBuf>, String> {
+            match path {
+                None => Ok(None),
+                Some(p) if p.is_dir() || p.to_string_lossy().ends_with('/') => Ok(Some(p.clone())),
+                Some(p) => Err(format!(
+                    "{flag} {}: with {n} inputs this must be a directory (an existing one, or a path ending in /)",
+                    p.display()
+                )),
+            }
+        };
+        let output_dir = directory("-o", &self.output)?;
+        let report_dir = directory("--report", &self.report)?;
+        let mut items = Vec::with_capacity(n);
+        for input in &self.input {
+            let beside_input = match self.item(input, None, None, None, settings, pooling)? {
+                BatchItem::Still(job) => job.output,
+                BatchItem::Video(job) => job.output,
+            };
+            // A file's output is known by its name; an image sequence's by its directory
+            // (shots/f_%04d.png → shots-stylized/f_%04d.png), which -o DIR/ keeps.
+            let name = beside_input.file_name().map(PathBuf::from).unwrap_or_default();
+            let sequence_dir = stylize_video::sequence::is_sequence(input)
+                .then(|| beside_input.parent().and_then(Path::file_name).map(PathBuf::from))
+                .flatten();
+            let (relative, label) = match &sequence_dir {
+                Some(directory) => (directory.join(&name), directory.clone()),
+                None => (name.clone(), name.clone()),
+            };
+            let stem = match &sequence_dir {
+                Some(directory) => directory.clone(),
+                None => beside_input.file_stem().map(PathBuf::from).unwrap_or_default(),
+            };
+            let output = output_dir.as_ref().map_or(beside_input.clone(), |dir| dir.join(&relative));
+            let report = report_dir.as_ref().map(|dir| dir.join(format!("{}.json", label.display())));
+            let frames_dir = self.frames_dir.as_ref().map(|dir| dir.join(&stem));
+            items.push(self.item(input, Some(output), report, frames_dir, settings, pooling)?);
+        }
+        let directories = [output_dir, report_dir].into_iter().flatten().collect();
+        Ok(Job::Batch { items, directories })
+    }
+
+    /// The still or video job of one input.
+    fn item(
+        &self,
+        input: &Path,
+        output: Option<PathBuf>,
+        report: Option<PathBuf>,
+        frames_dir: Option<PathBuf>,
+        settings: &Settings,
+        pooling: Pooling,
+    ) -> Result<BatchItem, String> {
+        let settings = settings.clone();
         let blend_weights = self.style_weights.clone().unwrap_or_else(|| vec![1.0; self.style.len()]);
         let style = StyleSpec { paths: self.style.clone(), blend_weights, scale: self.style_scale[0] };
         let size = self.size.unwrap_or(DEFAULT_SIZE);
-        if !stylize_video::sequence::is_sequence(&self.input) && is_still_image(&self.input) {
-            return Ok(Job::Still(StillJob {
-                output: self.output.unwrap_or_else(|| default_output(&self.input, "png")),
-                content: self.input,
+        if !stylize_video::sequence::is_sequence(input) && is_still_image(input) {
+            return Ok(BatchItem::Still(StillJob {
+                output: output.unwrap_or_else(|| default_output(input, "png")),
+                content: input.to_path_buf(),
                 style,
                 size,
-                init: self.init,
+                init: self.init.clone(),
                 seed: self.seed,
                 iterations: self.iterations.unwrap_or(DEFAULT_ITERATIONS),
                 original_colors: self.original_colors,
                 pooling,
                 compute: self.device,
                 settings,
-                weights: self.weights,
-                report: self.report,
+                weights: self.weights.clone(),
+                report,
             }));
         }
         let (codec, extension) = match self.codec.as_str() {
@@ -359,27 +438,27 @@ impl Cli {
             "prores" => (VideoCodec::ProresKs, "mov"),
             _ => (VideoCodec::H264 { crf: self.crf }, "mp4"),
         };
-        Ok(Job::Video(VideoJob {
-            output: self.output.unwrap_or_else(|| default_output(&self.input, extension)),
-            input: self.input,
+        Ok(BatchItem::Video(VideoJob {
+            output: output.unwrap_or_else(|| default_output(input, extension)),
+            input: input.to_path_buf(),
             style,
             size,
             output_size: self.output_size.parse::<OutputSize>()?,
             first_iterations: self.first_iterations,
             iterations: self.iterations.unwrap_or(DEFAULT_WARM_ITERATIONS),
-            init: self.init,
+            init: self.init.clone(),
             init_video: self.init_video.parse()?,
             flow: self.flow.parse()?,
-            temporal_frames: self.temporal_frames,
+            temporal_frames: self.temporal_frames.clone(),
             original_colors: self.original_colors,
             seed: self.seed,
             pooling,
             compute: self.device,
             settings,
-            weights: self.weights,
+            weights: self.weights.clone(),
             codec,
             keep_audio: !self.no_audio,
-            frames_dir: self.frames_dir,
+            frames_dir,
             start: self.start,
             duration: self.duration,
             max_frames: self.max_frames,
@@ -388,7 +467,7 @@ impl Cli {
             overwrite: self.overwrite,
             fresh: self.fresh,
             keep_work: self.keep_work,
-            report: self.report,
+            report,
         }))
     }
 
@@ -403,8 +482,9 @@ impl Cli {
             .into_iter()
             .find(|(_, values)| values.len() > 1)
             .map(|(option, values)| Sweep { option, values: values.clone() });
-        let still = !stylize_video::sequence::is_sequence(&self.input) && is_still_image(&self.input);
-        let input = if still { PreviewInput::Still(self.input) } else { PreviewInput::Video(self.input) };
+        let input = self.input[0].clone();
+        let still = !stylize_video::sequence::is_sequence(&input) && is_still_image(&input);
+        let input = if still { PreviewInput::Still(input) } else { PreviewInput::Video(input) };
         Ok(PreviewJob {
             input,
             styles: self.style,
@@ -456,6 +536,7 @@ fn main() -> ExitCode {
         Job::Still(job) => run_still_job(&job, quiet),
         Job::Video(job) => run_video_job(&job, quiet),
         Job::Preview(job) => run_preview_job(&job, quiet),
+        Job::Batch { items, directories } => return run_batch_job(&items, &directories, quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -482,31 +563,41 @@ fn run_still_job(job: &StillJob, quiet: bool) -> Result<(), Error> {
     }
     let report = result?;
     if !quiet {
-        eprintln!(
-            "wrote {} ({}×{}, {} iterations, {:.1} s, J {:.4e} = α·{:.4e} + β·{:.4e} + γ·{:.4e})",
-            report.output.display(),
-            report.width,
-            report.height,
-            report.iterations,
-            report.seconds,
-            report.terms.total,
-            report.terms.content,
-            report.terms.style,
-            report.terms.tv
-        );
+        print_still_summary(&report);
     }
     Ok(())
 }
 
-fn run_video_job(job: &VideoJob, quiet: bool) -> Result<(), Error> {
-    // First Ctrl-C: finish the current write and stop cleanly; a second one: leave at once.
-    static STOP: AtomicBool = AtomicBool::new(false);
+fn print_still_summary(report: &StillReport) {
+    eprintln!(
+        "wrote {} ({}×{}, {} iterations, {:.1} s, J {:.4e} = α·{:.4e} + β·{:.4e} + γ·{:.4e})",
+        report.output.display(),
+        report.width,
+        report.height,
+        report.iterations,
+        report.seconds,
+        report.terms.total,
+        report.terms.content,
+        report.terms.style,
+        report.terms.tv
+    );
+}
+
+/// Set by the first Ctrl-C.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// First Ctrl-C: finish the current write and stop cleanly; a second one: leave at once.
+fn stop_on_ctrl_c() {
     let _ = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
         eprintln!("\nstylize-video: stopping after the current step (Ctrl-C again to quit at once)");
     });
+}
+
+fn run_video_job(job: &VideoJob, quiet: bool) -> Result<(), Error> {
+    stop_on_ctrl_c();
     let mut bar = (!quiet).then(FrameBar::new);
     let progress: &mut dyn VideoProgress = match bar.as_mut() {
         Some(bar) => bar,
@@ -518,32 +609,36 @@ fn run_video_job(job: &VideoJob, quiet: bool) -> Result<(), Error> {
     }
     let report = result?;
     if !quiet {
-        let t = &report.totals;
-        let speed = match (t.first_frame_seconds, t.warm_frame_seconds) {
-            (Some(first), Some(warm)) => format!("; first frame {first:.1} s, then {warm:.1} s per frame"),
-            (None, Some(warm)) => format!("; {warm:.1} s per frame"),
-            (Some(first), None) => format!("; {first:.1} s"),
-            (None, None) => String::new(),
-        };
-        let resumed = if t.resumed_frames > 0 { format!(", {} resumed", t.resumed_frames) } else { String::new() };
-        eprintln!(
-            "wrote {} ({} frames{resumed}, {}×{}, {:.1} s{speed})",
-            report.output.path.display(),
-            t.frames,
-            report.output.width,
-            report.output.height,
-            t.seconds
-        );
-        for note in &report.output.notes {
-            eprintln!("note: {note}");
-        }
-        if t.decoder_warnings > 0 {
-            let kinds: Vec<String> = t.decoder_warning_kinds.iter().take(3).map(|k| format!("{}× \"{}\"", k.count, k.message)).collect();
-            let more = if t.decoder_warning_kinds.len() > 3 { ", … (see --report)" } else { "" };
-            eprintln!("note: the input is damaged: the decoder reported {} problems ({}{more})", t.decoder_warnings, kinds.join(", "));
-        }
+        print_video_summary(&report);
     }
     Ok(())
+}
+
+fn print_video_summary(report: &VideoReport) {
+    let t = &report.totals;
+    let speed = match (t.first_frame_seconds, t.warm_frame_seconds) {
+        (Some(first), Some(warm)) => format!("; first frame {first:.1} s, then {warm:.1} s per frame"),
+        (None, Some(warm)) => format!("; {warm:.1} s per frame"),
+        (Some(first), None) => format!("; {first:.1} s"),
+        (None, None) => String::new(),
+    };
+    let resumed = if t.resumed_frames > 0 { format!(", {} resumed", t.resumed_frames) } else { String::new() };
+    eprintln!(
+        "wrote {} ({} frames{resumed}, {}×{}, {:.1} s{speed})",
+        report.output.path.display(),
+        t.frames,
+        report.output.width,
+        report.output.height,
+        t.seconds
+    );
+    for note in &report.output.notes {
+        eprintln!("note: {note}");
+    }
+    if t.decoder_warnings > 0 {
+        let kinds: Vec<String> = t.decoder_warning_kinds.iter().take(3).map(|k| format!("{}× \"{}\"", k.count, k.message)).collect();
+        let more = if t.decoder_warning_kinds.len() > 3 { ", … (see --report)" } else { "" };
+        eprintln!("note: the input is damaged: the decoder reported {} problems ({}{more})", t.decoder_warnings, kinds.join(", "));
+    }
 }
 
 fn run_preview_job(job: &PreviewJob, quiet: bool) -> Result<(), Error> {
@@ -571,4 +666,120 @@ fn run_preview_job(job: &PreviewJob, quiet: bool) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// Runs a batch: one progress display with "file i/n" in it, a line per finished or failed
+/// file, and a closing summary; exits non-zero when any file failed (130 after Ctrl-C).
+fn run_batch_job(items: &[BatchItem], directories: &[PathBuf], quiet: bool) -> ExitCode {
+    stop_on_ctrl_c();
+    let mut display = BatchDisplay { quiet, bar: None };
+    let report = match run_batch(items, directories, &mut display, &STOP) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("stylize-video: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let failed: Vec<&FileResult> = report.failed().collect();
+    let done = report.succeeded().count();
+    let not_started = items.len() - report.files.len();
+    if report.interrupted {
+        eprintln!("stylize-video: batch interrupted: {done} of {} files done, {not_started} not started", items.len());
+        return ExitCode::from(130);
+    }
+    if failed.is_empty() {
+        if !quiet {
+            let skipped = report.files.iter().filter(|f| matches!(f.result, Ok(Outcome::AlreadyDone))).count();
+            let before = if skipped > 0 { format!(" ({skipped} by an earlier run)") } else { String::new() };
+            eprintln!("stylize-video: all {} files done{before}", items.len());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let names: Vec<String> = failed.iter().map(|f| f.input.display().to_string()).collect();
+    eprintln!("stylize-video: {} of {} files failed: {}", failed.len(), items.len(), names.join(", "));
+    ExitCode::FAILURE
+}
+
+/// A batch's progress: the file at hand's frame (or iteration) display, prefixed "file i/n
+/// name · ", replaced when the next file starts; a line when each file ends.
+struct BatchDisplay {
+    quiet: bool,
+    bar: Option<FileBar>,
+}
+
+enum FileBar {
+    Video(FrameBar),
+    Still(IterationBar),
+}
+
+impl BatchDisplay {
+    fn finish_bar(&mut self) {
+        match self.bar.take() {
+            Some(FileBar::Video(bar)) => bar.finish(),
+            Some(FileBar::Still(bar)) => bar.finish(),
+            None => {}
+        }
+    }
+}
+
+impl Progress for BatchDisplay {
+    fn iteration(&mut self, done: usize, total: usize, terms: &LossTerms) {
+        match &mut self.bar {
+            Some(FileBar::Video(bar)) => bar.iteration(done, total, terms),
+            Some(FileBar::Still(bar)) => bar.iteration(done, total, terms),
+            None => {}
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        STOP.load(Ordering::SeqCst)
+    }
+}
+
+impl VideoProgress for BatchDisplay {
+    fn begin(&mut self, total: Option<u64>) {
+        if let Some(FileBar::Video(bar)) = &mut self.bar {
+            bar.begin(total);
+        }
+    }
+
+    fn frame(&mut self, record: &FrameRecord) {
+        if let Some(FileBar::Video(bar)) = &mut self.bar {
+            bar.frame(record);
+        }
+    }
+}
+
+impl BatchProgress for BatchDisplay {
+    fn file(&mut self, index: usize, count: usize, item: &BatchItem) {
+        self.finish_bar();
+        if self.quiet {
+            return;
+        }
+        let name = item.input().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let prefix = format!("file {}/{count} {name} · ", index + 1);
+        self.bar = Some(match item {
+            BatchItem::Video(_) => FileBar::Video(FrameBar::new().with_prefix(prefix)),
+            BatchItem::Still(job) => FileBar::Still(IterationBar::new(job.iterations).with_prefix(prefix)),
+        });
+    }
+
+    fn file_done(&mut self, index: usize, count: usize, result: &FileResult) {
+        self.finish_bar();
+        match &result.result {
+            Ok(outcome) if !self.quiet => {
+                eprint!("file {}/{count}: ", index + 1);
+                match outcome {
+                    Outcome::Still(report) => print_still_summary(report),
+                    Outcome::Video(report) => print_video_summary(report),
+                    Outcome::AlreadyDone => {
+                        eprintln!("{} already exists: skipped (-y to stylize it again)", result.output.display())
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e @ Error::Interrupted(_)) => eprintln!("stylize-video: {}: {e}", result.input.display()),
+            Err(_) => eprintln!("stylize-video: error: {}", result.error_line().unwrap_or_default()),
+        }
+    }
 }

@@ -57,6 +57,8 @@ impl PreviewProgress for NoProgress {
 pub struct IterationBar {
     bar: Option<ProgressBar>,
     last_line: Option<Instant>,
+    /// Put before what the bar or a line says (a batch's "file 2/3 b.jpg · ").
+    prefix: String,
 }
 
 impl IterationBar {
@@ -64,12 +66,21 @@ impl IterationBar {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total as u64);
             bar.set_style(
-                ProgressStyle::with_template("{bar:30} iteration {pos}/{len}  {msg}  [{elapsed_precise}, ETA {eta}]")
+                ProgressStyle::with_template("{prefix}{bar:30} iteration {pos}/{len}  {msg}  [{elapsed_precise}, ETA {eta}]")
                     .expect("valid template"),
             );
             bar
         });
-        Self { bar, last_line: None }
+        Self { bar, last_line: None, prefix: String::new() }
+    }
+
+    /// The same bar with `prefix` before what it says.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        if let Some(bar) = &self.bar {
+            bar.set_prefix(self.prefix.clone());
+        }
+        self
     }
 
     pub fn finish(&self) {
@@ -89,7 +100,7 @@ impl Progress for IterationBar {
             None => {
                 let due = self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
                 if due || done == total {
-                    eprintln!("iteration {done}/{total}  J {:.4e}", terms.total);
+                    eprintln!("{}iteration {done}/{total}  J {:.4e}", self.prefix, terms.total);
                     self.last_line = Some(Instant::now());
                 }
             }
@@ -106,11 +117,19 @@ pub struct FrameBar {
     /// Seconds of the frames computed in this run (resumed ones cost nothing).
     computed_seconds: Vec<f64>,
     last: Option<FrameRecord>,
+    /// Put before what the bar or a line says (a batch's "file 2/3 b.mp4 · ").
+    prefix: String,
 }
 
 impl FrameBar {
     pub fn new() -> Self {
-        Self { bar: None, total: None, done: 0, computed_seconds: Vec::new(), last: None }
+        Self { bar: None, total: None, done: 0, computed_seconds: Vec::new(), last: None, prefix: String::new() }
+    }
+
+    /// The same display with `prefix` before what it says.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
     }
 
     pub fn finish(&self) {
@@ -151,11 +170,12 @@ impl VideoProgress for FrameBar {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total.unwrap_or(0));
             let template = if total.is_some() {
-                "{bar:25} frame {pos}/{len}  {msg}  [{elapsed_precise}, ETA {eta}]"
+                "{prefix}{bar:25} frame {pos}/{len}  {msg}  [{elapsed_precise}, ETA {eta}]"
             } else {
-                "{spinner} frame {pos}  {msg}  [{elapsed_precise}]"
+                "{prefix}{spinner} frame {pos}  {msg}  [{elapsed_precise}]"
             };
             bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+            bar.set_prefix(self.prefix.clone());
             bar.enable_steady_tick(Duration::from_millis(500));
             self.bar = Some(bar);
         }
@@ -184,7 +204,8 @@ impl VideoProgress for FrameBar {
                 };
                 let what = if record.resumed { "resumed".to_string() } else { format!("{:.1} s", record.seconds) };
                 eprintln!(
-                    "frame {}{of}  t={:.3} s  {} iterations  J {:.3e}{}  {what}{eta}",
+                    "{}frame {}{of}  t={:.3} s  {} iterations  J {:.3e}{}  {what}{eta}",
+                    self.prefix,
                     self.done,
                     record.pts_seconds,
                     record.iterations,
