@@ -393,6 +393,9 @@ fn rows(job: &PreviewJob) -> Result<Vec<Row>> {
                 }
                 label = format!("{label} · {} {}", sweep.option.name(), short_number(v));
             }
+            if !(style_scale > 0.0 && style_scale.is_finite()) {
+                return Err(Error::Settings(format!("--style-scale: must be > 0, got {style_scale}")));
+            }
             rows.push(Row { style: style.clone(), style_scale, settings, label });
         }
     }
