@@ -37,6 +37,42 @@ impl BatchItem {
     }
 }
 
+/// Where one input of a batch writes: its output beside it (as a single run would), or under
+/// the `-o` directory; its report and frames under theirs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchPlace {
+    pub output: PathBuf,
+    pub report: Option<PathBuf>,
+    pub frames_dir: Option<PathBuf>,
+}
+
+impl BatchPlace {
+    /// `beside_input` is the output a single run would write. A file's output is known by its
+    /// name; an image sequence's by its directory (`shots/f_%04d.png` →
+    /// `shots-stylized/f_%04d.png`), which an output directory keeps.
+    pub fn new(
+        input: &Path,
+        beside_input: &Path,
+        output_dir: Option<&Path>,
+        report_dir: Option<&Path>,
+        frames_dir: Option<&Path>,
+    ) -> BatchPlace {
+        let name = beside_input.file_name().map(PathBuf::from).unwrap_or_default();
+        let sequence_dir = crate::sequence::is_sequence(input)
+            .then(|| beside_input.parent().and_then(Path::file_name).map(PathBuf::from))
+            .flatten();
+        let (relative, label, stem) = match &sequence_dir {
+            Some(directory) => (directory.join(&name), directory.clone(), directory.clone()),
+            None => (name.clone(), name.clone(), beside_input.file_stem().map(PathBuf::from).unwrap_or_default()),
+        };
+        BatchPlace {
+            output: output_dir.map_or(beside_input.to_path_buf(), |dir| dir.join(&relative)),
+            report: report_dir.map(|dir| dir.join(format!("{}.json", label.display()))),
+            frames_dir: frames_dir.map(|dir| dir.join(&stem)),
+        }
+    }
+}
+
 /// What a finished input produced.
 #[derive(Debug)]
 pub enum Outcome {

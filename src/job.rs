@@ -1,5 +1,6 @@
 //! What the still-image and video jobs share: where the optimisation starts ([`Init`]), the
-//! style images ([`StyleSpec`]), the checks made before any work is spent, and the JSON reports.
+//! style images ([`StyleSpec`]), the checks made before any work is spent, the JSON reports,
+//! and what an input is and where its output goes by default.
 
 use std::path::{Path, PathBuf};
 
@@ -108,4 +109,30 @@ pub fn load_init_image(path: &Path, width: u32, height: u32, device: &candle_cor
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::output(path, e))?;
     image_io::write_atomically(path, |tmp| std::fs::write(tmp, text + "\n").map_err(|e| format!("cannot write: {e}")))
+}
+
+/// Whether the input is meant as a still image: not an image sequence (a pattern such as
+/// `f_%04d.png`, or a directory), and its first bytes are PNG or JPEG, or (for a file that is
+/// neither, so that the error speaks of images) its extension says so.
+pub fn is_still_image(path: &Path) -> bool {
+    use std::io::Read;
+    if crate::sequence::is_sequence(path) {
+        return false;
+    }
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    match image::guess_format(&head[..n]) {
+        Ok(image::ImageFormat::Png | image::ImageFormat::Jpeg) => true,
+        _ => matches!(image::ImageFormat::from_path(path), Ok(image::ImageFormat::Png | image::ImageFormat::Jpeg)),
+    }
+}
+
+/// Beside the input: `<stem>-stylized.<extension>`; for an image sequence, the same frame names
+/// in a sibling directory (`shots/f_%04d.png` → `shots-stylized/f_%04d.png`).
+pub fn default_output(input: &Path, extension: &str) -> PathBuf {
+    if let Some(sequence) = crate::sequence::default_output(input) {
+        return sequence;
+    }
+    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+    input.with_file_name(format!("{stem}-stylized.{extension}"))
 }

@@ -8,14 +8,14 @@ use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use stylize_video::optim::OptimizerKind;
-use stylize_video::batch::{run_batch, BatchItem, BatchProgress, FileResult, Outcome};
+use stylize_video::batch::{run_batch, BatchItem, BatchPlace, BatchProgress, FileResult, Outcome};
 use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport, DEFAULT_FIRST_ITERATIONS, DEFAULT_WARM_ITERATIONS};
 use stylize_video::preview::{
     run_preview, PreviewFrames, PreviewInput, PreviewJob, Sweep, SweptOption, DEFAULT_PREVIEW_FRAMES, DEFAULT_PREVIEW_ITERATIONS,
     DEFAULT_PREVIEW_SIZE,
 };
 use stylize_video::progress::{CellBar, FrameBar, IterationBar, NoProgress, PreviewProgress, Progress, VideoProgress};
-use stylize_video::job::{Init, StyleSpec, DEFAULT_SIZE};
+use stylize_video::job::{self, Init, StyleSpec, DEFAULT_SIZE};
 use stylize_video::still::{run_still, StillJob, StillReport, DEFAULT_ITERATIONS};
 use stylize_video::video::VideoCodec;
 use stylize_video::Error;
@@ -270,30 +270,8 @@ fn parse_time(text: &str) -> Result<f64, String> {
     Ok(seconds)
 }
 
-/// Whether the input is meant as a still image: its first bytes are PNG or JPEG, or (for a
-/// file that is neither, so that the error speaks of images) its extension says so.
-fn is_still_image(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 64];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
-    match image::guess_format(&head[..n]) {
-        Ok(image::ImageFormat::Png | image::ImageFormat::Jpeg) => true,
-        _ => matches!(image::ImageFormat::from_path(path), Ok(image::ImageFormat::Png | image::ImageFormat::Jpeg)),
-    }
-}
-
 fn parse_rate(text: &str) -> Result<(i32, i32), String> {
     stylize_video::sequence::parse_rate(text)
-}
-
-/// Beside the input: `<stem>-stylized.<extension>`; for an image sequence, the same frame names
-/// in a sibling directory (`shots/f_%04d.png` → `shots-stylized/f_%04d.png`).
-fn default_output(input: &Path, extension: &str) -> PathBuf {
-    if let Some(sequence) = stylize_video::sequence::default_output(input) {
-        return sequence;
-    }
-    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-    input.with_file_name(format!("{stem}-stylized.{extension}"))
 }
 
 /// What the command line asks for.
@@ -375,28 +353,9 @@ impl Cli {
         let report_dir = directory("--report", &self.report)?;
         let mut items = Vec::with_capacity(n);
         for input in &self.input {
-            let beside_input = match self.item(input, None, None, None, settings, pooling)? {
-                BatchItem::Still(job) => job.output,
-                BatchItem::Video(job) => job.output,
-            };
-            // A file's output is known by its name; an image sequence's by its directory
-            // (shots/f_%04d.png → shots-stylized/f_%04d.png), which -o DIR/ keeps.
-            let name = beside_input.file_name().map(PathBuf::from).unwrap_or_default();
-            let sequence_dir = stylize_video::sequence::is_sequence(input)
-                .then(|| beside_input.parent().and_then(Path::file_name).map(PathBuf::from))
-                .flatten();
-            let (relative, label) = match &sequence_dir {
-                Some(directory) => (directory.join(&name), directory.clone()),
-                None => (name.clone(), name.clone()),
-            };
-            let stem = match &sequence_dir {
-                Some(directory) => directory.clone(),
-                None => beside_input.file_stem().map(PathBuf::from).unwrap_or_default(),
-            };
-            let output = output_dir.as_ref().map_or(beside_input.clone(), |dir| dir.join(&relative));
-            let report = report_dir.as_ref().map(|dir| dir.join(format!("{}.json", label.display())));
-            let frames_dir = self.frames_dir.as_ref().map(|dir| dir.join(&stem));
-            items.push(self.item(input, Some(output), report, frames_dir, settings, pooling)?);
+            let beside_input = self.item(input, None, None, None, settings, pooling)?.output().to_path_buf();
+            let place = BatchPlace::new(input, &beside_input, output_dir.as_deref(), report_dir.as_deref(), self.frames_dir.as_deref());
+            items.push(self.item(input, Some(place.output), place.report, place.frames_dir, settings, pooling)?);
         }
         let directories = [output_dir, report_dir].into_iter().flatten().collect();
         Ok(Job::Batch { items, directories })
@@ -416,9 +375,9 @@ impl Cli {
         let blend_weights = self.style_weights.clone().unwrap_or_else(|| vec![1.0; self.style.len()]);
         let style = StyleSpec { paths: self.style.clone(), blend_weights, scale: self.style_scale[0] };
         let size = self.size.unwrap_or(DEFAULT_SIZE);
-        if !stylize_video::sequence::is_sequence(input) && is_still_image(input) {
+        if job::is_still_image(input) {
             return Ok(BatchItem::Still(StillJob {
-                output: output.unwrap_or_else(|| default_output(input, "png")),
+                output: output.unwrap_or_else(|| job::default_output(input, "png")),
                 content: input.to_path_buf(),
                 style,
                 size,
@@ -439,7 +398,7 @@ impl Cli {
             _ => (VideoCodec::H264 { crf: self.crf }, "mp4"),
         };
         Ok(BatchItem::Video(VideoJob {
-            output: output.unwrap_or_else(|| default_output(input, extension)),
+            output: output.unwrap_or_else(|| job::default_output(input, extension)),
             input: input.to_path_buf(),
             style,
             size,
@@ -483,7 +442,7 @@ impl Cli {
             .find(|(_, values)| values.len() > 1)
             .map(|(option, values)| Sweep { option, values: values.clone() });
         let input = self.input[0].clone();
-        let still = !stylize_video::sequence::is_sequence(&input) && is_still_image(&input);
+        let still = job::is_still_image(&input);
         let input = if still { PreviewInput::Still(input) } else { PreviewInput::Video(input) };
         Ok(PreviewJob {
             input,
