@@ -16,6 +16,7 @@
 //! - [`cache`]: loaded networks and style targets, reused by the jobs that follow;
 //! - [`batch`]: several inputs in one run, each failure reported and the others still done,
 //!   sharing one cache;
+//! - [`segment`]: a clip split into segments for array jobs on a cluster, and their assembly;
 //! - [`workdir`]: finished frames kept beside the output so interrupted runs resume;
 //! - [`progress`]: how a run reports its progress;
 //! - [`memory`]: the process's allocator policy (freed tensors kept for reuse).
@@ -33,6 +34,7 @@ pub mod optim;
 pub mod pipeline;
 pub mod preview;
 pub mod progress;
+pub mod segment;
 pub mod sequence;
 pub mod still;
 pub mod stylize;

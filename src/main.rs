@@ -7,7 +7,9 @@ use clap::Parser;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use stylize_video::cache::StylizerCache;
 use stylize_video::optim::OptimizerKind;
+use stylize_video::segment::{assemble, run_segment, Assembled, SegmentSpec, DEFAULT_OVERLAP};
 use stylize_video::batch::{run_batch, BatchItem, BatchPlace, BatchProgress, FileResult, Outcome};
 use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport, DEFAULT_FIRST_ITERATIONS, DEFAULT_WARM_ITERATIONS};
 use stylize_video::preview::{
@@ -223,6 +225,21 @@ struct Cli {
     #[arg(long, value_name = "GRID.png")]
     preview: Option<PathBuf>,
 
+    /// Video: stylize only segment I of N (I from 0 to N−1) into the output's work directory,
+    /// for array jobs on a cluster; `auto/N` takes I from SLURM_ARRAY_TASK_ID,
+    /// JOB_COMPLETION_INDEX (Kubernetes) or AWS_BATCH_JOB_ARRAY_INDEX. Join with --assemble.
+    #[arg(long, value_name = "I/N", value_parser = SegmentSpec::parse, conflicts_with = "assemble")]
+    segment: Option<SegmentSpec>,
+
+    /// --segment: frames both neighbours paint at a boundary inside a shot (cross-faded).
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_OVERLAP, requires = "segment")]
+    segment_overlap: u64,
+
+    /// Video: join the segments in the output's work directory into the output (succeeds
+    /// without work when the output is already complete).
+    #[arg(long)]
+    assemble: bool,
+
     /// --preview: the one frame at this time (seconds, or [HH:]MM:SS[.ms]) instead of frames
     /// spread over the clip.
     #[arg(long, value_parser = parse_time, requires = "preview")]
@@ -279,6 +296,8 @@ enum Job {
     Still(StillJob),
     Video(VideoJob),
     Preview(PreviewJob),
+    Segment { job: VideoJob, segment: SegmentSpec, overlap: u64 },
+    Assemble(VideoJob),
     /// Several inputs, and the directories to make for their outputs and reports.
     Batch { items: Vec<BatchItem>, directories: Vec<PathBuf> },
 }
@@ -327,10 +346,18 @@ impl Cli {
         }
         if let [input] = &self.input[..] {
             let (output, report, frames_dir) = (self.output.clone(), self.report.clone(), self.frames_dir.clone());
-            return Ok(match self.item(input, output, report, frames_dir, &settings, pooling)? {
-                BatchItem::Still(job) => Job::Still(job),
-                BatchItem::Video(job) => Job::Video(job),
+            return Ok(match (self.item(input, output, report, frames_dir, &settings, pooling)?, self.segment) {
+                (BatchItem::Still(_), _) if self.segment.is_some() || self.assemble => {
+                    return Err("--segment and --assemble are for videos".into())
+                }
+                (BatchItem::Still(job), _) => Job::Still(job),
+                (BatchItem::Video(job), Some(segment)) => Job::Segment { job, segment, overlap: self.segment_overlap },
+                (BatchItem::Video(job), None) if self.assemble => Job::Assemble(job),
+                (BatchItem::Video(job), None) => Job::Video(job),
             });
+        }
+        if self.segment.is_some() || self.assemble {
+            return Err(format!("--segment and --assemble take one input, got {}", self.input.len()));
         }
         self.batch(&settings, pooling)
     }
@@ -495,6 +522,8 @@ fn main() -> ExitCode {
         Job::Still(job) => run_still_job(&job, quiet),
         Job::Video(job) => run_video_job(&job, quiet),
         Job::Preview(job) => run_preview_job(&job, quiet),
+        Job::Segment { job, segment, overlap } => run_segment_job(&job, segment, overlap, quiet),
+        Job::Assemble(job) => run_assemble_job(&job, quiet),
         Job::Batch { items, directories } => return run_batch_job(&items, &directories, quiet),
     };
     match result {
@@ -598,6 +627,56 @@ fn print_video_summary(report: &VideoReport) {
         let more = if t.decoder_warning_kinds.len() > 3 { ", … (see --report)" } else { "" };
         eprintln!("note: the input is damaged: the decoder reported {} problems ({}{more})", t.decoder_warnings, kinds.join(", "));
     }
+}
+
+fn run_segment_job(job: &VideoJob, segment: SegmentSpec, overlap: u64, quiet: bool) -> Result<(), Error> {
+    stop_on_ctrl_c();
+    let mut bar = (!quiet).then(|| FrameBar::new().with_prefix(format!("segment {}/{}  ", segment.index, segment.count)));
+    let progress: &mut dyn VideoProgress = match bar.as_mut() {
+        Some(bar) => bar,
+        None => &mut NoProgress,
+    };
+    let result = run_segment(job, segment, overlap, progress, &STOP, &StylizerCache::default());
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    let report = result?;
+    if !quiet {
+        let (run, keep) = (report.plan.run, report.plan.keep);
+        eprintln!(
+            "segment {}/{}: frames {}–{} of {} stylized ({} kept: {}–{}{}) in {:.1} s; {}",
+            segment.index,
+            segment.count,
+            run.start + 1,
+            run.end,
+            report.clip_frames,
+            keep.len(),
+            keep.start + 1,
+            keep.end,
+            if report.resumed_frames > 0 { format!(", {} resumed", report.resumed_frames) } else { String::new() },
+            report.seconds,
+            if report.all_segments_done { "all segments are done: run --assemble" } else { "other segments are still to do" }
+        );
+    }
+    Ok(())
+}
+
+fn run_assemble_job(job: &VideoJob, quiet: bool) -> Result<(), Error> {
+    match assemble(job)? {
+        Assembled::AlreadyComplete if !quiet => eprintln!("{} is already complete", job.output.display()),
+        Assembled::Written(report) if !quiet => eprintln!(
+            "wrote {} ({} frames from {} segments, {} cross-faded, {}×{}, {:.1} s)",
+            report.output.path.display(),
+            report.frames.len(),
+            report.segments,
+            report.blended_frames,
+            report.output.width,
+            report.output.height,
+            report.seconds
+        ),
+        _ => {}
+    }
+    Ok(())
 }
 
 fn run_preview_job(job: &PreviewJob, quiet: bool) -> Result<(), Error> {

@@ -204,7 +204,7 @@ pub struct VideoReport {
 }
 
 /// A message to the encoder thread.
-enum ToEncoder {
+pub(crate) enum ToEncoder {
     Frame { image: FinishedFrame, pts: i64, index: u64 },
     /// All frames sent: finish the file. (A closed channel without this aborts it.)
     Finish,
@@ -243,13 +243,7 @@ pub fn run_video_with(
         // A sequence's frames go to a directory of their own, made for them.
         std::fs::create_dir_all(directory).map_err(|e| Error::output(&job.output, format!("cannot create directory {}: {e}", directory.display())))?;
     }
-    check_before_work(&job.settings, job.size, &job.output, job.report.as_deref())?;
-    if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {
-        return Err(Error::Settings(format!(
-            "--temporal-frames: each must be from 1 (the previous frame) to {MAX_TEMPORAL_FRAME}, got {:?}",
-            job.temporal_frames
-        )));
-    }
+    check_video_job(job)?;
     remove_stale_temporaries(&job.output);
 
     // Open the input on the decoder thread; its first message is the stream description.
@@ -259,6 +253,7 @@ pub fn run_video_with(
         duration: job.duration,
         max_frames: job.max_frames,
         sequence_rate: job.sequence_rate,
+        ..Default::default()
     };
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
@@ -294,13 +289,9 @@ pub fn run_video_with(
 
     progress.begin(expected_frames(&info, job));
     let mut records = Vec::new();
-    // Outputs of more than 8 bits per channel get the stylized frames at 16 bits.
-    let deep = match sequence_output(&job.output) {
-        Some(_) => job.bit_depth == BitDepth::Sixteen,
-        None => job.codec.bit_depth(info.bit_depth) > 8,
-    };
+    let deep = deep_output(job, &info);
     let result =
-        stylize_frames(job, &stylizer, &workdir, init_image, deep, &frames, &to_encoder, progress, stop, &mut records);
+        stylize_frames(job, &stylizer, &workdir, init_image, deep, &frames, Some(&to_encoder), progress, stop, &mut records);
     // Stop the decoder early if we stopped early; then learn how the encoder ended.
     drop(frames);
     let decoder_warning_kinds = decoder.join().unwrap_or_default();
@@ -384,14 +375,14 @@ pub fn run_video_with(
 
 /// The optimiser's loop over the decoded frames.
 #[allow(clippy::too_many_arguments)]
-fn stylize_frames(
+pub(crate) fn stylize_frames(
     job: &VideoJob,
     stylizer: &Stylizer,
     workdir: &WorkDir,
     init_image: Option<Tensor>,
     deep: bool,
     frames: &Receiver<Result<FrameWithMotion>>,
-    to_encoder: &SyncSender<ToEncoder>,
+    to_encoder: Option<&SyncSender<ToEncoder>>,
     progress: &mut dyn VideoProgress,
     stop: &AtomicBool,
     records: &mut Vec<FrameRecord>,
@@ -419,7 +410,9 @@ fn stylize_frames(
             remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
             progress.frame(&record);
             records.push(record);
-            to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
+            if let Some(to_encoder) = to_encoder {
+                to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
+            }
             continue;
         }
         let frame_started = Instant::now();
@@ -481,7 +474,9 @@ fn stylize_frames(
         remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
         progress.frame(&record);
         records.push(record);
-        to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
+        if let Some(to_encoder) = to_encoder {
+            to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
+        }
     }
     if records.is_empty() {
         return Err(Error::input(&job.input, "contains no video frames in the requested range"));
@@ -558,7 +553,7 @@ impl Progress for StopAware<'_> {
 }
 
 /// A decoded frame with the motion from the frame before it (`None` for the first).
-struct FrameWithMotion {
+pub(crate) struct FrameWithMotion {
     frame: DecodedFrame,
     motion: Option<Motion>,
 }
@@ -566,7 +561,7 @@ struct FrameWithMotion {
 /// Starts the decoder thread, which also estimates the motion between consecutive frames.
 /// Returns its handle (yielding the decoder's warnings by kind), the input's description and
 /// the frames' channel.
-fn spawn_decoder(
+pub(crate) fn spawn_decoder(
     input: PathBuf,
     options: DecodeOptions,
     flow: FlowMethod,
@@ -608,7 +603,7 @@ fn spawn_decoder(
 
 /// Starts the encoder thread; it finishes the file on [`ToEncoder::Finish`] and abandons it
 /// (removing the temporary file) when the channel closes without one.
-fn spawn_encoder(
+pub(crate) fn spawn_encoder(
     output: PathBuf,
     source: VideoInfo,
     options: EncodeOptions,
@@ -653,6 +648,26 @@ fn spawn_encoder(
         .map_err(|e| Error::Settings(format!("cannot start the encoder thread: {e}")))?;
     created_rx.recv().map_err(|_| Error::Settings("the encoder thread failed".into()))??;
     Ok((tx, handle))
+}
+
+/// The checks of a video job's settings and output before any work is spent.
+pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
+    check_before_work(&job.settings, job.size, &job.output, job.report.as_deref())?;
+    if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {
+        return Err(Error::Settings(format!(
+            "--temporal-frames: each must be from 1 (the previous frame) to {MAX_TEMPORAL_FRAME}, got {:?}",
+            job.temporal_frames
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the output takes more than 8 bits per channel, so the stylized frames are kept at 16.
+pub(crate) fn deep_output(job: &VideoJob, source: &VideoInfo) -> bool {
+    match sequence_output(&job.output) {
+        Some(_) => job.bit_depth == BitDepth::Sixteen,
+        None => job.codec.bit_depth(source.bit_depth) > 8,
+    }
 }
 
 /// Where the stylized frames go: a video file, or a numbered image sequence.
@@ -750,7 +765,7 @@ fn expected_frames(info: &VideoInfo, job: &VideoJob) -> Option<u64> {
 
 /// Everything that determines the stylized frames (not how they are encoded): an earlier run's
 /// frames are reused only when all of it matches.
-fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
+pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
     let file = |path: &Path| -> serde_json::Value {
         let meta = std::fs::metadata(path).ok();
         let modified = meta

@@ -433,7 +433,14 @@ fn pick_frames(path: &Path, job: &PreviewJob) -> Result<Vec<DecodedFrame>> {
             .ok_or_else(|| Error::input(path, format!("no video frame at or after {start} s")))
     };
     let probe_options =
-        DecodeOptions { size, start: job.start, duration: job.duration, max_frames: Some(1), sequence_rate: job.sequence_rate };
+        DecodeOptions {
+            size,
+            start: job.start,
+            duration: job.duration,
+            max_frames: Some(1),
+            sequence_rate: job.sequence_rate,
+            ..Default::default()
+        };
     let probe = VideoDecoder::open(path, &probe_options)?;
     let length = probe.info().duration_seconds;
     drop(probe);
@@ -480,6 +487,7 @@ fn scanned_span(path: &Path, job: &PreviewJob) -> Result<f64> {
         duration: job.duration,
         max_frames: None,
         sequence_rate: job.sequence_rate,
+        ..Default::default()
     };
     let mut decoder = VideoDecoder::open(path, &options)?;
     let (mut first, mut last) = (None, 0.0);

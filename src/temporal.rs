@@ -231,3 +231,23 @@ pub fn content_distance(vgg: &Vgg16, output: &Tensor, input: &Tensor) -> Result<
     }
     Ok(total)
 }
+
+/// The warping error of each consecutive pair of a clip's output frames, measured with the
+/// optical flow between its input frames (the same size): entry t is frame t's
+/// [`warping_error`] against frame t−1 (`None` for frame 0, and where no pixel is reliable).
+/// Two renderings of one clip compare pair by pair this way.
+pub fn pair_warping_errors(inputs: &[RgbImage], outputs: &[RgbImage], method: FlowMethod) -> Result<Vec<Option<f64>>> {
+    let mut estimator = MotionEstimator::new(method, &[1])?;
+    let mut errors = Vec::with_capacity(outputs.len());
+    for (t, (input, output)) in inputs.iter().zip(outputs).enumerate() {
+        let error = match estimator.next(input)? {
+            Some(motion) if t > 0 => {
+                let warped = motion.warp_tensor(&image_io::to_tensor(&outputs[t - 1], &Device::Cpu)?)?;
+                warping_error(output, &warped, &motion)?
+            }
+            _ => None,
+        };
+        errors.push(error);
+    }
+    Ok(errors)
+}

@@ -93,7 +93,12 @@ impl WorkDir {
     /// determined by `settings`. An existing directory made with other settings is an error
     /// naming what differs, unless `fresh`, which discards it.
     pub fn open(output: &Path, settings: &serde_json::Value, fresh: bool) -> Result<WorkDir> {
-        let dir = Self::path_for(output);
+        Self::open_dir(&Self::path_for(output), settings, fresh)
+    }
+
+    /// [`WorkDir::open`] for a directory named outright (a segment's, inside the output's).
+    pub fn open_dir(dir: &Path, settings: &serde_json::Value, fresh: bool) -> Result<WorkDir> {
+        let dir = dir.to_path_buf();
         let settings_path = dir.join(SETTINGS_FILE);
         // Compare what was read back with what we would read back: the same text parses to the
         // same numbers, while a float and its parsed text may differ in the last bit.

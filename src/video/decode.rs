@@ -61,6 +61,9 @@ pub struct DecodeOptions {
     pub duration: Option<f64>,
     /// At most this many frames.
     pub max_frames: Option<u64>,
+    /// Frames of the range decoded but not delivered, from its start: a segment of the clip
+    /// begins after them (delivered frames are still numbered from 0).
+    pub skip_frames: u64,
     /// Frames per second of an image sequence, which carries none
     /// ([`DEFAULT_SEQUENCE_RATE`] when `None`); videos keep their own.
     pub sequence_rate: Option<(i32, i32)>,
@@ -189,6 +192,9 @@ pub struct VideoDecoder {
     scaler: Option<Scaler>,
     decoded_frame: frame::Video,
     last_pts: Option<i64>,
+    /// Frames of the range passed over so far, and how many to pass over.
+    skipped: u64,
+    skip_frames: u64,
     delivered: u64,
     decoded_any: bool,
     sent_eof: bool,
@@ -288,6 +294,8 @@ impl VideoDecoder {
             scaler: None,
             decoded_frame: frame::Video::empty(),
             last_pts: None,
+            skipped: 0,
+            skip_frames: options.skip_frames,
             delivered: 0,
             decoded_any: false,
             sent_eof: false,
@@ -420,6 +428,10 @@ impl VideoDecoder {
         }
         if self.end_pts.is_some_and(|end| pts >= end) {
             self.finished = true;
+            return Ok(None);
+        }
+        if self.skipped < self.skip_frames {
+            self.skipped += 1;
             return Ok(None);
         }
         let image = self.convert()?;
