@@ -8,9 +8,9 @@
 //!   directory (`<output>.partial/plan.json`, atomically); the others check theirs against it.
 //! - A segment ([`run_segment`]) stylizes its frames into its own sub-directory
 //!   (`<output>.partial/segment-I-of-N/`), resumable like a whole run. A boundary inside a shot
-//!   gets an overlap of K frames (`--segment-overlap`): the later segment starts K frames early
-//!   (a warm-up, not kept) and the earlier one runs K frames on, so both have painted the K
-//!   frames after the boundary. A boundary at a cut needs none: the frame starts afresh anyway.
+//!   gets an overlap of K frames (`--segment-overlap`, at most the later segment's length):
+//!   the later segment starts K frames early (a warm-up, not kept) and the earlier one runs K
+//!   frames on, so both have painted the K frames after the boundary. A boundary at a cut needs none: the frame starts afresh anyway.
 //! - Assembly ([`assemble`]): the frames in order, each overlap cross-faded from the earlier
 //!   segment's painting to the later one's (weights (k+1)/(K+1) over its K frames), encoded
 //!   as a single run would (audio, timing, colour, timecode).
@@ -99,6 +99,10 @@ pub struct Boundary {
     pub frame: u64,
     /// Whether that frame starts a new shot (no overlap needed).
     pub cut: bool,
+    /// Frames both neighbours paint after it: the plan's overlap, none at a cut, and never
+    /// more than the later segment keeps.
+    #[serde(default)]
+    pub overlap: u64,
 }
 
 /// One segment's frames.
@@ -139,8 +143,8 @@ pub fn boundaries(frames: u64, count: usize, cuts: &[u64]) -> Vec<Boundary> {
             .filter(|&c| c.abs_diff(even) <= window && c > previous && c < frames)
             .min_by_key(|&c| (c.abs_diff(even), c));
         let boundary = match nearest_cut {
-            Some(frame) => Boundary { frame, cut: true },
-            None => Boundary { frame: even.max(previous + 1), cut: cuts.contains(&even) },
+            Some(frame) => Boundary { frame, cut: true, overlap: 0 },
+            None => Boundary { frame: even.max(previous + 1), cut: cuts.contains(&even), overlap: 0 },
         };
         if boundary.frame < frames {
             result.push(boundary);
@@ -154,19 +158,23 @@ impl Plan {
     /// `overlap` frames at boundaries inside a shot.
     pub fn new(pts: Vec<i64>, cuts: Vec<u64>, count: usize, overlap: u64) -> Plan {
         let frames = pts.len() as u64;
-        let boundaries = boundaries(frames, count, &cuts);
-        let mut starts = vec![Boundary { frame: 0, cut: true }];
+        let mut boundaries = boundaries(frames, count, &cuts);
+        for i in 0..boundaries.len() {
+            let later_end = boundaries.get(i + 1).map_or(frames, |b| b.frame);
+            let b = &mut boundaries[i];
+            b.overlap = if b.cut { 0 } else { overlap.min(later_end - b.frame) };
+        }
+        let edge = |frame| Boundary { frame, cut: true, overlap: 0 };
+        let mut starts = vec![edge(0)];
         starts.extend(boundaries.iter().copied());
         let segments = starts
             .iter()
             .enumerate()
             .map(|(i, start)| {
-                let end = starts.get(i + 1).copied().unwrap_or(Boundary { frame: frames, cut: true });
-                let warm_up = if start.cut { 0 } else { overlap };
-                let run_on = if end.cut { 0 } else { overlap };
+                let end = starts.get(i + 1).copied().unwrap_or(edge(frames));
                 SegmentPlan {
                     keep: FrameRange { start: start.frame, end: end.frame },
-                    run: FrameRange { start: start.frame.saturating_sub(warm_up), end: (end.frame + run_on).min(frames) },
+                    run: FrameRange { start: start.frame.saturating_sub(start.overlap), end: end.frame + end.overlap },
                 }
             })
             .collect();
@@ -213,6 +221,8 @@ impl Plan {
             return Ok(existing);
         }
         let plan = Plan::scan(job, count, overlap)?;
+        let top = WorkDir::path_for(&job.output);
+        std::fs::create_dir_all(&top).map_err(|e| Error::output(&top, format!("cannot create: {e}")))?;
         write_json(&path, &plan)?;
         Ok(plan)
     }
@@ -275,8 +285,6 @@ pub fn run_segment(
         return Err(Error::output(&job.output, "already exists: the segments were assembled (use -y/--overwrite to redo them)"));
     }
     pipeline::check_video_job(job)?;
-    let top = WorkDir::path_for(&job.output);
-    std::fs::create_dir_all(&top).map_err(|e| Error::output(&top, format!("cannot create: {e}")))?;
     let plan = Plan::load_or_make(job, segment.count, overlap)?;
     let this = plan.segments[segment.index];
 
@@ -392,8 +400,8 @@ pub fn assemble(job: &VideoJob) -> Result<Assembled> {
         let (mut image, mut record) = load(owner, frame)?;
         // In the overlap after a boundary inside a shot: fade from the earlier segment's painting.
         if owner > 0 && plan.segments[owner - 1].run.contains(frame) {
-            let boundary = plan.segments[owner].keep.start;
-            let weight = (frame - boundary + 1) as f32 / (plan.overlap + 1) as f32;
+            let boundary = plan.boundaries[owner - 1];
+            let weight = (frame - boundary.frame + 1) as f32 / (boundary.overlap + 1) as f32;
             let (earlier, _) = load(owner - 1, frame)?;
             image = cross_fade(&earlier, &image, weight);
             blended_frames += 1;

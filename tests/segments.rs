@@ -43,14 +43,14 @@ fn the_plan_covers_every_frame_once_and_prefers_cuts() {
     // of none of them, one at 72 is (3 from 75), one at 47 too (3 from 50).
     assert_eq!(
         boundaries(100, 4, &[58]),
-        [Boundary { frame: 25, cut: false }, Boundary { frame: 50, cut: false }, Boundary { frame: 75, cut: false }]
+        [Boundary { frame: 25, cut: false, overlap: 0 }, Boundary { frame: 50, cut: false, overlap: 0 }, Boundary { frame: 75, cut: false, overlap: 0 }]
     );
     assert_eq!(
         boundaries(100, 4, &[47, 72]),
-        [Boundary { frame: 25, cut: false }, Boundary { frame: 47, cut: true }, Boundary { frame: 72, cut: true }]
+        [Boundary { frame: 25, cut: false, overlap: 0 }, Boundary { frame: 47, cut: true, overlap: 0 }, Boundary { frame: 72, cut: true, overlap: 0 }]
     );
     // Of two cuts as near, the earlier.
-    assert_eq!(boundaries(100, 2, &[47, 53]), [Boundary { frame: 47, cut: true }]);
+    assert_eq!(boundaries(100, 2, &[47, 53]), [Boundary { frame: 47, cut: true, overlap: 0 }]);
 
     for (frames, count, cuts) in [(100u64, 4usize, vec![47u64, 72]), (7, 3, vec![]), (54, 3, vec![20]), (10, 10, vec![])] {
         let pts: Vec<i64> = (0..frames as i64).collect();
@@ -63,10 +63,19 @@ fn the_plan_covers_every_frame_once_and_prefers_cuts() {
             assert_eq!(s.keep.start, next, "{frames}/{count} segment {i}");
             assert!(!s.keep.is_empty());
             next = s.keep.end;
+            // The overlap after a boundary inside a shot: 5, or all the later segment keeps.
             let starts_at_cut = i == 0 || cuts.contains(&s.keep.start);
             let ends_at_cut = i + 1 == count || cuts.contains(&s.keep.end);
-            assert_eq!(s.run.start, if starts_at_cut { s.keep.start } else { s.keep.start.saturating_sub(5) });
-            assert_eq!(s.run.end, if ends_at_cut { s.keep.end } else { (s.keep.end + 5).min(frames) });
+            let warm_up = if starts_at_cut { 0 } else { 5.min(s.keep.len()) };
+            assert_eq!(s.run.start, s.keep.start.saturating_sub(warm_up));
+            let run_on = match plan.segments.get(i + 1) {
+                Some(next) if !ends_at_cut => 5.min(next.keep.len()),
+                _ => 0,
+            };
+            assert_eq!(s.run.end, s.keep.end + run_on);
+            if i > 0 {
+                assert_eq!(plan.boundaries[i - 1].overlap, warm_up);
+            }
         }
         assert_eq!(next, frames);
     }
@@ -173,11 +182,11 @@ fn pair_errors(input: &Path, output: &Path) -> Vec<Option<f64>> {
     pair_warping_errors(&inputs, &outputs, FlowMethod::Dis).unwrap()
 }
 
-/// The join pair's ratio (segments over single run) and the mean ratio over all pairs.
+/// The join pair's warping error over the single run's, and the clip's mean warping error over
+/// the single run's.
 fn join_figures(single: &[Option<f64>], segmented: &[Option<f64>], join: usize) -> (f64, f64) {
-    let ratios: Vec<f64> = single.iter().zip(segmented).filter_map(|(a, b)| Some(b.as_ref()? / a.as_ref()?)).collect();
-    let join_ratio = segmented[join].unwrap() / single[join].unwrap();
-    (join_ratio, ratios.iter().sum::<f64>() / ratios.len() as f64)
+    let mean = |errors: &[Option<f64>]| errors.iter().flatten().sum::<f64>() / errors.iter().flatten().count() as f64;
+    (segmented[join].unwrap() / single[join].unwrap(), mean(segmented) / mean(single))
 }
 
 #[test]
@@ -206,7 +215,7 @@ fn joins_inside_a_shot_are_seamless_against_a_single_run() {
     // (Two halves that each start cold, --segment-overlap 0, gave 140× at the join pair.)
     let (_, warm, join) = segmented("overlap.mp4", DEFAULT_OVERLAP);
     let (warm_join, warm_mean) = join_figures(&single_errors, &warm, join as usize);
-    eprintln!("join at frame {join}, overlap {DEFAULT_OVERLAP}: join pair {warm_join:.2}×, mean pair {warm_mean:.3}× the single run's");
+    eprintln!("join at frame {join}, overlap {DEFAULT_OVERLAP}: join pair {warm_join:.2}×, mean {warm_mean:.3}× the single run's");
     assert!(warm_join <= 1.5, "join pair {warm_join:.2}× the single run's");
-    assert!(warm_mean <= 1.1, "mean pair {warm_mean:.3}× the single run's");
+    assert!(warm_mean <= 1.1, "mean warping error {warm_mean:.3}× the single run's");
 }
