@@ -10,11 +10,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use common::clips::{frame_image, make_audio_only, make_clip, ClipAudio, ClipSpec, ClipVideo};
-use common::{decode_all, StopAfter};
+use common::{assert_same_timing, decode_all, StopAfter};
 use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport};
 use stylize_video::progress::NoProgress;
 use stylize_video::stylize::Settings;
-use stylize_video::video::{DecodedFrame, StreamKind, VideoCodec, VideoInfo};
+use stylize_video::video::{StreamKind, VideoCodec};
 use stylize_video::workdir::{FrameRecord, WorkDir};
 
 fn style_path() -> PathBuf {
@@ -39,24 +39,6 @@ fn run(job: &VideoJob) -> VideoReport {
 fn mean_abs_difference(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
     let b = image::imageops::resize(b, a.width(), a.height(), image::imageops::FilterType::Triangle);
     a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.as_raw().len() as f64
-}
-
-/// Asserts the output has the input's frames, rate, timestamps and (within a frame) duration.
-fn assert_same_timing(input: &Path, output: &Path) -> (VideoInfo, Vec<DecodedFrame>) {
-    let (in_info, in_frames) = decode_all(input);
-    let (out_info, out_frames) = decode_all(output);
-    assert_eq!(out_frames.len(), in_frames.len(), "frame count");
-    let rate = |(n, d): (i32, i32)| n as f64 / d as f64;
-    // Within 0.1%: Matroska stores milliseconds, so an mkv source's NTSC rate comes back as
-    // the average of its rounded frame durations.
-    let (r_in, r_out) = (rate(in_info.frame_rate), rate(out_info.frame_rate));
-    assert!((r_in - r_out).abs() <= 1e-3 * r_in, "frame rate {:?} vs {:?}", in_info.frame_rate, out_info.frame_rate);
-    for (a, b) in in_frames.iter().zip(&out_frames) {
-        assert!((a.pts_seconds - b.pts_seconds).abs() < 1e-3, "frame {}: {} vs {}", a.index, a.pts_seconds, b.pts_seconds);
-    }
-    let (d_in, d_out) = (in_info.duration_seconds.unwrap(), out_info.duration_seconds.unwrap());
-    assert!((d_in - d_out).abs() <= in_info.frame_seconds() + 1e-6, "duration {d_in} vs {d_out}");
-    (out_info, out_frames)
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use common::clips::{make_clip, ClipSpec, ClipVideo};
-use common::decode_all;
+use common::{assert_same_timing, decode_all};
 use stylize_video::cache::StylizerCache;
 use stylize_video::flow::FlowMethod;
 use stylize_video::pipeline::{run_video, VideoJob};
@@ -153,13 +153,7 @@ fn concurrent_segments_one_killed_and_rerun_assemble_every_frame_once() {
     let indexes: Vec<u64> = report["frames"].as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
     assert_eq!(indexes, (0..18).collect::<Vec<_>>(), "every frame once, in order");
     assert_eq!(report["blended_frames"], 3);
-    let (in_info, in_frames) = decode_all(&input);
-    let (out_info, out_frames) = decode_all(&output);
-    assert_eq!(out_frames.len(), in_frames.len());
-    for (a, b) in in_frames.iter().zip(&out_frames) {
-        assert!((a.pts_seconds - b.pts_seconds).abs() < 1e-3, "frame {}: {} vs {}", a.index, a.pts_seconds, b.pts_seconds);
-    }
-    assert_eq!(out_info.frame_rate, in_info.frame_rate);
+    assert_same_timing(&input, &output);
     assert!(!dir.join("out.mp4.partial").exists(), "the work directory is removed after assembly");
     // Assembling again (as a dependent job would, rerun): nothing to do, and that is a success.
     let written = std::fs::metadata(&output).unwrap().modified().unwrap();

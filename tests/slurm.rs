@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::decode_all;
+use common::assert_same_timing;
 use stylize_video::flow::FlowMethod;
 use stylize_video::temporal::pair_warping_errors;
 use stylize_video::video::{DecodeOptions, FrameSize, VideoDecoder};
@@ -102,13 +102,7 @@ fn a_clip_runs_as_a_slurm_array_on_a_local_cluster() {
     assert!(!dir.join("out.mp4.partial").exists(), "the work directory is removed after assembly");
 
     // Every frame once, at the input's times.
-    let (in_info, in_frames) = decode_all(&input);
-    let (out_info, out_frames) = decode_all(&output);
-    assert_eq!(out_frames.len(), in_frames.len());
-    for (a, b) in in_frames.iter().zip(&out_frames) {
-        assert!((a.pts_seconds - b.pts_seconds).abs() < 1e-3, "frame {}: {} vs {}", a.index, a.pts_seconds, b.pts_seconds);
-    }
-    assert_eq!(out_info.frame_rate, in_info.frame_rate);
+    let (_, out_frames) = assert_same_timing(&input, &output);
 
     // The joins against the same settings in one process.
     let single = dir.join("single.mp4");

@@ -95,3 +95,21 @@ impl VideoProgress for StopAfter<'_> {
         }
     }
 }
+
+/// Asserts the output has the input's frames, rate, timestamps and (within a frame) duration.
+pub fn assert_same_timing(input: &Path, output: &Path) -> (VideoInfo, Vec<DecodedFrame>) {
+    let (in_info, in_frames) = decode_all(input);
+    let (out_info, out_frames) = decode_all(output);
+    assert_eq!(out_frames.len(), in_frames.len(), "frame count");
+    let rate = |(n, d): (i32, i32)| n as f64 / d as f64;
+    // Within 0.1%: Matroska stores milliseconds, so an mkv source's NTSC rate comes back as
+    // the average of its rounded frame durations.
+    let (r_in, r_out) = (rate(in_info.frame_rate), rate(out_info.frame_rate));
+    assert!((r_in - r_out).abs() <= 1e-3 * r_in, "frame rate {:?} vs {:?}", in_info.frame_rate, out_info.frame_rate);
+    for (a, b) in in_frames.iter().zip(&out_frames) {
+        assert!((a.pts_seconds - b.pts_seconds).abs() < 1e-3, "frame {}: {} vs {}", a.index, a.pts_seconds, b.pts_seconds);
+    }
+    let (d_in, d_out) = (in_info.duration_seconds.unwrap(), out_info.duration_seconds.unwrap());
+    assert!((d_in - d_out).abs() <= in_info.frame_seconds() + 1e-6, "duration {d_in} vs {d_out}");
+    (out_info, out_frames)
+}
