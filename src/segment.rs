@@ -212,10 +212,11 @@ impl Plan {
             if existing.segments.len() != count || existing.overlap != overlap {
                 return Err(Error::Settings(format!(
                     "{} was planned for {} segments with {} frames of overlap, not {count} with {overlap}; \
-                     rerun with those, or with --fresh to start over",
+                     run with those, or remove {} to start over",
                     path.display(),
                     existing.segments.len(),
-                    existing.overlap
+                    existing.overlap,
+                    WorkDir::path_for(&job.output).display()
                 )));
             }
             return Ok(existing);
