@@ -315,14 +315,7 @@ pub fn run_video_with(
                     return Err(encoder_error);
                 }
             }
-            return Err(match e {
-                Error::Interrupted(_) => Error::Interrupted(format!(
-                    ": {} finished frames are kept in {}; run the same command again to resume",
-                    workdir.finished_count(),
-                    workdir.path().display()
-                )),
-                e => e,
-            });
+            return Err(with_resume_hint(e, &workdir));
         }
     }?;
     if !job.keep_work {
@@ -648,6 +641,19 @@ pub(crate) fn spawn_encoder(
         .map_err(|e| Error::Settings(format!("cannot start the encoder thread: {e}")))?;
     created_rx.recv().map_err(|_| Error::Settings("the encoder thread failed".into()))??;
     Ok((tx, handle))
+}
+
+/// An interruption says where the finished frames are kept and how to resume; other errors
+/// stay as they are.
+pub(crate) fn with_resume_hint(error: Error, workdir: &WorkDir) -> Error {
+    match error {
+        Error::Interrupted(_) => Error::Interrupted(format!(
+            ": {} finished frames are kept in {}; run the same command again to resume",
+            workdir.finished_count(),
+            workdir.path().display()
+        )),
+        e => e,
+    }
 }
 
 /// The checks of a video job's settings and output before any work is spent.

@@ -305,14 +305,7 @@ pub fn run_segment(
     let result = pipeline::stylize_frames(job, &stylizer, &workdir, init_image, deep, &frames, None, progress, stop, &mut records);
     drop(frames);
     let _ = decoder.join();
-    result.map_err(|e| match e {
-        Error::Interrupted(_) => Error::Interrupted(format!(
-            ": {} finished frames are kept in {}; run the same command again to resume",
-            workdir.finished_count(),
-            workdir.path().display()
-        )),
-        e => e,
-    })?;
+    result.map_err(|e| pipeline::with_resume_hint(e, &workdir))?;
     Ok(SegmentReport {
         segment,
         plan: this,
