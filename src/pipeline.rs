@@ -225,23 +225,22 @@ pub fn run_video_with(
     cache: &StylizerCache,
 ) -> Result<VideoReport> {
     let started = Instant::now();
-    if !job.overwrite {
-        if job.output.exists() {
-            return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
-        }
-        if let Some(existing) = sequence_output(&job.output).and_then(|_| SequenceInput::find(&job.output).ok()) {
+    if job.output.exists() && !job.overwrite {
+        return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
+    }
+    if sequence_output(&job.output).is_some() {
+        if let Some(existing) = SequenceInput::find(&job.output).ok().filter(|_| !job.overwrite) {
             return Err(Error::output(
                 &job.output,
                 format!("{} frames of this sequence already exist (use -y/--overwrite to replace them)", existing.frames),
             ));
         }
-    }
-    if sequence_output(&job.output).is_some() {
         check_sequence_output(&job.output, job.bit_depth)?;
-    }
-    if let Some(directory) = sequence_output(&job.output).and_then(|_| job.output.parent().filter(|d| !d.as_os_str().is_empty())) {
         // A sequence's frames go to a directory of their own, made for them.
-        std::fs::create_dir_all(directory).map_err(|e| Error::output(&job.output, format!("cannot create directory {}: {e}", directory.display())))?;
+        if let Some(directory) = job.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(directory)
+                .map_err(|e| Error::output(&job.output, format!("cannot create directory {}: {e}", directory.display())))?;
+        }
     }
     check_video_job(job)?;
     remove_stale_temporaries(&job.output);

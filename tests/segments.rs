@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use common::clips::{make_clip, ClipSpec, ClipVideo};
-use common::{assert_same_timing, decode_all};
+use common::{assert_same_timing, decode_all, frames_at};
 use stylize_video::cache::StylizerCache;
 use stylize_video::flow::FlowMethod;
 use stylize_video::pipeline::{run_video, VideoJob};
@@ -165,15 +165,9 @@ fn concurrent_segments_one_killed_and_rerun_assemble_every_frame_once() {
 /// Warping error of every frame pair of `output` (decoded at its size) against the input's flow.
 fn pair_errors(input: &Path, output: &Path) -> Vec<Option<f64>> {
     let (_, outputs) = decode_all(output);
-    let (w, h) = outputs[0].image.dimensions();
-    let options = stylize_video::video::DecodeOptions { size: stylize_video::video::FrameSize::Exact(w, h), ..Default::default() };
-    let mut decoder = stylize_video::video::VideoDecoder::open(input, &options).unwrap();
-    let mut inputs = Vec::new();
-    while let Some(f) = decoder.next_frame().unwrap() {
-        inputs.push(f.image);
-    }
+    let size = outputs[0].image.dimensions();
     let outputs: Vec<_> = outputs.into_iter().map(|f| f.image).collect();
-    pair_warping_errors(&inputs, &outputs, FlowMethod::Dis).unwrap()
+    pair_warping_errors(&frames_at(input, size), &outputs, FlowMethod::Dis).unwrap()
 }
 
 /// The join pair's warping error over the single run's, and the clip's mean warping error over

@@ -6,14 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::assert_same_timing;
+use common::{assert_same_timing, frames_at};
 use stylize_video::flow::FlowMethod;
 use stylize_video::temporal::pair_warping_errors;
-use stylize_video::video::{DecodeOptions, FrameSize, VideoDecoder};
 
 /// Stops the local cluster however the test ends.
 struct Cluster {
@@ -39,16 +38,6 @@ fn missing_prerequisite() -> Option<String> {
         }
     }
     None
-}
-
-fn frames_at(path: &Path, size: (u32, u32)) -> Vec<image::RgbImage> {
-    let options = DecodeOptions { size: FrameSize::Exact(size.0, size.1), ..Default::default() };
-    let mut decoder = VideoDecoder::open(path, &options).unwrap();
-    let mut frames = Vec::new();
-    while let Some(f) = decoder.next_frame().unwrap() {
-        frames.push(f.image);
-    }
-    frames
 }
 
 #[test]

@@ -471,13 +471,13 @@ impl VideoStream {
             .map_err(|e| format!("cannot set up the {} encoder: {e}", codec_choice.encoder_name()))?;
         encoder.set_width(size.0);
         encoder.set_height(size.1);
-        encoder.set_format(codec_choice.pixel_format(source.bit_depth));
+        let pixel_format = codec_choice.pixel_format(source.bit_depth);
+        encoder.set_format(pixel_format);
         encoder.set_time_base(time_base);
         if frame_rate.numerator() > 0 && frame_rate.denominator() > 0 {
             encoder.set_frame_rate(Some(frame_rate));
         }
         encoder.set_aspect_ratio(Rational::new(1, 1));
-        let pixel_format = codec_choice.pixel_format(source.bit_depth);
         let yuv = !super::colour::is_rgb(pixel_format);
         // Y'CbCr with the source's matrix and range (or the decoder's guess for them), so that
         // what was decoded with them converts back to the same numbers; RGB needs no matrix.

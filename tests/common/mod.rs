@@ -75,6 +75,17 @@ pub fn decode_all(path: &Path) -> (VideoInfo, Vec<DecodedFrame>) {
     (decoder.info().clone(), frames)
 }
 
+/// Every frame of a video as RGB at exactly `size` (to compare a clip with a rendering of it).
+pub fn frames_at(path: &Path, size: (u32, u32)) -> Vec<RgbImage> {
+    let options = DecodeOptions { size: stylize_video::video::FrameSize::Exact(size.0, size.1), ..Default::default() };
+    let mut decoder = VideoDecoder::open(path, &options).unwrap();
+    let mut frames = Vec::new();
+    while let Some(f) = decoder.next_frame().unwrap() {
+        frames.push(f.image);
+    }
+    frames
+}
+
 /// A progress display that raises `stop` (as Ctrl-C does) once `after` frames are finished.
 pub struct StopAfter<'a> {
     pub after: usize,
