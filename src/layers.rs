@@ -18,6 +18,9 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::bf16;
+use crate::precision::Precision;
+use crate::conv_bf16::{self, Bf16Weights};
 use crate::winograd;
 
 /// Bytes of im2col buffer per row tile: small enough to stay in cache, large enough for `gemm`.
@@ -36,11 +39,15 @@ pub enum ConvAlgorithm {
     Im2col,
     /// Winograd F(4×4, 3×3): 4× fewer multiplications; for layers with many channels.
     Winograd,
+    /// Direct convolution with bf16 products and f32 sums on a [`bf16`] kernel
+    /// ([`conv_bf16`]); where the CPU has none, or the shape does not suit it, this packs the
+    /// f32 algorithm for the shape instead.
+    DirectBf16,
 }
 
 /// Weights of one 3×3, stride-1, padding-1 convolution, packed once at load time:
 /// `weight` is `[c_out][c_in·9]` (OIHW flattened, the im2col product's left operand),
-/// `bias` is `[c_out]`, and `winograd` the transformed weights when that algorithm is used.
+/// `bias` is `[c_out]`, and `winograd` or `bf16` the weights packed for those algorithms.
 #[derive(Debug, Clone)]
 pub struct Conv3x3Weights {
     pub c_out: usize,
@@ -48,6 +55,7 @@ pub struct Conv3x3Weights {
     pub weight: Arc<Vec<f32>>,
     pub bias: Option<Arc<Vec<f32>>>,
     winograd: Option<Arc<Vec<f32>>>,
+    bf16: Option<Arc<Bf16Weights>>,
 }
 
 /// Below this many input or output channels Winograd's transforms cost more than its 4× fewer
@@ -57,14 +65,16 @@ pub struct Conv3x3Weights {
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 impl Conv3x3Weights {
-    /// Packs the weights, choosing the fastest algorithm for the layer's shape (the environment
-    /// variable `STYLIZE_VIDEO_CONV=im2col` forces im2col everywhere, for comparisons).
-    pub fn new(c_out: usize, c_in: usize, weight: Vec<f32>, bias: Option<Vec<f32>>) -> Self {
+    /// Packs the weights, choosing the fastest algorithm for the layer's shape and the
+    /// (effective) precision: Winograd for the wide layers, its products in bf16 at
+    /// [`Precision::Bf16`]. (The environment variable `STYLIZE_VIDEO_CONV=im2col` forces im2col
+    /// everywhere, for comparisons.)
+    pub fn new(c_out: usize, c_in: usize, weight: Vec<f32>, bias: Option<Vec<f32>>, precision: Precision) -> Self {
         let forced_im2col = std::env::var("STYLIZE_VIDEO_CONV").is_ok_and(|v| v == "im2col");
-        let algorithm = if c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS && !forced_im2col {
-            ConvAlgorithm::Winograd
-        } else {
-            ConvAlgorithm::Im2col
+        let algorithm = match (c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS && !forced_im2col, precision) {
+            (false, _) => ConvAlgorithm::Im2col,
+            (true, Precision::Bf16) => ConvAlgorithm::DirectBf16,
+            (true, _) => ConvAlgorithm::Winograd,
         };
         Self::with_algorithm(c_out, c_in, weight, bias, algorithm)
     }
@@ -72,12 +82,34 @@ impl Conv3x3Weights {
     /// Packs the weights for a given algorithm (tests and benchmarks compare them).
     pub fn with_algorithm(c_out: usize, c_in: usize, weight: Vec<f32>, bias: Option<Vec<f32>>, algorithm: ConvAlgorithm) -> Self {
         assert_eq!(weight.len(), c_out * c_in * 9, "conv3x3 weights must be c_out × c_in × 3 × 3");
+        let kernel = bf16::Kernel::detect().filter(|_| conv_bf16::suits(c_out, c_in));
+        let algorithm = match (algorithm, kernel) {
+            (ConvAlgorithm::DirectBf16, Some(kernel)) => {
+                return Self::direct_bf16_on(c_out, c_in, weight, bias, kernel);
+            }
+            (ConvAlgorithm::DirectBf16, None) if c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS => ConvAlgorithm::Winograd,
+            (ConvAlgorithm::DirectBf16, None) => ConvAlgorithm::Im2col,
+            (other, _) => other,
+        };
         let winograd = (algorithm == ConvAlgorithm::Winograd).then(|| Arc::new(winograd::transform_weights(&weight, c_out, c_in)));
-        Self { c_out, c_in, weight: Arc::new(weight), bias: bias.map(Arc::new), winograd }
+        Self { c_out, c_in, weight: Arc::new(weight), bias: bias.map(Arc::new), winograd, bf16: None }
     }
 
+    /// The direct bf16 convolution on a given kernel (tests and benchmarks compare the kernels;
+    /// [`Self::new`] uses the detected one). The kernel must be available and the shape suit it.
+    pub fn direct_bf16_on(c_out: usize, c_in: usize, weight: Vec<f32>, bias: Option<Vec<f32>>, kernel: bf16::Kernel) -> Self {
+        assert!(kernel.available(), "the {kernel} bf16 kernel is not available on this CPU");
+        let packed = Arc::new(Bf16Weights::new(&weight, c_out, c_in, kernel));
+        Self { c_out, c_in, weight: Arc::new(weight), bias: bias.map(Arc::new), winograd: None, bf16: Some(packed) }
+    }
+
+    /// The algorithm the weights were packed for (bf16 only where a kernel took it).
     pub fn algorithm(&self) -> ConvAlgorithm {
-        if self.winograd.is_some() { ConvAlgorithm::Winograd } else { ConvAlgorithm::Im2col }
+        match (&self.bf16, &self.winograd) {
+            (Some(_), _) => ConvAlgorithm::DirectBf16,
+            (None, Some(_)) => ConvAlgorithm::Winograd,
+            (None, None) => ConvAlgorithm::Im2col,
+        }
     }
 
     /// The weights of the convolution whose output is the input gradient of this one:
@@ -92,7 +124,11 @@ impl Conv3x3Weights {
                 }
             }
         }
-        Conv3x3Weights::with_algorithm(c_in, c_out, flipped, None, self.algorithm())
+        match &self.bf16 {
+            Some(packed) if conv_bf16::suits(c_in, c_out) => Conv3x3Weights::direct_bf16_on(c_in, c_out, flipped, None, packed.kernel),
+            Some(_) => Conv3x3Weights::new(c_in, c_out, flipped, None, Precision::Fp32),
+            None => Conv3x3Weights::with_algorithm(c_in, c_out, flipped, None, self.algorithm()),
+        }
     }
 }
 
@@ -189,6 +225,10 @@ fn conv3x3_batch(
         let image = &input[b * c * h * wd..(b + 1) * c * h * wd];
         let mask = input_mask.map(|m| &m[b * c * h * wd..(b + 1) * c * h * wd]);
         let result = &mut out[b * w.c_out * h * wd..(b + 1) * w.c_out * h * wd];
+        if let Some(packed) = &w.bf16 {
+            conv_bf16::conv3x3(packed, w.bias.as_deref().map(|b| &b[..]), image, mask, h, wd, relu, result);
+            continue;
+        }
         match (&w.winograd, mask) {
             (Some(u), mask) => {
                 winograd::conv3x3(u, w.bias.as_deref().map(|b| &b[..]), w.c_out, w.c_in, image, mask, h, wd, relu, result)

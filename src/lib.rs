@@ -22,7 +22,9 @@
 //! - [`memory`]: the process's allocator policy (freed tensors kept for reuse).
 
 pub mod batch;
+pub mod bf16;
 pub mod cache;
+pub mod conv_bf16;
 pub mod error;
 pub mod flow;
 pub mod image_io;
@@ -32,6 +34,7 @@ pub mod loss;
 pub mod memory;
 pub mod optim;
 pub mod pipeline;
+pub mod precision;
 pub mod preview;
 pub mod progress;
 pub mod segment;

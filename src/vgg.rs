@@ -18,6 +18,7 @@ use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
 use crate::layers::{Conv3x3Relu, Conv3x3Weights, ConvAlgorithm, Pool2x2};
+use crate::precision::Precision;
 
 /// Mean pixel of ImageNet in R, G, B order (Caffe's B 103.939, G 116.779, R 123.68).
 pub const IMAGENET_MEAN_RGB: [f32; 3] = [123.68, 116.779, 103.939];
@@ -226,6 +227,7 @@ pub struct Vgg16 {
     convs: Vec<(LayerName, ConvLayer)>,
     pooling: Pooling,
     compute: Compute,
+    precision: Precision,
     device: Device,
 }
 
@@ -235,9 +237,19 @@ impl Vgg16 {
         Self::load_for(path, pooling, Compute::Cpu)
     }
 
-    /// Loads the weights from a safetensors file with keys `conv{b}_{c}.weight` (OIHW, Caffe
-    /// BGR input order for conv1_1) and `conv{b}_{c}.bias`, for the given [`Compute`].
+    /// [`Self::load_with`] in fp32, the reference precision (what the reference-loss tests use).
     pub fn load_for(path: &Path, pooling: Pooling, compute: Compute) -> Result<Self> {
+        Self::load_with(path, pooling, compute, Some(Precision::Fp32))
+    }
+
+    /// Loads the weights from a safetensors file with keys `conv{b}_{c}.weight` (OIHW, Caffe
+    /// BGR input order for conv1_1) and `conv{b}_{c}.bias`, for the given [`Compute`] at the
+    /// given precision (`None`: the device's default; see [`Precision::effective`]).
+    pub fn load_with(path: &Path, pooling: Pooling, compute: Compute, precision: Option<Precision>) -> Result<Self> {
+        let precision = Precision::effective(precision, compute);
+        if matches!(compute, Compute::Cuda(_)) && precision == Precision::Bf16 {
+            return Err(Error::Settings(format!("{compute}: --precision bf16 is not implemented on CUDA yet (use fp32 or tf32)")));
+        }
         let weights_error = |problem: String| Error::Weights { path: path.to_path_buf(), problem };
         if !path.is_file() {
             return Err(weights_error(format!(
@@ -245,6 +257,10 @@ impl Vgg16 {
             )));
         }
         let device = compute.device()?;
+        if matches!(compute, Compute::Cuda(_)) {
+            // cuBLAS's f32 products in TF32 or not (a process-wide switch in candle).
+            candle_core::cuda::set_gemm_reduced_precision_f32(precision == Precision::Tf32);
+        }
         // SAFETY: the file is mapped read-only and not modified while we read it.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }
             .map_err(|e| weights_error(e.to_string()))?;
@@ -273,7 +289,7 @@ impl Vgg16 {
                 }
             }
             let conv = if compute.uses_crate_kernels() {
-                ConvLayer::Kernel(Conv3x3Relu::new(Conv3x3Weights::new(c_out, c_in, weight, Some(bias))))
+                ConvLayer::Kernel(Conv3x3Relu::new(Conv3x3Weights::new(c_out, c_in, weight, Some(bias), precision)))
             } else {
                 let kernel = Tensor::from_slice(&weight, (c_out, c_in, 3, 3), &device)?;
                 let bias_tensor = Tensor::from_slice(&bias, (1, c_out, 1, 1), &device)?;
@@ -283,11 +299,16 @@ impl Vgg16 {
             convs.push((layer, conv));
             c_in = c_out;
         }
-        Ok(Self { convs, pooling, compute, device })
+        Ok(Self { convs, pooling, compute, precision, device })
     }
 
     pub fn compute(&self) -> Compute {
         self.compute
+    }
+
+    /// The precision the convolutions run in (after the device's fallbacks).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn device(&self) -> &Device {

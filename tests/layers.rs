@@ -3,7 +3,7 @@
 
 mod common;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use common::max_rel_diff;
 use stylize_video::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights, Pool2x2};
 
@@ -97,4 +97,63 @@ fn gram_op_matches_matmul_forward_and_gradient() {
     let grad = |g: &Tensor| (g * &probe).unwrap().sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
     let diff = max_rel_diff(&grad(&ours), &grad(&reference));
     assert!(diff < 1e-5, "gradient differs by {diff}");
+}
+
+/// ‖a − b‖ / ‖b‖ over all entries.
+fn rel_l2(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let diff: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (diff / norm).sqrt() as f32
+}
+
+/// The direct bf16 convolution (each kernel this CPU has) against the f32 Winograd, forward and
+/// input gradient, on VGG16's layer shapes (channels as in the network, small frames) with
+/// VGG-like weights (He-scaled) and ReLU-like inputs.
+///
+/// Tolerances: bf16 keeps 8 mantissa bits (relative rounding 2⁻⁹ ≈ 0.2% per operand), and sums
+/// of hundreds of products in f32 average that down. Stated: ‖bf16 − f32‖/‖f32‖ < 1% for
+/// outputs and input gradients, and no entry further off than 2% of the largest magnitude.
+#[test]
+fn bf16_direct_convolution_matches_f32_on_vgg16_shapes() {
+    use stylize_video::bf16::Kernel;
+    let kernels: Vec<Kernel> = [Kernel::Amx, Kernel::Avx512Bf16].into_iter().filter(|k| k.available()).collect();
+    if kernels.is_empty() {
+        eprintln!("no bf16 kernel on this CPU: the bf16 path falls back to f32 (tests/precision.rs)");
+        return;
+    }
+    let dev = Device::Cpu;
+    // (c_in, c_out, h, w): conv1_2 .. conv5_1 at a 64×48 frame, and one odd size.
+    for (c_in, c_out, h, w) in [(64, 64, 48, 64), (64, 128, 24, 32), (128, 128, 24, 32), (128, 256, 12, 16), (256, 256, 12, 16), (256, 512, 6, 8), (512, 512, 6, 8), (512, 512, 3, 4), (64, 64, 13, 21)] {
+        let std = (2.0 / (9 * c_in) as f64).sqrt();
+        let weight = Tensor::randn(0f32, std as f32, (c_out, c_in, 3, 3), &dev).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let bias: Vec<f32> = Tensor::randn(0f32, 0.1, c_out, &dev).unwrap().to_vec1().unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, c_in, h, w), &dev).unwrap().relu().unwrap()).unwrap();
+        let probe = Tensor::randn(0f32, 1.0, (1, c_out, h, w), &dev).unwrap();
+        let forward = |weights: Conv3x3Weights| x.as_tensor().apply_op1(Conv3x3Relu::new(weights)).unwrap();
+        let input_gradient = |y: &Tensor, probe: &Tensor| {
+            (y * probe).unwrap().sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone()
+        };
+        let y32 = forward(Conv3x3Weights::with_algorithm(c_out, c_in, weight.clone(), Some(bias.clone()), ConvAlgorithm::Winograd));
+        for &kernel in &kernels {
+            let weights = Conv3x3Weights::direct_bf16_on(c_out, c_in, weight.clone(), Some(bias.clone()), kernel);
+            assert_eq!(weights.algorithm(), ConvAlgorithm::DirectBf16);
+            let y = forward(weights);
+            // Outputs within rounding of zero may fall on either side of the ReLU in the two
+            // precisions, which flips their whole gradient: the probe leaves them out.
+            let margin = 1e-2 * y32.max_all().unwrap().to_scalar::<f32>().unwrap();
+            let on = |t: &Tensor| t.ge(margin).unwrap().to_dtype(DType::F32).unwrap();
+            let off = |t: &Tensor| t.le(0f32).unwrap().to_dtype(DType::F32).unwrap();
+            let decided = ((on(&y) * on(&y32)).unwrap() + (off(&y) * off(&y32)).unwrap()).unwrap();
+            let probe = (&probe * decided).unwrap();
+            let (g, g32) = (input_gradient(&y, &probe), input_gradient(&y32, &probe));
+            let (fwd, bwd) = (rel_l2(&y, &y32), rel_l2(&g, &g32));
+            let (fwd_max, bwd_max) = (max_rel_diff(&y, &y32), max_rel_diff(&g, &g32));
+            eprintln!("{kernel} {c_in}->{c_out} {h}x{w}: forward {fwd:.2e} (max {fwd_max:.2e}), input gradient {bwd:.2e} (max {bwd_max:.2e})");
+            assert!(fwd < 1e-2 && fwd_max < 2e-2, "{kernel} forward {c_in}->{c_out} {h}x{w}: {fwd} (max {fwd_max})");
+            assert!(bwd < 1e-2 && bwd_max < 2e-2, "{kernel} input gradient {c_in}->{c_out} {h}x{w}: {bwd} (max {bwd_max})");
+            assert!(fwd > 0.0, "bf16 products identical to f32: the bf16 kernel did not run");
+        }
+    }
 }
