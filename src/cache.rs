@@ -10,7 +10,12 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::job::StyleSpec;
 use crate::stylize::{Settings, Stylizer};
+use crate::precision::Precision;
 use crate::vgg::{self, Compute, Pooling, Vgg16};
+
+/// The weights file (`None`: the bundled one), pooling, device and precision (`None`: the
+/// device's default) of a network.
+pub type NetworkSpec<'a> = (Option<&'a Path>, Pooling, Compute, Option<Precision>);
 
 /// What a loaded network depends on.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +23,8 @@ struct NetworkKey {
     weights: PathBuf,
     pooling: Pooling,
     compute: Compute,
+    /// As asked for (`None`: the device's default).
+    precision: Option<Precision>,
 }
 
 /// What a stylizer's style targets depend on: the network, the settings (layers, weights…),
@@ -45,12 +52,12 @@ impl StylizerCache {
     }
 
     /// The network from `weights` (found as [`vgg::weights_path`] says), loaded on first use.
-    pub fn network(&self, weights: Option<&Path>, pooling: Pooling, compute: Compute) -> Result<Arc<Vgg16>> {
-        let key = NetworkKey { weights: vgg::weights_path(weights), pooling, compute };
+    pub fn network(&self, (weights, pooling, compute, precision): NetworkSpec) -> Result<Arc<Vgg16>> {
+        let key = NetworkKey { weights: vgg::weights_path(weights), pooling, compute, precision };
         if let Some((_, network)) = self.networks.borrow().iter().find(|(k, _)| *k == key) {
             return Ok(network.clone());
         }
-        let network = Arc::new(Vgg16::load_for(&key.weights, pooling, compute)?);
+        let network = Arc::new(Vgg16::load_with(&key.weights, pooling, compute, precision)?);
         self.networks_loaded.set(self.networks_loaded.get() + 1);
         self.networks.borrow_mut().push((key, network.clone()));
         Ok(network)
@@ -60,13 +67,13 @@ impl StylizerCache {
     /// first use.
     pub fn stylizer(
         &self,
-        (weights, pooling, compute): (Option<&Path>, Pooling, Compute),
+        spec: NetworkSpec,
         settings: &Settings,
         style: &StyleSpec,
         (width, height): (u32, u32),
     ) -> Result<Arc<Stylizer>> {
         let key = StylizerKey {
-            network: NetworkKey { weights: vgg::weights_path(weights), pooling, compute },
+            network: NetworkKey { weights: vgg::weights_path(spec.0), pooling: spec.1, compute: spec.2, precision: spec.3 },
             settings: json(settings),
             style: json(style),
             size: (width, height),
@@ -74,7 +81,7 @@ impl StylizerCache {
         if let Some((_, stylizer)) = self.stylizers.borrow().iter().find(|(k, _)| *k == key) {
             return Ok(stylizer.clone());
         }
-        let network = self.network(weights, pooling, compute)?;
+        let network = self.network(spec)?;
         let styles = style.load(width, height, network.device())?;
         let stylizer = Arc::new(Stylizer::new(network, settings.clone(), &styles)?);
         self.stylizers_built.set(self.stylizers_built.get() + 1);

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use stylize_video::cache::StylizerCache;
 use stylize_video::optim::OptimizerKind;
+use stylize_video::precision::Precision;
 use stylize_video::segment::{assemble, run_segment, Assembled, SegmentSpec, DEFAULT_OVERLAP};
 use stylize_video::batch::{run_batch, BatchItem, BatchPlace, BatchProgress, FileResult, Outcome};
 use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport, DEFAULT_FIRST_ITERATIONS, DEFAULT_WARM_ITERATIONS};
@@ -120,6 +121,12 @@ struct Cli {
     /// with --features cuda), or cpu-reference (candle's own CPU ops, for comparisons).
     #[arg(long, default_value = "cpu")]
     device: Compute,
+
+    /// Precision of the network's convolutions: fp32, tf32 (GPUs; fp32 on a CPU) or bf16 (bf16
+    /// operands, f32 sums). Default: bf16 on a CPU with AMX or AVX-512 BF16, else fp32; fp32 on
+    /// CUDA and cpu-reference. The report says which ran.
+    #[arg(long)]
+    precision: Option<Precision>,
 
     /// Starting image: content, noise, or the path of an image.
     #[arg(long, default_value = "content")]
@@ -414,6 +421,7 @@ impl Cli {
                 original_colors: self.original_colors,
                 pooling,
                 compute: self.device,
+                precision: self.precision,
                 settings,
                 weights: self.weights.clone(),
                 report,
@@ -440,6 +448,7 @@ impl Cli {
             seed: self.seed,
             pooling,
             compute: self.device,
+            precision: self.precision,
             settings,
             weights: self.weights.clone(),
             codec,
@@ -490,6 +499,7 @@ impl Cli {
             original_colors: self.original_colors,
             pooling,
             compute: self.device,
+            precision: self.precision,
             settings,
             weights: self.weights,
             output: self.preview.expect("preview mode"),

@@ -26,6 +26,7 @@ use crate::cache::StylizerCache;
 use crate::error::{Error, Result};
 use crate::flow::FlowMethod;
 use crate::image_io::{self, FinishedFrame};
+use crate::precision::Precision;
 use crate::progress::{Progress, VideoProgress};
 use crate::job::{check_before_work, check_working_size, load_init_image, write_json, Init, StyleSpec};
 use crate::stylize::{ContentTarget, LossTerms, Settings, Stylized, Stylizer, TemporalTarget};
@@ -97,6 +98,8 @@ pub struct VideoJob {
     pub pooling: Pooling,
     /// Where the network runs.
     pub compute: Compute,
+    /// Precision of the convolutions (`None`: the device's default, see [`Precision`]).
+    pub precision: Option<Precision>,
     pub settings: Settings,
     pub weights: Option<PathBuf>,
     pub codec: VideoCodec,
@@ -138,6 +141,7 @@ impl VideoJob {
             seed: 0,
             pooling: Pooling::Max,
             compute: Compute::Cpu,
+            precision: None,
             settings: Settings::default(),
             weights: None,
             codec: VideoCodec::default(),
@@ -198,6 +202,8 @@ pub struct VideoReport {
     pub seed: u64,
     pub pooling: Pooling,
     pub device: Compute,
+    /// The precision the convolutions ran in (after the device's fallbacks).
+    pub precision: Precision,
     pub settings: Settings,
     pub totals: Totals,
     pub frames: Vec<FrameRecord>,
@@ -257,7 +263,7 @@ pub fn run_video_with(
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     check_working_size(&job.input, job.size, (width, height), &job.settings)?;
-    let network = (job.weights.as_deref(), job.pooling, job.compute);
+    let network = (job.weights.as_deref(), job.pooling, job.compute, job.precision);
     let stylizer = cache.stylizer(network, &job.settings, &job.style, (width, height))?;
     let device = stylizer.vgg().device().clone();
     let init_image = match &job.init {
@@ -355,6 +361,7 @@ pub fn run_video_with(
         seed: job.seed,
         pooling: job.pooling,
         device: job.compute,
+        precision: stylizer.vgg().precision(),
         settings: job.settings.clone(),
         totals,
         frames: records,

@@ -15,6 +15,7 @@ use crate::cache::StylizerCache;
 use crate::error::{Error, Result};
 use crate::image_io;
 use crate::job::{check_before_work, check_working_size, write_json, Init, StyleSpec};
+use crate::precision::Precision;
 use crate::progress::PreviewProgress;
 use crate::still::stylize_image;
 use crate::stylize::{LossTerms, Settings};
@@ -119,6 +120,8 @@ pub struct PreviewJob {
     pub original_colors: bool,
     pub pooling: Pooling,
     pub compute: Compute,
+    /// Precision of the convolutions (`None`: the device's default, see [`Precision`]).
+    pub precision: Option<Precision>,
     pub settings: Settings,
     pub weights: Option<PathBuf>,
     /// The grid image (PNG or JPEG by extension).
@@ -145,6 +148,7 @@ impl PreviewJob {
             original_colors: false,
             pooling: Pooling::Max,
             compute: Compute::Cpu,
+            precision: None,
             settings: Settings::default(),
             weights: None,
             output,
@@ -252,6 +256,8 @@ pub struct PreviewReport {
     pub original_colors: bool,
     pub pooling: Pooling,
     pub device: Compute,
+    /// The precision the convolutions ran in (after the device's fallbacks).
+    pub precision: Precision,
     /// The settings every row shares (the swept option's value is the row's, see `cells`).
     pub settings: Settings,
     pub cells: Vec<CellRecord>,
@@ -295,7 +301,7 @@ pub fn run_preview(job: &PreviewJob, progress: &mut dyn PreviewProgress) -> Resu
     }
     // One network for all rows; each row's style targets once.
     let cache = StylizerCache::new();
-    let network = (job.weights.as_deref(), job.pooling, job.compute);
+    let network = (job.weights.as_deref(), job.pooling, job.compute, job.precision);
     let mut stylizers = Vec::with_capacity(rows.len());
     for row in &rows {
         let spec = StyleSpec { paths: vec![row.style.clone()], blend_weights: vec![1.0], scale: row.style_scale };
@@ -356,6 +362,7 @@ pub fn run_preview(job: &PreviewJob, progress: &mut dyn PreviewProgress) -> Resu
         original_colors: job.original_colors,
         pooling: job.pooling,
         device: job.compute,
+        precision: stylizers[0].vgg().precision(),
         settings: job.settings.clone(),
         cells,
         seconds: started.elapsed().as_secs_f64(),

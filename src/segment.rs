@@ -292,7 +292,7 @@ pub fn run_segment(
     let options = decode_options(job, this.run.start, Some(this.run.len()));
     let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options, job.flow, job.temporal_frames.clone())?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
-    let network = (job.weights.as_deref(), job.pooling, job.compute);
+    let network = (job.weights.as_deref(), job.pooling, job.compute, job.precision);
     let stylizer = cache.stylizer(network, &job.settings, &job.style, (width, height))?;
     let init_image = match &job.init {
         Init::Image(path) => Some(load_init_image(path, width, height, stylizer.vgg().device())?),

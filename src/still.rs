@@ -11,6 +11,7 @@ use crate::cache::StylizerCache;
 use crate::error::Result;
 use crate::image_io;
 use crate::job::{check_before_work, check_working_size, load_init_image, write_json, Init, StyleSpec, DEFAULT_SIZE};
+use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::stylize::{LossTerms, Settings, Stylized, Stylizer};
 use crate::vgg::{Compute, Pooling};
@@ -33,6 +34,8 @@ pub struct StillJob {
     pub pooling: Pooling,
     /// Where the network runs.
     pub compute: Compute,
+    /// Precision of the convolutions (`None`: the device's default, see [`Precision`]).
+    pub precision: Option<Precision>,
     pub settings: Settings,
     /// Weights file; `None` finds it as [`vgg::weights_path`] says.
     pub weights: Option<PathBuf>,
@@ -53,6 +56,7 @@ impl StillJob {
             original_colors: false,
             pooling: Pooling::Max,
             compute: Compute::Cpu,
+            precision: None,
             settings: Settings::default(),
             weights: None,
             report: None,
@@ -80,6 +84,8 @@ pub struct StillReport {
     pub original_colors: bool,
     pub pooling: Pooling,
     pub device: Compute,
+    /// The precision the convolutions ran in (after the device's fallbacks).
+    pub precision: Precision,
     pub settings: Settings,
 }
 
@@ -96,7 +102,7 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
     let content = image_io::load_rgb(&job.content)?;
     let (width, height) = image_io::size_for_longest_side(content.width(), content.height(), job.size);
     check_working_size(&job.content, job.size, (width, height), &job.settings)?;
-    let network = (job.weights.as_deref(), job.pooling, job.compute);
+    let network = (job.weights.as_deref(), job.pooling, job.compute, job.precision);
     let stylizer = cache.stylizer(network, &job.settings, &job.style, (width, height))?;
     let content_image = image_io::resize(&content, width, height);
     let (image, result) =
@@ -118,6 +124,7 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
         original_colors: job.original_colors,
         pooling: job.pooling,
         device: job.compute,
+        precision: stylizer.vgg().precision(),
         settings: job.settings.clone(),
     };
     if let Some(path) = &job.report {
