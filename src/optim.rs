@@ -51,6 +51,18 @@ impl Optimizer {
         }
     }
 
+    /// Says how coarse the gradients are: with bf16 features, a step that moves no pixel by
+    /// more than `pixels` (0..255 units) changes the rounded activations too little for the
+    /// gradient's change to be more than rounding noise. L-BFGS then takes its first step (and
+    /// the first after a reset) at least that long, so that its first curvature pair measures
+    /// curvature. (0: exact gradients, the default.)
+    pub fn with_gradient_resolution(mut self, pixels: f64) -> Self {
+        if let Optimizer::Lbfgs(o) = &mut self {
+            o.min_first_step = pixels;
+        }
+        self
+    }
+
     pub fn step(&mut self, x: &mut [f32], grad: &[f32]) {
         match self {
             Optimizer::Lbfgs(o) => o.step(x, grad),
@@ -72,11 +84,13 @@ pub struct Lbfgs {
     last: Option<(Vec<f32>, Vec<f32>)>,
     /// Scale of the initial inverse Hessian, (y·s)/(y·y) of the newest pair.
     h_diag: f64,
+    /// Longest pixel move of a first step, at least (see [`Optimizer::with_gradient_resolution`]).
+    min_first_step: f64,
 }
 
 impl Lbfgs {
     pub fn new(learning_rate: f64, history: usize) -> Self {
-        Self { learning_rate, history: history.max(1), pairs: VecDeque::new(), last: None, h_diag: 1.0 }
+        Self { learning_rate, history: history.max(1), pairs: VecDeque::new(), last: None, h_diag: 1.0, min_first_step: 0.0 }
     }
 
     pub fn step(&mut self, x: &mut [f32], grad: &[f32]) {
@@ -100,7 +114,9 @@ impl Lbfgs {
         }
         let step_size = if self.pairs.is_empty() {
             let g_l1: f64 = grad.iter().map(|g| g.abs() as f64).sum();
-            (1.0f64).min(1.0 / g_l1.max(f64::MIN_POSITIVE)) * self.learning_rate
+            let torch_step = (1.0f64).min(1.0 / g_l1.max(f64::MIN_POSITIVE)) * self.learning_rate;
+            let g_max = grad.iter().fold(0f32, |m, g| m.max(g.abs())) as f64;
+            if g_max > 0.0 { torch_step.max(self.min_first_step / g_max) } else { torch_step }
         } else {
             self.learning_rate
         };

@@ -328,7 +328,8 @@ impl Stylizer {
         let s = &self.settings;
         let var = Var::from_tensor(&start.detach())?;
         let mut x = start.flatten_all()?.to_vec1::<f32>()?;
-        let mut optimizer = Optimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history);
+        let mut optimizer = Optimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
+            .with_gradient_resolution(self.vgg.precision().gradient_resolution());
         let mut history = Vec::with_capacity(iterations + 1);
         let mut best: Option<(f64, Tensor, LossTerms)> = None;
         let mut done = 0;
