@@ -4,13 +4,15 @@
 //!
 //! `cargo bench --bench iteration` runs the default set (256×144 and 384×216 iterations, the
 //! still demo). `scripts/bench-vs-pytorch` drives single measurements through `BENCH_MODE`:
-//! `BENCH_DEVICE` (cpu, cpu-reference, cuda, cuda:N) picks where `iteration` and `video` run.
+//! `BENCH_DEVICE` (cpu, cpu-reference, cuda, cuda:N) picks where `iteration` and `video` run,
+//! `BENCH_PRECISION` (fp32, tf32, bf16; unset: the device's default) how they multiply.
 //! - `iteration` (`BENCH_SIZE=WxH`, `BENCH_ITERATIONS`, `BENCH_OPTIMIZER=adam|lbfgs`):
-//!   `ours WxH median_ms=… min_ms=… peak_rss_mib=…`
+//!   `ours WxH precision=… median_ms=… min_ms=… peak_rss_mib=…`
 //! - `sgemm`: the machine's single-precision matrix-product rate through `gemm` (the crate our
 //!   kernels use), `sgemm_gflops=…`
 //! - `layers` (`BENCH_SIZE=WxH`): each VGG16 convolution up to conv5_1 alone, forward + input
-//!   gradient, with im2col and with Winograd: `layer conv… im2col_ms=… winograd_ms=… …`
+//!   gradient, with im2col, Winograd and (where the CPU has a bf16 kernel) Winograd with bf16
+//!   products: `layer conv… im2col_ms=… winograd_ms=… direct_bf16_ms=… …`
 //! - `video` (`BENCH_FRAMES`): the sample clip at the defaults,
 //!   `video device=… frames=… first_s=… warm_s=… frames_per_minute=… peak_rss_mib=…`
 
@@ -22,6 +24,7 @@ use candle_core::{Device, Tensor, Var};
 use stylize_video::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights};
 use stylize_video::image_io::{load_rgb, resize, size_for_area, to_tensor};
 use stylize_video::optim::OptimizerKind;
+use stylize_video::precision::Precision;
 use stylize_video::pipeline::{run_video, VideoJob};
 use stylize_video::progress::{NoProgress, Progress};
 use stylize_video::still::{run_still, StillJob};
@@ -65,7 +68,7 @@ fn peak_rss_mib() -> f64 {
 fn iteration_times(w: u32, h: u32, iterations: usize, optimizer: OptimizerKind) -> Vec<f64> {
     let content = load_rgb(&sample("pedestrians_frame0.jpg")).unwrap();
     let style = load_rgb(&sample("starry_night.jpg")).unwrap();
-    let vgg = Vgg16::load_for(&weights_path(None), Pooling::Max, bench_device()).unwrap();
+    let vgg = Vgg16::load_with(&weights_path(None), Pooling::Max, bench_device(), bench_precision()).unwrap();
     let dev = vgg.device().clone();
     let (sw, sh) = size_for_area(style.width(), style.height(), (w * h) as f64);
     let style_t = to_tensor(&resize(&style, sw, sh), &dev).unwrap();
@@ -87,6 +90,11 @@ fn iteration_times(w: u32, h: u32, iterations: usize, optimizer: OptimizerKind) 
 /// `BENCH_DEVICE` (cpu, cpu-reference, cuda, cuda:N), cpu by default.
 fn bench_device() -> Compute {
     env_or("BENCH_DEVICE", Compute::Cpu)
+}
+
+/// `BENCH_PRECISION` (fp32, tf32, bf16), the device's default when unset.
+fn bench_precision() -> Option<Precision> {
+    std::env::var("BENCH_PRECISION").ok().map(|p| p.parse().expect("BENCH_PRECISION is fp32, tf32 or bf16"))
 }
 
 /// `BENCH_SIZE` (WxH), 384x216 by default.
@@ -121,13 +129,21 @@ fn sgemm_gflops() -> f64 {
     2.0 * (n * n * n) as f64 / best / 1e9
 }
 
-/// Median milliseconds of forward + input gradient of one 3×3 convolution + ReLU layer.
-fn conv_layer_ms(weights: Conv3x3Weights, h: usize, w: usize) -> f64 {
+/// Median milliseconds of one 3×3 convolution + ReLU layer: the forward alone, and forward +
+/// input gradient through autograd (what an iteration pays, candle's bookkeeping included).
+fn conv_layer_ms(weights: Conv3x3Weights, h: usize, w: usize) -> (f64, f64) {
     let dev = Device::Cpu;
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, weights.c_in, h, w), &dev).unwrap()).unwrap();
     let probe = Tensor::randn(0f32, 1.0, (1, weights.c_out, h, w), &dev).unwrap();
     let op = Conv3x3Relu::new(weights);
-    let times: Vec<f64> = (0..7)
+    let forward: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = x.as_tensor().apply_op1_no_bwd(&op).unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let both: Vec<f64> = (0..7)
         .map(|_| {
             let t = Instant::now();
             let y = x.as_tensor().apply_op1(op.clone()).unwrap();
@@ -135,7 +151,7 @@ fn conv_layer_ms(weights: Conv3x3Weights, h: usize, w: usize) -> f64 {
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    median(times[1..].to_vec())
+    (median(forward[1..].to_vec()), median(both[1..].to_vec()))
 }
 
 /// Each VGG16 convolution up to conv5_1 at its own resolution for a `w × h` frame: both
@@ -152,10 +168,17 @@ fn layers(w: usize, h: usize) {
         let bias = Some(vec![0.01f32; c_out]);
         let ms = |algorithm| conv_layer_ms(Conv3x3Weights::with_algorithm(c_out, c_in, weight.clone(), bias.clone(), algorithm), lh, lw);
         let (im2col, winograd) = (ms(ConvAlgorithm::Im2col), ms(ConvAlgorithm::Winograd));
+        let bf16 = (stylize_video::bf16::Kernel::detect().is_some() && stylize_video::conv_bf16::suits(c_out, c_in))
+            .then(|| ms(ConvAlgorithm::DirectBf16));
+        let best = im2col.1.min(winograd.1).min(bf16.map_or(f64::MAX, |t| t.1));
         let gflop = 2.0 * 2.0 * (lh * lw * c_in * c_out * 9) as f64 / 1e9;
+        let show = |t: (f64, f64)| format!("{:.1}/{:.1}", t.0, t.1);
         println!(
-            "layer {name} {c_in}->{c_out} {lw}x{lh} im2col_ms={im2col:.1} winograd_ms={winograd:.1} gflops={:.0}",
-            gflop / (im2col.min(winograd) / 1e3)
+            "layer {name} {c_in}->{c_out} {lw}x{lh} fwd/fwd+bwd ms: im2col={} winograd={} direct_bf16={} best_gflops={:.0}",
+            show(im2col),
+            show(winograd),
+            bf16.map_or("-".to_string(), show),
+            gflop / (best / 1e3)
         );
     }
 }
@@ -167,6 +190,7 @@ fn video(frames: u64) {
         overwrite: true,
         fresh: true,
         compute: bench_device(),
+        precision: bench_precision(),
         ..VideoJob::with_defaults(sample("pedestrians.mp4"), sample("starry_night.jpg"), out.clone())
     };
     let report = run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap();
@@ -194,7 +218,8 @@ fn main() {
             let optimizer = env_or("BENCH_OPTIMIZER", OptimizerKind::Adam);
             let times = iteration_times(w, h, env_or("BENCH_ITERATIONS", 10), optimizer);
             let min = times.iter().cloned().fold(f64::MAX, f64::min);
-            println!("ours {w}x{h} median_ms={:.1} min_ms={min:.1} peak_rss_mib={:.0}", median(times), peak_rss_mib());
+            let precision = Precision::effective(bench_precision(), bench_device());
+            println!("ours {w}x{h} precision={precision} median_ms={:.1} min_ms={min:.1} peak_rss_mib={:.0}", median(times), peak_rss_mib());
         }
         Ok("layers") => {
             let (w, h) = bench_size();
