@@ -1,10 +1,16 @@
 """PyTorch side of scripts/bench-vs-pytorch: the same workload as stylize-video's benchmark
 (VGG16 conv layers from weights/vgg16-conv.safetensors up to relu5_1, style relu1_1..relu5_1 +
-content relu4_2, max pooling, the project's losses, one Adam step on the pixels), f32 on the CPU.
-Prints one line: `pytorch WxH median_ms=… min_ms=…`. Bench-only: never a product dependency.
+content relu4_2, max pooling, the project's losses, one Adam step on the pixels) on the CPU.
+PRECISION (argument, else $BENCH_PRECISION, else fp32): fp32, or bf16 — the network runs under
+torch.autocast("cpu", dtype=torch.bfloat16) while Gram matrices and losses are computed in f32
+from the bf16 features, as ours are; the pixels, the gradient and Adam stay f32.
+Prints one line: `pytorch WxH precision=… median_ms=… min_ms=…`. Bench-only: never a product
+dependency.
 
-usage: bench_pytorch.py WEIGHTS WIDTH HEIGHT ITERATIONS THREADS
+usage: bench_pytorch.py WEIGHTS WIDTH HEIGHT ITERATIONS THREADS [PRECISION]
 """
+import contextlib
+import os
 import statistics
 import sys
 import time
@@ -14,6 +20,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 weights_path, width, height, iterations, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+precision = sys.argv[6] if len(sys.argv) > 6 else os.environ.get("BENCH_PRECISION", "fp32")
+if precision not in ("fp32", "bf16"):
+    sys.exit(f"precision must be fp32 or bf16, not {precision!r}")
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 
@@ -41,31 +50,50 @@ def features(x, wanted):
     return out
 
 
+def network():
+    """The context the network runs in: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def f32():
+    """Autocast off: what runs in it stays f32 (autocast would make a matmul bf16)."""
+    return torch.autocast("cpu", enabled=False)
+
+
 def gram(a):
     c = a.shape[1]
-    f = a.reshape(c, -1)
-    return f @ f.t()
+    with f32():
+        f = a.float().reshape(c, -1)
+        return f @ f.t()
 
 
 def cost(image, content_target, style_targets):
-    feats = features(image, STYLE + [CONTENT])
-    a = feats[CONTENT]
-    _, c, h, w = a.shape
-    j_content = ((content_target - a) ** 2).sum() / (4 * h * w * c)
-    j_style = 0
-    for name in STYLE:
-        a = feats[name]
+    with network():
+        feats = features(image, STYLE + [CONTENT])
+    with f32():
+        a = feats[CONTENT].float()
         _, c, h, w = a.shape
-        j_style = j_style + ((style_targets[name] - gram(a)) ** 2).sum() / (2 * h * w * c) ** 2 / len(STYLE)
-    j_tv = (((image[:, :, 1:] - image[:, :, :-1]) ** 2).sum() + ((image[:, :, :, 1:] - image[:, :, :, :-1]) ** 2).sum()) / image.numel()
-    return ALPHA * j_content + BETA * j_style + TV * j_tv
+        j_content = ((content_target - a) ** 2).sum() / (4 * h * w * c)
+        j_style = 0
+        for name in STYLE:
+            a = feats[name]
+            _, c, h, w = a.shape
+            j_style = j_style + ((style_targets[name] - gram(a)) ** 2).sum() / (2 * h * w * c) ** 2 / len(STYLE)
+        j_tv = (((image[:, :, 1:] - image[:, :, :-1]) ** 2).sum() + ((image[:, :, :, 1:] - image[:, :, :, :-1]) ** 2).sum()) / image.numel()
+        return ALPHA * j_content + BETA * j_style + TV * j_tv
 
 
 with torch.no_grad():
     content = torch.rand(1, 3, height, width) * 255 - 120
     style = torch.rand(1, 3, height, width) * 255 - 120
-    content_target = features(content, [CONTENT])[CONTENT]
-    style_targets = {k: gram(v) for k, v in features(style, STYLE).items()}
+    with network():
+        content_target = features(content, [CONTENT])[CONTENT].float()
+        style_features = features(style, STYLE)
+    style_targets = {k: gram(v) for k, v in style_features.items()}
+    wanted = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert all(v.dtype == wanted for v in style_features.values()), {k: v.dtype for k, v in style_features.items()}
 image = content.clone().requires_grad_(True)
 optimizer = torch.optim.Adam([image], lr=10.0)
 times = []
@@ -73,8 +101,9 @@ for i in range(iterations + 2):
     t = time.perf_counter()
     optimizer.zero_grad()
     j = cost(image, content_target, style_targets)
+    assert j.dtype == torch.float32
     j.backward()
     optimizer.step()
     if i >= 2:  # warm-up
         times.append((time.perf_counter() - t) * 1e3)
-print(f"pytorch {width}x{height} median_ms={statistics.median(times):.1f} min_ms={min(times):.1f}")
+print(f"pytorch {width}x{height} precision={precision} median_ms={statistics.median(times):.1f} min_ms={min(times):.1f}")

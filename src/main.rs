@@ -568,11 +568,12 @@ fn run_still_job(job: &StillJob, quiet: bool) -> Result<(), Error> {
 
 fn print_still_summary(report: &StillReport) {
     eprintln!(
-        "wrote {} ({}×{}, {} iterations, {:.1} s, J {:.4e} = α·{:.4e} + β·{:.4e} + γ·{:.4e})",
+        "wrote {} ({}×{}, {} iterations, {} evaluations of J, {:.1} s, J {:.4e} = α·{:.4e} + β·{:.4e} + γ·{:.4e})",
         report.output.display(),
         report.width,
         report.height,
         report.iterations,
+        report.evaluations,
         report.seconds,
         report.terms.total,
         report.terms.content,

@@ -167,6 +167,8 @@ pub struct Totals {
     pub computed_frames: u64,
     pub resumed_frames: u64,
     pub iterations: usize,
+    /// Evaluations of J over the computed frames (see [`crate::stylize::Stylized::evaluations`]).
+    pub evaluations: usize,
     pub seconds: f64,
     /// Seconds of the first frame, when this run computed it.
     pub first_frame_seconds: Option<f64>,
@@ -336,6 +338,7 @@ pub fn run_video_with(
         computed_frames: computed.len() as u64,
         resumed_frames: (records.len() - computed.len()) as u64,
         iterations: computed.iter().map(|r| r.iterations).sum(),
+        evaluations: computed.iter().map(|r| r.evaluations).sum(),
         seconds: started.elapsed().as_secs_f64(),
         first_frame_seconds,
         warm_frame_seconds: mean(warm),

@@ -234,6 +234,8 @@ pub struct CellRecord {
     #[serde(flatten)]
     pub terms: LossTerms,
     pub iterations: usize,
+    /// Evaluations of J (see [`crate::stylize::Stylized::evaluations`]).
+    pub evaluations: usize,
     pub seconds: f64,
 }
 
@@ -337,6 +339,7 @@ pub fn run_preview(job: &PreviewJob, progress: &mut dyn PreviewProgress) -> Resu
                 t_seconds: column.t_seconds,
                 terms: result.terms,
                 iterations: result.iterations,
+                evaluations: result.evaluations,
                 seconds: cell_started.elapsed().as_secs_f64(),
             };
             progress.cell(&record);

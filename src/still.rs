@@ -75,6 +75,8 @@ pub struct StillReport {
     #[serde(flatten)]
     pub terms: LossTerms,
     pub iterations: usize,
+    /// Evaluations of J (see [`crate::stylize::Stylized::evaluations`]).
+    pub evaluations: usize,
     /// Wall time of the whole job (loading, optimisation, saving).
     pub seconds: f64,
     /// Wall time of the optimisation alone.
@@ -117,6 +119,7 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
         height,
         terms: result.terms,
         iterations: result.iterations,
+        evaluations: result.evaluations,
         seconds: started.elapsed().as_secs_f64(),
         optimisation_seconds: result.seconds,
         init: job.init.clone(),

@@ -193,12 +193,17 @@ impl ContentTarget {
 }
 
 /// The result of an optimisation: the image with the lowest J seen, its loss terms (evaluated
-/// on that very image, before any 8-bit quantisation) and the iterations spent.
+/// on that very image, before any 8-bit quantisation) and the iterations and evaluations spent.
 #[derive(Debug, Clone)]
 pub struct Stylized {
     pub image: Tensor,
     pub terms: LossTerms,
+    /// Optimiser steps taken.
     pub iterations: usize,
+    /// Times J was computed (a forward pass through the network and the losses), each but the
+    /// last with ∇J (backpropagation to the pixels). Both optimisers take a fixed step (L-BFGS
+    /// runs no line search), so this is one per iteration plus the starting image's.
+    pub evaluations: usize,
     /// J after each evaluation (index 0: the starting image).
     pub history: Vec<f64>,
     pub seconds: f64,
@@ -333,8 +338,10 @@ impl Stylizer {
         let mut history = Vec::with_capacity(iterations + 1);
         let mut best: Option<(f64, Tensor, LossTerms)> = None;
         let mut done = 0;
+        let mut evaluations = 0;
         loop {
             let (j, terms) = self.cost(var.as_tensor(), content)?;
+            evaluations += 1;
             if !terms.total.is_finite() {
                 return Err(Error::Diverged(format!("J became {} after {done} iterations", terms.total)));
             }
@@ -363,7 +370,7 @@ impl Stylizer {
             progress.iteration(done, iterations, &terms);
         }
         let (_, image, terms) = best.expect("at least one evaluation");
-        Ok(Stylized { image, terms, iterations: done, history, seconds: started.elapsed().as_secs_f64() })
+        Ok(Stylized { image, terms, iterations: done, evaluations, history, seconds: started.elapsed().as_secs_f64() })
     }
 
     fn levelled_off(&self, history: &[f64]) -> bool {

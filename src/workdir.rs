@@ -21,6 +21,9 @@ pub struct FrameRecord {
     pub index: u64,
     pub pts_seconds: f64,
     pub iterations: usize,
+    /// Evaluations of J (see [`Stylized::evaluations`]); 0 in records of older runs.
+    #[serde(default)]
+    pub evaluations: usize,
     #[serde(rename = "J")]
     pub total: f64,
     #[serde(rename = "J_content")]
@@ -60,6 +63,7 @@ impl FrameRecord {
             index,
             pts_seconds,
             iterations: stylized.iterations,
+            evaluations: stylized.evaluations,
             total: terms.total,
             content: terms.content,
             style: terms.style,

@@ -76,6 +76,7 @@ fn a_25_fps_clip_with_audio_keeps_its_frames_timing_and_audio() {
         assert_eq!(f["index"], i as u64);
         assert!((f["pts_seconds"].as_f64().unwrap() - i as f64 / 25.0).abs() < 1e-9);
         assert_eq!(f["iterations"], if i == 0 { 10 } else { 1 });
+        assert_eq!(f["evaluations"], if i == 0 { 11 } else { 2 });
         assert_eq!(f["resumed"], false);
         for key in ["J", "J_content", "J_style", "seconds"] {
             assert!(f[key].as_f64().unwrap() > 0.0, "frame {i} {key}");
@@ -85,6 +86,8 @@ fn a_25_fps_clip_with_audio_keeps_its_frames_timing_and_audio() {
     assert_eq!(written["output"]["frames_written"], 12);
     assert_eq!(written["totals"]["frames"], 12);
     assert_eq!(report.totals.iterations, 10 + 11);
+    assert_eq!(report.totals.evaluations, 11 + 11 * 2);
+    assert_eq!(written["totals"]["evaluations"], 11 + 11 * 2);
     assert!(!WorkDir::path_for(&output).exists(), "the work directory is removed after success");
 }
 

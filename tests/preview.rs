@@ -118,6 +118,7 @@ fn two_styles_three_frames_make_a_labelled_two_by_three_grid() {
     assert_eq!(cells_json.len(), 6);
     for cell in cells_json {
         assert_eq!(cell["iterations"], 4);
+        assert_eq!(cell["evaluations"], 5);
         assert!(cell["J"].as_f64().unwrap() > 0.0 && cell["seconds"].as_f64().unwrap() > 0.0, "{cell}");
         assert_eq!(cell["style_weight"], 5e-4);
     }

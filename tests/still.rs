@@ -32,6 +32,8 @@ fn optimisation_lowers_j_substantially_and_changes_the_image() {
         let target = stylizer.content_target(&content).unwrap();
         let result = stylizer.optimise(&target, &content, 12, &mut NoProgress).unwrap();
         assert_eq!(result.iterations, 12);
+        // J and ∇J once per iteration (a fixed step: no line search), plus J of the last image.
+        assert_eq!(result.evaluations, 13, "{optimizer}");
         assert_eq!(result.history.len(), 13);
         let (first, last) = (result.history[0], result.terms.total);
         assert!(last < 0.5 * first, "{optimizer}: J went from {first} to {last}");
@@ -49,6 +51,7 @@ fn zero_iterations_return_the_start_with_its_losses() {
     let target = stylizer.content_target(&content).unwrap();
     let result = stylizer.optimise(&target, &content, 0, &mut NoProgress).unwrap();
     assert_eq!(result.iterations, 0);
+    assert_eq!(result.evaluations, 1, "J of the start");
     assert_eq!(result.terms.content, 0.0, "the content image has no content cost");
     let s = stylizer.settings();
     let style: f64 = result.terms.style_layers.iter().zip(&s.style_layer_weights).map(|((_, j), l)| l * j).sum();
@@ -66,6 +69,7 @@ fn early_stop_ends_when_j_levels_off() {
     let target = stylizer.content_target(&content).unwrap();
     let result = stylizer.optimise(&target, &content, 50, &mut NoProgress).unwrap();
     assert_eq!(result.iterations, 1);
+    assert_eq!(result.evaluations, 2);
 }
 
 // ---- the command line ----
@@ -97,6 +101,7 @@ fn cli_writes_the_image_and_a_report_of_its_losses() {
     assert_eq!((image.width(), image.height()), (40, 30));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["iterations"], 3);
+    assert_eq!(r["evaluations"], 4);
     assert!(r["seconds"].as_f64().unwrap() > 0.0);
     let layers = r["J_style_layers"].as_object().unwrap();
     assert_eq!(layers.keys().collect::<Vec<_>>(), ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]);
