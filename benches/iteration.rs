@@ -6,7 +6,8 @@
 //! still demo). `scripts/bench-vs-pytorch` drives single measurements through `BENCH_MODE`:
 //! `BENCH_DEVICE` (cpu, cpu-reference, cuda, cuda:N) picks where `iteration` and `video` run,
 //! `BENCH_PRECISION` (fp32, tf32, bf16; unset: the device's default) how they multiply.
-//! - `iteration` (`BENCH_SIZE=WxH`, `BENCH_ITERATIONS`, `BENCH_OPTIMIZER=adam|lbfgs`):
+//! - `iteration` (`BENCH_SIZE=WxH`, `BENCH_ITERATIONS`, `BENCH_OPTIMIZER=adam|lbfgs`; with
+//!   `STYLIZE_VIDEO_PROFILE=1` also ms per iteration by operation):
 //!   `ours WxH precision=… median_ms=… min_ms=… peak_rss_mib=…`
 //! - `sgemm`: the machine's single-precision matrix-product rate through `gemm` (the crate our
 //!   kernels use), `sgemm_gflops=…`
@@ -168,8 +169,7 @@ fn layers(w: usize, h: usize) {
         let bias = Some(vec![0.01f32; c_out]);
         let ms = |algorithm| conv_layer_ms(Conv3x3Weights::with_algorithm(c_out, c_in, weight.clone(), bias.clone(), algorithm), lh, lw);
         let (im2col, winograd) = (ms(ConvAlgorithm::Im2col), ms(ConvAlgorithm::Winograd));
-        let bf16 = (stylize_video::bf16::Kernel::detect().is_some() && stylize_video::conv_bf16::suits(c_out, c_in))
-            .then(|| ms(ConvAlgorithm::DirectBf16));
+        let bf16 = stylize_video::bf16::Kernel::detect().is_some().then(|| ms(ConvAlgorithm::DirectBf16));
         let best = im2col.1.min(winograd.1).min(bf16.map_or(f64::MAX, |t| t.1));
         let gflop = 2.0 * 2.0 * (lh * lw * c_in * c_out * 9) as f64 / 1e9;
         let show = |t: (f64, f64)| format!("{:.1}/{:.1}", t.0, t.1);
@@ -218,8 +218,14 @@ fn main() {
             let optimizer = env_or("BENCH_OPTIMIZER", OptimizerKind::Adam);
             let times = iteration_times(w, h, env_or("BENCH_ITERATIONS", 10), optimizer);
             let min = times.iter().cloned().fold(f64::MAX, f64::min);
+            let profile = stylize_video::profile::take();
             let precision = Precision::effective(bench_precision(), bench_device());
             println!("ours {w}x{h} precision={precision} median_ms={:.1} min_ms={min:.1} peak_rss_mib={:.0}", median(times), peak_rss_mib());
+            // With STYLIZE_VIDEO_PROFILE set: ms per iteration by operation (warm-up included).
+            let per_iteration = 1e3 / (env_or("BENCH_ITERATIONS", 10) + 2) as f64;
+            for (what, calls, seconds) in profile {
+                println!("  {what:<48} {:>8.2} ms/it {calls:>6} calls", seconds * per_iteration);
+            }
         }
         Ok("layers") => {
             let (w, h) = bench_size();

@@ -66,8 +66,14 @@ impl Kernel {
         })
     }
 
-    /// Whether this CPU and OS can run the kernel (for AMX this also asks Linux for the tile state).
+    /// Whether this CPU and OS can run the kernel (for AMX this also asks Linux for the tile
+    /// state). Found out once per process.
     pub fn available(self) -> bool {
+        static AVAILABLE: [OnceLock<bool>; 2] = [OnceLock::new(), OnceLock::new()];
+        *AVAILABLE[self as usize].get_or_init(|| self.probe())
+    }
+
+    fn probe(self) -> bool {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         {
             match self {

@@ -17,6 +17,7 @@
 //! bf16's 8-bit mantissa its outputs came out 2% (input gradients 10%) off f32 on VGG16's
 //! shapes, where the direct sum stays within bf16's own rounding (tests/layers.rs).
 
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -28,38 +29,37 @@ const BLOCK_ROWS: usize = 32;
 /// Output positions per block.
 const BLOCK_COLS: usize = 32;
 
-/// A layer's weights for the bf16 kernels: tap t = 3·kh + kw as a `c_out × c_in` row-major
-/// bf16 matrix, `taps[t][co][ci]`.
+/// A layer's weights for the bf16 kernels: tap t = 3·kh + kw as a row-major bf16 matrix,
+/// `taps[t][co][ci]`, its channels padded with zero weights to the kernels' granularity
+/// (outputs to a multiple of 16, inputs of 32: conv1_1's 3 inputs become 32, its input
+/// gradient's 3 outputs 16).
 #[derive(Debug)]
 pub struct Bf16Weights {
     pub c_out: usize,
     pub c_in: usize,
     pub kernel: Kernel,
+    /// Channels as padded: `c_out` rounded up to 16, `c_in` to 32.
+    c_out_padded: usize,
+    c_in_padded: usize,
     taps: Vec<u16>,
     /// The padded input of the last call, kept for the next (same size every iteration).
     scratch: Mutex<Vec<u32>>,
 }
 
-/// Whether a layer fits the kernels' granularity: c_out a multiple of 16, c_in of 32 (every
-/// VGG16 layer but conv1_1 and its input gradient).
-pub fn suits(c_out: usize, c_in: usize) -> bool {
-    c_out % 16 == 0 && c_in % 32 == 0
-}
-
 impl Bf16Weights {
     /// Packs OIHW f32 weights `[c_out][c_in][3][3]`, rounded to bf16.
     pub fn new(weight: &[f32], c_out: usize, c_in: usize, kernel: Kernel) -> Self {
-        assert!(suits(c_out, c_in), "bf16 convolution: {c_in}->{c_out} channels do not fit the kernels");
         assert_eq!(weight.len(), c_out * c_in * 9);
-        let mut taps = vec![0u16; 9 * c_out * c_in];
+        let (c_out_padded, c_in_padded) = (c_out.next_multiple_of(16), c_in.next_multiple_of(32));
+        let mut taps = vec![0u16; 9 * c_out_padded * c_in_padded];
         for co in 0..c_out {
             for ci in 0..c_in {
                 for t in 0..9 {
-                    taps[(t * c_out + co) * c_in + ci] = bf16::to_bf16(weight[(co * c_in + ci) * 9 + t]);
+                    taps[(t * c_out_padded + co) * c_in_padded + ci] = bf16::to_bf16(weight[(co * c_in + ci) * 9 + t]);
                 }
             }
         }
-        Self { c_out, c_in, kernel, taps, scratch: Mutex::new(Vec::new()) }
+        Self { c_out, c_in, kernel, c_out_padded, c_in_padded, taps, scratch: Mutex::new(Vec::new()) }
     }
 }
 
@@ -75,10 +75,11 @@ impl PaddedPairs {
         (h + 2) * pairs * (w + 2) + 2 * BLOCK_COLS
     }
 
-    /// Fills `data` (at least [`Self::len`] long). With `mask`, input entries whose mask entry is
-    /// not positive count as zero (the ReLU backward entering the input-gradient convolution).
-    fn fill(data: &mut [u32], input: &[f32], mask: Option<&[f32]>, c_in: usize, h: usize, w: usize) -> Self {
-        let (wp, pairs) = (w + 2, c_in / 2);
+    /// Fills `data` (at least [`Self::len`] long) from `c_in` channels, padded with zero channels
+    /// to `2·pairs`. With `mask`, input entries whose mask entry is not positive count as zero
+    /// (the ReLU backward entering the input-gradient convolution).
+    fn fill(data: &mut [u32], input: &[f32], mask: Option<&[f32]>, (c_in, pairs): (usize, usize), h: usize, w: usize) -> Self {
+        let wp = w + 2;
         let row_len = pairs * wp;
         let (rows, slack) = data[..Self::len(pairs, h, w)].split_at_mut((h + 2) * row_len);
         slack.fill(0);
@@ -89,6 +90,19 @@ impl PaddedPairs {
             }
             let y = padded_y - 1;
             for (p, dst) in row.chunks_exact_mut(wp).enumerate() {
+                if 2 * p + 1 >= c_in {
+                    // A zero channel (padding), or an odd count's last channel paired with one.
+                    dst.fill(0);
+                    if 2 * p < c_in {
+                        let e = &input[(2 * p * h + y) * w..][..w];
+                        let me = mask.map(|m| &m[(2 * p * h + y) * w..][..w]);
+                        for (x, (d, &a)) in dst[1..=w].iter_mut().zip(e).enumerate() {
+                            let keep = me.is_none_or(|m| m[x] > 0.0);
+                            *d = bf16::pack_pair(if keep { a } else { 0.0 }, 0.0);
+                        }
+                    }
+                    continue;
+                }
                 dst[0] = 0;
                 dst[wp - 1] = 0;
                 let dst = &mut dst[1..=w];
@@ -128,9 +142,9 @@ pub fn conv3x3(
     h: usize,
     w: usize,
     relu: bool,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
-    let &Bf16Weights { c_out, c_in, kernel, ref taps, ref scratch } = weights;
+    let &Bf16Weights { c_out, c_in, kernel, c_out_padded, c_in_padded, ref taps, ref scratch } = weights;
     assert!(input.len() >= c_in * h * w && out.len() >= c_out * h * w, "bf16 convolution: buffers of the wrong size");
     assert!(mask.is_none_or(|m| m.len() >= c_in * h * w), "bf16 convolution: mask of the wrong size");
     // The padded input's buffer is kept with the weights (each call rewrites all of it); a
@@ -138,31 +152,31 @@ pub fn conv3x3(
     let mut own = Vec::new();
     let mut kept = scratch.try_lock().ok();
     let data = kept.as_deref_mut().unwrap_or(&mut own);
-    let len = PaddedPairs::len(c_in / 2, h, w);
+    let len = PaddedPairs::len(c_in_padded / 2, h, w);
     if data.len() < len {
         data.resize(len, 0);
     }
-    let padded = PaddedPairs::fill(data, input, mask, c_in, h, w);
+    let padded = PaddedPairs::fill(data, input, mask, (c_in, c_in_padded / 2), h, w);
     let (wp, pairs) = (padded.wp, padded.pairs);
     let data: &[u32] = data;
     // Tap t = 3·kh + kw reads padded row y + kh (P's rows are pairs·wp apart), column x + kw.
     let offsets: [usize; 9] = std::array::from_fn(|t| (t / 3) * pairs * wp + t % 3);
     let x_blocks = w.div_ceil(BLOCK_COLS);
-    let co_blocks = c_out.div_ceil(BLOCK_ROWS);
+    let co_blocks = c_out_padded.div_ceil(BLOCK_ROWS);
     // Tasks: runs of rows × groups of channel blocks, enough of them to share out.
     let threads = rayon::current_num_threads();
     let row_run = h.div_ceil(8 * threads).clamp(1, 4);
     let co_group = if h.div_ceil(row_run) >= 4 * threads { co_blocks } else { co_blocks.div_ceil(4 * threads).max(1) };
     let tasks: Vec<(usize, usize)> =
         (0..h).step_by(row_run).flat_map(|y| (0..co_blocks).step_by(co_group).map(move |cb| (y, cb))).collect();
-    let out_ptr = SharedMut(out.as_mut_ptr());
+    let out_ptr = SharedMut(out.as_mut_ptr() as *mut f32);
     tasks.par_iter().for_each(|&(y0, cb0)| {
         let out_ptr = out_ptr;
         let session = bf16::Session::start(kernel);
         let mut acc = [0f32; BLOCK_ROWS * BLOCK_COLS];
         for cb in cb0..(cb0 + co_group).min(co_blocks) {
             let co0 = cb * BLOCK_ROWS;
-            let rows = (c_out - co0).min(BLOCK_ROWS);
+            let rows = (c_out_padded - co0).min(BLOCK_ROWS);
             for y in y0..(y0 + row_run).min(h) {
                 for xb in 0..x_blocks {
                     let x0 = xb * BLOCK_COLS;
@@ -174,23 +188,25 @@ pub fn conv3x3(
                     unsafe {
                         bf16::block(
                             &session,
-                            (rows, cols, c_in),
-                            (taps.as_ptr().add(co0 * c_in), c_in, c_out * c_in),
+                            (rows, cols, c_in_padded),
+                            (taps.as_ptr().add(co0 * c_in_padded), c_in_padded, c_out_padded * c_in_padded),
                             (data.as_ptr().add(y * pairs * wp + x0), wp, &offsets),
                             (acc.as_mut_ptr(), BLOCK_COLS),
                         );
                     }
-                    for r in 0..rows {
+                    for r in 0..rows.min(c_out.saturating_sub(co0)) {
                         let co = co0 + r;
                         let b = bias.map_or(0.0, |b| b[co]);
                         // SAFETY: (co, y, x0..x0+valid) lies in the output; tasks write disjoint
                         // (channel, row) blocks.
-                        let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add((co * h + y) * w + x0), valid) };
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(out_ptr.0.add((co * h + y) * w + x0) as *mut MaybeUninit<f32>, valid)
+                        };
                         let src = &acc[r * BLOCK_COLS..][..valid];
                         if relu {
-                            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = (s + b).max(0.0));
+                            dst.iter_mut().zip(src).for_each(|(d, &s)| _ = d.write((s + b).max(0.0)));
                         } else {
-                            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b);
+                            dst.iter_mut().zip(src).for_each(|(d, &s)| _ = d.write(s + b));
                         }
                     }
                 }

@@ -13,6 +13,7 @@
 //!
 //! Every op works on contiguous `f32` tensors of shape `(N, C, H, W)` on the CPU.
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
@@ -20,6 +21,7 @@ use rayon::prelude::*;
 
 use crate::bf16;
 use crate::precision::Precision;
+use crate::profile;
 use crate::conv_bf16::{self, Bf16Weights};
 use crate::winograd;
 
@@ -40,8 +42,7 @@ pub enum ConvAlgorithm {
     /// Winograd F(4×4, 3×3): 4× fewer multiplications; for layers with many channels.
     Winograd,
     /// Direct convolution with bf16 products and f32 sums on a [`bf16`] kernel
-    /// ([`conv_bf16`]); where the CPU has none, or the shape does not suit it, this packs the
-    /// f32 algorithm for the shape instead.
+    /// ([`conv_bf16`]); where the CPU has none, this packs the f32 algorithm for the shape.
     DirectBf16,
 }
 
@@ -56,7 +57,20 @@ pub struct Conv3x3Weights {
     pub bias: Option<Arc<Vec<f32>>>,
     winograd: Option<Arc<Vec<f32>>>,
     bf16: Option<Arc<Bf16Weights>>,
+    /// The bf16 kernel of the input-gradient convolution when only that one runs in bf16.
+    bf16_input_gradient: Option<bf16::Kernel>,
+    /// Images smaller than this run im2col even when packed for Winograd (see
+    /// [`WINOGRAD_MIN_PIXELS`]; 0 when the algorithm was forced).
+    winograd_min_pixels: usize,
 }
+
+/// Below this many pixels per image a layer packed for Winograd runs im2col: its transformed
+/// weights (36·c_in·c_out, 4× the originals) are streamed once per call, and at small sizes
+/// that costs more than the multiplications it saves. Measured (`BENCH_MODE=layers`, 2 cores,
+/// forward + input gradient, im2col vs Winograd): 512→512 at 24×13 15.6 vs 16.5 ms and at 8×4
+/// 2.7 vs 18.1 ms, 256→256 at 32×18 7.0 vs 8.1 ms, 128→256 at 32×18 4.7 vs 11.8 ms; but
+/// 512→512 at 48×27 50.8 vs 25.8 ms and 128→128 at 64×36 7.9 vs 5.3 ms.
+const WINOGRAD_MIN_PIXELS: usize = 1024;
 
 /// Below this many input or output channels Winograd's transforms cost more than its 4× fewer
 /// multiplications save (conv1_1 has 3 inputs). Measured with `BENCH_MODE=layers` at 384×216
@@ -71,18 +85,29 @@ impl Conv3x3Weights {
     /// everywhere, for comparisons.)
     pub fn new(c_out: usize, c_in: usize, weight: Vec<f32>, bias: Option<Vec<f32>>, precision: Precision) -> Self {
         let forced_im2col = std::env::var("STYLIZE_VIDEO_CONV").is_ok_and(|v| v == "im2col");
-        let algorithm = match (c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS && !forced_im2col, precision) {
+        let bf16 = precision == Precision::Bf16 && !forced_im2col;
+        let algorithm = match (c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS && !forced_im2col, bf16) {
+            (_, true) if c_in >= WINOGRAD_MIN_CHANNELS => ConvAlgorithm::DirectBf16,
             (false, _) => ConvAlgorithm::Im2col,
-            (true, Precision::Bf16) => ConvAlgorithm::DirectBf16,
             (true, _) => ConvAlgorithm::Winograd,
         };
-        Self::with_algorithm(c_out, c_in, weight, bias, algorithm)
+        let mut weights = Self::with_algorithm(c_out, c_in, weight, bias, algorithm);
+        weights.winograd_min_pixels = WINOGRAD_MIN_PIXELS;
+        if bf16 && weights.bf16.is_none() {
+            // conv1_1 (3 inputs): the forward stays f32, since rounding the image's pixel values
+            // to bf16 doubled the reference-loss error (0.26% to 0.65%) and, with its inputs
+            // padded to 32 channels, saved no time; its input gradient (3 outputs, padded to 16)
+            // runs in bf16 at half the time of im2col.
+            weights.bf16_input_gradient = bf16::Kernel::detect();
+        }
+        weights
     }
 
-    /// Packs the weights for a given algorithm (tests and benchmarks compare them).
+    /// Packs the weights for a given algorithm, used at every size (tests and benchmarks
+    /// compare them).
     pub fn with_algorithm(c_out: usize, c_in: usize, weight: Vec<f32>, bias: Option<Vec<f32>>, algorithm: ConvAlgorithm) -> Self {
         assert_eq!(weight.len(), c_out * c_in * 9, "conv3x3 weights must be c_out × c_in × 3 × 3");
-        let kernel = bf16::Kernel::detect().filter(|_| conv_bf16::suits(c_out, c_in));
+        let kernel = bf16::Kernel::detect();
         let algorithm = match (algorithm, kernel) {
             (ConvAlgorithm::DirectBf16, Some(kernel)) => {
                 return Self::direct_bf16_on(c_out, c_in, weight, bias, kernel);
@@ -92,7 +117,16 @@ impl Conv3x3Weights {
             (other, _) => other,
         };
         let winograd = (algorithm == ConvAlgorithm::Winograd).then(|| Arc::new(winograd::transform_weights(&weight, c_out, c_in)));
-        Self { c_out, c_in, weight: Arc::new(weight), bias: bias.map(Arc::new), winograd, bf16: None }
+        Self {
+            c_out,
+            c_in,
+            weight: Arc::new(weight),
+            bias: bias.map(Arc::new),
+            winograd,
+            bf16: None,
+            bf16_input_gradient: None,
+            winograd_min_pixels: 0,
+        }
     }
 
     /// The direct bf16 convolution on a given kernel (tests and benchmarks compare the kernels;
@@ -100,7 +134,16 @@ impl Conv3x3Weights {
     pub fn direct_bf16_on(c_out: usize, c_in: usize, weight: Vec<f32>, bias: Option<Vec<f32>>, kernel: bf16::Kernel) -> Self {
         assert!(kernel.available(), "the {kernel} bf16 kernel is not available on this CPU");
         let packed = Arc::new(Bf16Weights::new(&weight, c_out, c_in, kernel));
-        Self { c_out, c_in, weight: Arc::new(weight), bias: bias.map(Arc::new), winograd: None, bf16: Some(packed) }
+        Self {
+            c_out,
+            c_in,
+            weight: Arc::new(weight),
+            bias: bias.map(Arc::new),
+            winograd: None,
+            bf16: Some(packed),
+            bf16_input_gradient: None,
+            winograd_min_pixels: 0,
+        }
     }
 
     /// The algorithm the weights were packed for (bf16 only where a kernel took it).
@@ -124,10 +167,13 @@ impl Conv3x3Weights {
                 }
             }
         }
-        match &self.bf16 {
-            Some(packed) if conv_bf16::suits(c_in, c_out) => Conv3x3Weights::direct_bf16_on(c_in, c_out, flipped, None, packed.kernel),
-            Some(_) => Conv3x3Weights::new(c_in, c_out, flipped, None, Precision::Fp32),
-            None => Conv3x3Weights::with_algorithm(c_in, c_out, flipped, None, self.algorithm()),
+        match self.bf16.as_ref().map(|packed| packed.kernel).or(self.bf16_input_gradient) {
+            Some(kernel) => Conv3x3Weights::direct_bf16_on(c_in, c_out, flipped, None, kernel),
+            None => {
+                let mut weights = Conv3x3Weights::with_algorithm(c_in, c_out, flipped, None, self.algorithm());
+                weights.winograd_min_pixels = self.winograd_min_pixels;
+                weights
+            }
         }
     }
 }
@@ -143,13 +189,14 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::
 /// `out[co][y][x] = bias[co] + Σ_{ci,kh,kw} W[co][ci][kh][kw] · in[ci][y+kh-1][x+kw-1]`
 /// for one image, optionally followed by ReLU, computed tile of rows by tile of rows
 /// (im2col into a cache-sized buffer, then one `gemm` per tile).
-fn conv3x3_image(w: &Conv3x3Weights, input: &[f32], h: usize, wd: usize, relu: bool, out: &mut [f32]) {
+fn conv3x3_image(w: &Conv3x3Weights, input: &[f32], h: usize, wd: usize, relu: bool, out: &mut [MaybeUninit<f32>]) {
+    assert!(out.len() >= w.c_out * h * wd, "conv3x3: output of the wrong size");
     let (c_in, c_out) = (w.c_in, w.c_out);
     let k = c_in * 9;
     let rows_per_tile = (IM2COL_TILE_BYTES / (k * wd * 4)).clamp(1, h);
     let tiles: Vec<(usize, usize)> =
         (0..h).step_by(rows_per_tile).map(|r0| (r0, (r0 + rows_per_tile).min(h))).collect();
-    let out_ptr = SharedMut(out.as_mut_ptr());
+    let out_ptr = SharedMut(out.as_mut_ptr() as *mut f32);
     tiles.par_iter().for_each_init(Vec::new, |cols: &mut Vec<f32>, &(r0, r1)| {
         let n = (r1 - r0) * wd;
         cols.clear();
@@ -220,28 +267,43 @@ fn conv3x3_batch(
     if c != w.c_in {
         candle_core::bail!("conv3x3: input has {c} channels, weights expect {}", w.c_in);
     }
-    let mut out = vec![0f32; n * w.c_out * h * wd];
-    for b in 0..n {
-        let image = &input[b * c * h * wd..(b + 1) * c * h * wd];
-        let mask = input_mask.map(|m| &m[b * c * h * wd..(b + 1) * c * h * wd]);
-        let result = &mut out[b * w.c_out * h * wd..(b + 1) * w.c_out * h * wd];
-        if let Some(packed) = &w.bf16 {
-            conv_bf16::conv3x3(packed, w.bias.as_deref().map(|b| &b[..]), image, mask, h, wd, relu, result);
-            continue;
-        }
-        match (&w.winograd, mask) {
-            (Some(u), mask) => {
-                winograd::conv3x3(u, w.bias.as_deref().map(|b| &b[..]), w.c_out, w.c_in, image, mask, h, wd, relu, result)
-            }
-            (None, None) => conv3x3_image(w, image, h, wd, relu, result),
-            (None, Some(mask)) => {
-                let masked: Vec<f32> =
-                    image.par_iter().zip(mask.par_iter()).map(|(&g, &k)| if k > 0.0 { g } else { 0.0 }).collect();
-                conv3x3_image(w, &masked, h, wd, relu, result)
-            }
+    if n == 1 {
+        return Ok((CpuStorage::F32(conv3x3_image_any(w, input, input_mask, h, wd, relu)), Shape::from((1, w.c_out, h, wd))));
+    }
+    let out: Vec<f32> = (0..n)
+        .flat_map(|b| {
+            let image = &input[b * c * h * wd..(b + 1) * c * h * wd];
+            let mask = input_mask.map(|m| &m[b * c * h * wd..(b + 1) * c * h * wd]);
+            conv3x3_image_any(w, image, mask, h, wd, relu)
+        })
+        .collect();
+    Ok((CpuStorage::F32(out), Shape::from((n, w.c_out, h, wd))))
+}
+
+/// One image through whichever algorithm the weights were packed for; with `input_mask`,
+/// input entries whose mask entry is not positive count as zero.
+fn conv3x3_image_any(w: &Conv3x3Weights, image: &[f32], mask: Option<&[f32]>, h: usize, wd: usize, relu: bool) -> Vec<f32> {
+    assert!(image.len() == w.c_in * h * wd && mask.is_none_or(|m| m.len() == image.len()), "conv3x3: input of the wrong size");
+    // Every algorithm writes every output entry: no zero-filling.
+    let total = w.c_out * h * wd;
+    let mut out: Vec<f32> = Vec::with_capacity(total);
+    let result = &mut out.spare_capacity_mut()[..total];
+    let bias = w.bias.as_deref().map(|b| &b[..]);
+    // Winograd only where the image is large enough to pay for streaming its transformed
+    // weights, 4× the originals (see WINOGRAD_MIN_PIXELS); im2col below that.
+    let winograd = w.winograd.as_ref().filter(|_| h * wd >= w.winograd_min_pixels);
+    match (&w.bf16, winograd, mask) {
+        (Some(packed), _, mask) => conv_bf16::conv3x3(packed, bias, image, mask, h, wd, relu, result),
+        (None, Some(u), mask) => winograd::conv3x3(u, bias, w.c_out, w.c_in, image, mask, h, wd, relu, result),
+        (None, None, None) => conv3x3_image(w, image, h, wd, relu, result),
+        (None, None, Some(mask)) => {
+            let masked: Vec<f32> = image.par_iter().zip(mask.par_iter()).map(|(&g, &k)| if k > 0.0 { g } else { 0.0 }).collect();
+            conv3x3_image(w, &masked, h, wd, relu, result)
         }
     }
-    Ok((CpuStorage::F32(out), Shape::from((n, w.c_out, h, wd))))
+    // SAFETY: each algorithm above wrote all `total` entries.
+    unsafe { out.set_len(total) };
+    out
 }
 
 /// `relu(conv3x3(x) + bias)` whose backward gives the input gradient only.
@@ -257,6 +319,25 @@ impl Conv3x3Relu {
         let input_gradient = weights.input_gradient_weights();
         Self { weights, input_gradient }
     }
+
+    /// relu(conv3x3(x) + bias) of one image `[c_in][h][w]` → `[c_out][h][w]`.
+    pub fn forward(&self, input: &[f32], h: usize, w: usize) -> Vec<f32> {
+        let weights = &self.weights;
+        profile::time(
+            || format!("conv {:>3}->{:<3} {:?} forward", weights.c_in, weights.c_out, weights.algorithm()),
+            || conv3x3_image_any(weights, input, None, h, w, true),
+        )
+    }
+
+    /// The input gradient `[c_in][h][w]` of one image, given the gradient `grad` with respect
+    /// to the output and the output itself (the ReLU's mask).
+    pub fn input_gradient(&self, grad: &[f32], output: &[f32], h: usize, w: usize) -> Vec<f32> {
+        let weights = &self.input_gradient;
+        profile::time(
+            || format!("conv {:>3}->{:<3} {:?} input gradient", weights.c_out, weights.c_in, weights.algorithm()),
+            || conv3x3_image_any(weights, grad, Some(output), h, w, false),
+        )
+    }
 }
 
 impl CustomOp1 for Conv3x3Relu {
@@ -265,8 +346,13 @@ impl CustomOp1 for Conv3x3Relu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        conv3x3_batch(&self.weights, contiguous_f32(storage, layout)?, None, layout.shape(), true)
+        let w = &self.weights;
+        profile::time(
+            || format!("conv {:>3}->{:<3} {:?} forward", w.c_in, w.c_out, w.algorithm()),
+            || conv3x3_batch(w, contiguous_f32(storage, layout)?, None, layout.shape(), true),
+        )
     }
+
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let grad_res = grad_res.contiguous()?;
@@ -293,7 +379,11 @@ impl CustomOp2 for ReluConv3x3InputGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let grad_s = contiguous_f32(grad, grad_layout)?;
         let res_s = contiguous_f32(res, res_layout)?;
-        conv3x3_batch(&self.0, grad_s, Some(res_s), grad_layout.shape(), false)
+        let w = &self.0;
+        profile::time(
+            || format!("conv {:>3}->{:<3} {:?} input gradient", w.c_out, w.c_in, w.algorithm()),
+            || conv3x3_batch(w, grad_s, Some(res_s), grad_layout.shape(), false),
+        )
     }
 }
 
@@ -304,34 +394,111 @@ pub enum Pool2x2 {
     Avg,
 }
 
-impl CustomOp1 for Pool2x2 {
-    fn name(&self) -> &'static str {
+impl Pool2x2 {
+    fn label(&self) -> &'static str {
         match self {
             Pool2x2::Max => "max-pool-2x2",
             Pool2x2::Avg => "avg-pool-2x2",
         }
     }
 
+    /// Pools `planes` planes of `h × w` → `floor(h/2) × floor(w/2)`.
+    pub fn forward(&self, input: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+        profile::time(|| format!("{} forward", self.label()), || {
+            assert_eq!(input.len(), planes * h * w, "pool: input of the wrong size");
+            let (oh, ow) = (h / 2, w / 2);
+            let total = planes * oh * ow;
+            let mut out: Vec<f32> = Vec::with_capacity(total);
+            if oh > 0 && ow > 0 {
+                let kind = *self;
+                out.spare_capacity_mut()[..total].par_chunks_mut(oh * ow).zip(input.par_chunks(h * w)).for_each(|(o, i)| {
+                    widest_simd(|| {
+                        for (y, o_row) in o.chunks_exact_mut(ow).enumerate() {
+                            let r0 = &i[2 * y * w..][..2 * ow];
+                            let r1 = &i[(2 * y + 1) * w..][..2 * ow];
+                            for ((o, p0), p1) in o_row.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                                o.write(match kind {
+                                    Pool2x2::Max => p0[0].max(p0[1]).max(p1[0].max(p1[1])),
+                                    Pool2x2::Avg => 0.25 * ((p0[0] + p0[1]) + (p1[0] + p1[1])),
+                                });
+                            }
+                        }
+                    })
+                });
+            }
+            // SAFETY: every output entry was written above (none when the output is empty).
+            unsafe { out.set_len(total) };
+            out
+        })
+    }
+
+    /// The input gradient of [`Self::forward`] given its input and the gradient with respect to
+    /// its output: max pooling routes each window's gradient to its (first) maximum, as PyTorch
+    /// does; average pooling spreads it evenly, a quarter to each input. Inputs in a trailing
+    /// odd row or column take part in no window and get zero.
+    pub fn input_gradient(&self, input: &[f32], grad: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+        profile::time(|| format!("{} input gradient", self.label()), || {
+            let (oh, ow) = (h / 2, w / 2);
+            assert!(input.len() == planes * h * w && grad.len() == planes * oh * ow, "pool: gradient of the wrong size");
+            let total = input.len();
+            if oh == 0 || ow == 0 {
+                return vec![0f32; total];
+            }
+            let mut out: Vec<f32> = Vec::with_capacity(total);
+            let zero = MaybeUninit::new(0f32);
+            let kind = *self;
+            out.spare_capacity_mut()[..total].par_chunks_mut(h * w).zip(input.par_chunks(h * w)).zip(grad.par_chunks(oh * ow)).for_each(
+                |((o, i), g)| {
+                    widest_simd(|| {
+                        if w % 2 == 1 || h % 2 == 1 {
+                            o.fill(zero);
+                        }
+                        for (y, g_row) in g.chunks_exact(ow).enumerate() {
+                            let (r0, r1) = (&i[2 * y * w..][..2 * ow], &i[(2 * y + 1) * w..][..2 * ow]);
+                            let (o0, o1) = o[2 * y * w..].split_at_mut(w);
+                            let (o0, o1) = (&mut o0[..2 * ow], &mut o1[..2 * ow]);
+                            let quads = r0.chunks_exact(2).zip(r1.chunks_exact(2)).zip(o0.chunks_exact_mut(2).zip(o1.chunks_exact_mut(2)));
+                            for (((p0, p1), (q0, q1)), &gv) in quads.zip(g_row) {
+                                match kind {
+                                    Pool2x2::Max => {
+                                        // The window's first maximum, in reading order.
+                                        let m = p0[0].max(p0[1]).max(p1[0].max(p1[1]));
+                                        let a = p0[0] == m;
+                                        let b = !a && p0[1] == m;
+                                        let c = !a && !b && p1[0] == m;
+                                        let d = !a && !b && !c;
+                                        q0[0].write(if a { gv } else { 0.0 });
+                                        q0[1].write(if b { gv } else { 0.0 });
+                                        q1[0].write(if c { gv } else { 0.0 });
+                                        q1[1].write(if d { gv } else { 0.0 });
+                                    }
+                                    Pool2x2::Avg => {
+                                        let quarter = MaybeUninit::new(0.25 * gv);
+                                        q0.fill(quarter);
+                                        q1.fill(quarter);
+                                    }
+                                }
+                            }
+                        }
+                    })
+                },
+            );
+            // SAFETY: every window wrote its four inputs, and odd planes were zeroed first.
+            unsafe { out.set_len(total) };
+            out
+        })
+    }
+}
+
+impl CustomOp1 for Pool2x2 {
+    fn name(&self) -> &'static str {
+        self.label()
+    }
+
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let input = contiguous_f32(storage, layout)?;
         let (n, c, h, w) = layout.shape().dims4()?;
-        let (oh, ow) = (h / 2, w / 2);
-        let mut out = vec![0f32; n * c * oh * ow];
-        if oh > 0 && ow > 0 {
-            out.par_chunks_mut(oh * ow).zip(input.par_chunks(h * w)).for_each(|(o, i)| {
-                for y in 0..oh {
-                    for x in 0..ow {
-                        let (a, b) = (i[2 * y * w + 2 * x], i[2 * y * w + 2 * x + 1]);
-                        let (c_, d) = (i[(2 * y + 1) * w + 2 * x], i[(2 * y + 1) * w + 2 * x + 1]);
-                        o[y * ow + x] = match self {
-                            Pool2x2::Max => a.max(b).max(c_).max(d),
-                            Pool2x2::Avg => 0.25 * (a + b + c_ + d),
-                        };
-                    }
-                }
-            });
-        }
-        Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
+        Ok((CpuStorage::F32(self.forward(input, n * c, h, w)), Shape::from((n, c, h / 2, w / 2))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -340,9 +507,27 @@ impl CustomOp1 for Pool2x2 {
     }
 }
 
-/// Backward of [`Pool2x2`]: max pooling routes each window's gradient to its (first) maximum,
-/// as PyTorch does; average pooling spreads it evenly, a quarter to each input. Inputs in a
-/// trailing odd row or column take part in no window and get zero.
+/// Runs `f` compiled for AVX-512 where the CPU has it (the crate itself targets baseline
+/// x86-64): for the plain loops of pooling, which LLVM vectorises.
+#[inline(always)]
+fn widest_simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: the CPU has the features.
+            return unsafe { avx512(f) };
+        }
+    }
+    f()
+}
+
+/// Backward of [`Pool2x2`] ([`Pool2x2::input_gradient`]) as a candle op.
 struct Pool2x2InputGrad(Pool2x2);
 
 impl CustomOp2 for Pool2x2InputGrad {
@@ -359,35 +544,8 @@ impl CustomOp2 for Pool2x2InputGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let input = contiguous_f32(arg, arg_layout)?;
         let grad = contiguous_f32(grad, grad_layout)?;
-        let (_, _, h, w) = arg_layout.shape().dims4()?;
-        let (oh, ow) = (h / 2, w / 2);
-        let mut out = vec![0f32; input.len()];
-        if oh > 0 && ow > 0 {
-            out.par_chunks_mut(h * w).zip(input.par_chunks(h * w)).zip(grad.par_chunks(oh * ow)).for_each(
-                |((o, i), g)| {
-                    for y in 0..oh {
-                        for x in 0..ow {
-                            let window =
-                                [2 * y * w + 2 * x, 2 * y * w + 2 * x + 1, (2 * y + 1) * w + 2 * x, (2 * y + 1) * w + 2 * x + 1];
-                            let gv = g[y * ow + x];
-                            match self.0 {
-                                Pool2x2::Max => {
-                                    let mut best = window[0];
-                                    for &p in &window[1..] {
-                                        if i[p] > i[best] {
-                                            best = p;
-                                        }
-                                    }
-                                    o[best] += gv;
-                                }
-                                Pool2x2::Avg => window.iter().for_each(|&p| o[p] += 0.25 * gv),
-                            }
-                        }
-                    }
-                },
-            );
-        }
-        Ok((CpuStorage::F32(out), arg_layout.shape().clone()))
+        let (n, c, h, w) = arg_layout.shape().dims4()?;
+        Ok((CpuStorage::F32(self.0.input_gradient(input, grad, n * c, h, w)), arg_layout.shape().clone()))
     }
 }
 
@@ -401,7 +559,7 @@ pub struct Gram;
 /// on all rayon threads.
 #[allow(clippy::too_many_arguments)]
 fn matmul_into(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     m: usize,
     n: usize,
     k: usize,
@@ -417,12 +575,69 @@ fn matmul_into(
     unsafe {
         gemm::gemm(
             m, n, k,
-            dst.as_mut_ptr(), 1, n as isize, false,
+            dst.as_mut_ptr() as *mut f32, 1, n as isize, false,
             lhs.as_ptr(), lhs_cs as isize, lhs_rs as isize,
             rhs.as_ptr(), rhs_cs as isize, rhs_rs as isize,
             0.0, 1.0, false, false, false,
             gemm::Parallelism::Rayon(rayon::current_num_threads()),
         );
+    }
+}
+
+impl Gram {
+    /// G = F Fᵀ for activations F `[c][hw]`, `[c][c]`. Summed over chunks of positions in a
+    /// fixed grouping (one group per thread, added in order), so the result does not depend on
+    /// how the threads were scheduled: gemm alone parallelises over G's c × c entries, too few
+    /// for the wide-and-short early layers.
+    pub fn compute(a: &[f32], c: usize, hw: usize) -> Vec<f32> {
+        profile::time(|| "gram forward".to_string(), || {
+            assert_eq!(a.len(), c * hw, "gram: activations of the wrong size");
+            let threads = rayon::current_num_threads();
+            let chunk = hw.div_ceil(4 * threads).clamp(256, 2048);
+            let chunks: Vec<(usize, usize)> = (0..hw).step_by(chunk).map(|p0| (p0, (p0 + chunk).min(hw))).collect();
+            let per_group = chunks.len().div_ceil(threads).max(1);
+            let partials: Vec<Vec<f32>> = chunks
+                .par_chunks(per_group)
+                .map(|group| {
+                    let mut partial = vec![0f32; c * c];
+                    for &(p0, p1) in group {
+                        let k = p1 - p0;
+                        let f = &a[p0..];
+                        assert!((c - 1) * hw + k <= f.len());
+                        // SAFETY: rows j < c of F start at j·hw + p0 and read k ≤ hw − p0 entries
+                        // (asserted). partial += F[:, p0..p1] · F[:, p0..p1]ᵀ (Fᵀ: swapped strides).
+                        unsafe {
+                            gemm::gemm(
+                                c, c, k,
+                                partial.as_mut_ptr(), 1, c as isize, true,
+                                f.as_ptr(), 1, hw as isize,
+                                f.as_ptr(), hw as isize, 1,
+                                1.0, 1.0, false, false, false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                    }
+                    partial
+                })
+                .collect();
+            let mut partials = partials.into_iter();
+            let mut g = partials.next().unwrap_or_else(|| vec![0f32; c * c]);
+            for partial in partials {
+                g.iter_mut().zip(&partial).for_each(|(x, y)| *x += y);
+            }
+            g
+        })
+    }
+
+    /// The gradient S · F `[c][hw]` for a symmetric `S = ∂J/∂G + ∂J/∂Gᵀ` `[c][c]`.
+    pub fn input_gradient(s: &[f32], a: &[f32], c: usize, hw: usize) -> Vec<f32> {
+        profile::time(|| "gram input gradient".to_string(), || {
+            let mut grad: Vec<f32> = Vec::with_capacity(c * hw);
+            matmul_into(&mut grad.spare_capacity_mut()[..c * hw], c, hw, c, s, (c, 1), a, (hw, 1));
+            // SAFETY: the product wrote all c·hw entries.
+            unsafe { grad.set_len(c * hw) };
+            grad
+        })
     }
 }
 
@@ -437,39 +652,7 @@ impl CustomOp1 for Gram {
         if n != 1 {
             candle_core::bail!("gram: one image at a time, got a batch of {n}");
         }
-        let hw = h * w;
-        // G = F · Fᵀ summed over chunks of positions, one partial product per task: gemm alone
-        // parallelises over G's c × c entries, too few for the wide-and-short early layers.
-        let chunk = hw.div_ceil(4 * rayon::current_num_threads()).clamp(256, 2048);
-        let chunks: Vec<(usize, usize)> = (0..hw).step_by(chunk).map(|p0| (p0, (p0 + chunk).min(hw))).collect();
-        let g = chunks
-            .par_iter()
-            .fold(
-                || vec![0f32; c * c],
-                |mut partial, &(p0, p1)| {
-                    let k = p1 - p0;
-                    let f = &a[p0..];
-                    // SAFETY: rows j < c of F start at j·hw + p0 and read k ≤ hw − p0 entries.
-                    assert!((c - 1) * hw + k <= f.len());
-                    unsafe {
-                        // partial += F[:, p0..p1] · F[:, p0..p1]ᵀ (Fᵀ is F with swapped strides)
-                        gemm::gemm(
-                            c, c, k,
-                            partial.as_mut_ptr(), 1, c as isize, true,
-                            f.as_ptr(), 1, hw as isize,
-                            f.as_ptr(), hw as isize, 1,
-                            1.0, 1.0, false, false, false,
-                            gemm::Parallelism::None,
-                        );
-                    }
-                    partial
-                },
-            )
-            .reduce(|| vec![0f32; c * c], |mut x, y| {
-                x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
-                x
-            });
-        Ok((CpuStorage::F32(g), Shape::from((c, c))))
+        Ok((CpuStorage::F32(Gram::compute(a, c, h * w)), Shape::from((c, c))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -478,7 +661,7 @@ impl CustomOp1 for Gram {
     }
 }
 
-/// Backward of [`Gram`]: `(1, C, H, W)` gradient S · F for the symmetric `S = ∂J/∂G + ∂J/∂Gᵀ`.
+/// Backward of [`Gram`] ([`Gram::input_gradient`]) as a candle op.
 struct GramInputGrad;
 
 impl CustomOp2 for GramInputGrad {
@@ -490,9 +673,6 @@ impl CustomOp2 for GramInputGrad {
         let s = contiguous_f32(s, s_layout)?;
         let a = contiguous_f32(a, a_layout)?;
         let (_, c, h, w) = a_layout.shape().dims4()?;
-        let hw = h * w;
-        let mut grad = vec![0f32; c * hw];
-        matmul_into(&mut grad, c, hw, c, s, (c, 1), a, (hw, 1));
-        Ok((CpuStorage::F32(grad), a_layout.shape().clone()))
+        Ok((CpuStorage::F32(Gram::input_gradient(s, a, c, h * w)), a_layout.shape().clone()))
     }
 }

@@ -36,6 +36,7 @@ pub mod optim;
 pub mod pipeline;
 pub mod precision;
 pub mod preview;
+pub mod profile;
 pub mod progress;
 pub mod segment;
 pub mod sequence;

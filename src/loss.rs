@@ -80,6 +80,8 @@ pub fn tv_cost(image: &Tensor) -> Result<Tensor> {
 pub struct StyleTarget {
     /// Σ_s w_s (P / P_s) G^[l](S_s): the blend expressed at P positions.
     gram: Tensor,
+    /// The same blend on the host, for the CPU kernels' own gradient.
+    gram_host: Vec<f32>,
     /// P = (n_H n_W) of the first style image's activations.
     positions: usize,
 }
@@ -108,7 +110,9 @@ impl StyleTarget {
                 Some(b) => (b + term)?,
             });
         }
-        Ok(Self { gram: blended.expect("non-empty").detach(), positions })
+        let gram = blended.expect("non-empty").detach();
+        let gram_host = gram.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Self { gram, gram_host, positions })
     }
 
     /// G^[l](S) brought to the size of the generated image's activations `a_generated`:
@@ -119,6 +123,12 @@ impl StyleTarget {
             return Ok(self.gram.clone());
         }
         Ok((&self.gram * ((n_h * n_w) as f64 / self.positions as f64))?)
+    }
+
+    /// [`Self::gram_for`] on the host: the blend and the factor it is scaled by for an image
+    /// with `positions` = n_H n_W at this layer.
+    pub fn host_gram_for(&self, positions: usize) -> (&[f32], f64) {
+        (&self.gram_host, positions as f64 / self.positions as f64)
     }
 }
 
@@ -132,4 +142,34 @@ pub fn temporal_cost(image: &Tensor, warped_previous: &Tensor, reliability: &Ten
     let difference = (image - warped_previous)?.to_dtype(DType::F64)?;
     let weighted = difference.sqr()?.broadcast_mul(&reliability.to_dtype(DType::F64)?)?;
     Ok((weighted.sum_all()? / (n_h * n_w * n_c) as f64)?)
+}
+
+/// J^[l]_style = 1/(2 n_H n_W n_C)² Σ_k Σ_k' (G^[l](S)_{kk'} − G^[l](G)_{kk'})² from the two Gram
+/// matrices on the host (G(S) scaled by `style_scale`, see [`StyleTarget::host_gram_for`]), with
+/// `weight` · (∂J/∂G + ∂J/∂Gᵀ) = `weight` · 4 (G(G) − G(S)) / (2 n_H n_W n_C)²: the matrix S whose
+/// product S · a^[l] is the gradient with respect to the activations
+/// ([`crate::layers::Gram::input_gradient`]).
+pub fn layer_style_cost_and_gradient(
+    gram_generated: &[f32],
+    gram_style: &[f32],
+    style_scale: f64,
+    (n_c, n_h, n_w): (usize, usize, usize),
+    weight: f64,
+) -> (f64, Vec<f32>) {
+    let normaliser = (2 * n_h * n_w * n_c) as f64;
+    let n2 = normaliser * normaliser;
+    let scale = style_scale as f32;
+    let differences: Vec<f32> = gram_generated.iter().zip(gram_style).map(|(&g, &s)| g - scale * s).collect();
+    let sum_sq: f64 = differences.iter().map(|&d| (d as f64) * (d as f64)).sum();
+    let factor = (weight * 4.0 / n2) as f32;
+    (sum_sq / n2, differences.into_iter().map(|d| factor * d).collect())
+}
+
+/// J_content = 1/(4 n_H n_W n_C) Σ (a^[l](C) − a^[l](G))² on the host, with `weight` ·
+/// ∂J/∂a^[l](G) = `weight` · (a^[l](G) − a^[l](C)) / (2 n_H n_W n_C).
+pub fn content_cost_and_gradient(a_content: &[f32], a_generated: &[f32], weight: f64) -> (f64, Vec<f32>) {
+    let n = a_generated.len() as f64;
+    let sum_sq: f64 = a_generated.iter().zip(a_content).map(|(&g, &c)| ((g - c) as f64).powi(2)).sum();
+    let factor = (weight / (2.0 * n)) as f32;
+    (sum_sq / (4.0 * n), a_generated.iter().zip(a_content).map(|(&g, &c)| factor * (g - c)).collect())
 }

@@ -10,10 +10,12 @@ use std::time::Instant;
 use candle_core::{Tensor, Var};
 
 use crate::error::{Error, Result};
-use crate::loss::{content_cost, layer_style_cost, temporal_cost, tv_cost, StyleTarget};
+use crate::layers::Gram;
+use crate::loss::{self, content_cost, layer_style_cost, temporal_cost, tv_cost, StyleTarget};
 use crate::optim::{Optimizer, OptimizerKind};
+use crate::profile;
 use crate::progress::Progress;
-use crate::vgg::{LayerName, Vgg16};
+use crate::vgg::{LayerName, Trace, Vgg16};
 
 /// What the stylizer optimises and how. Defaults are the documented CLI defaults.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -159,6 +161,8 @@ fn serialize_layers<S: serde::Serializer>(layers: &[(LayerName, f64)], s: S) -> 
 #[derive(Debug, Clone)]
 pub struct ContentTarget {
     activations: Tensor,
+    /// The same activations on the host, for the CPU kernels' own gradient.
+    activations_host: Vec<f32>,
     dims: (usize, usize, usize, usize),
     temporal: Vec<TemporalTarget>,
 }
@@ -263,7 +267,8 @@ impl Stylizer {
             )));
         }
         let activations = self.vgg.features(content, &[self.settings.content_layer])?.remove(0).detach();
-        Ok(ContentTarget { activations, dims, temporal: Vec::new() })
+        let activations_host = activations.flatten_all()?.to_vec1::<f32>()?;
+        Ok(ContentTarget { activations, activations_host, dims, temporal: Vec::new() })
     }
 
     /// J(G) as a scalar tensor (for backprop) and its terms as numbers.
@@ -286,21 +291,8 @@ impl Stylizer {
             });
         }
         let j_style = j_style.expect("style layers are not empty");
-        let mut total = ((&j_content * s.content_weight)? + (&j_style * s.style_weight)?)?;
-        let mut tv = 0.0;
-        if s.tv_weight > 0.0 {
-            let j_tv = tv_cost(image)?;
-            tv = j_tv.to_scalar::<f64>()?;
-            total = (total + (j_tv * s.tv_weight)?)?;
-        }
-        let mut temporal = 0.0;
-        if s.temporal_weight > 0.0 {
-            for target in &content.temporal {
-                let j_temporal = temporal_cost(image, &target.warped_previous, &target.reliability)?;
-                temporal += j_temporal.to_scalar::<f64>()?;
-                total = (total + (j_temporal * s.temporal_weight)?)?;
-            }
-        }
+        let (image_terms, tv, temporal) = self.image_terms(image, content)?;
+        let total = (((&j_content * s.content_weight)? + (&j_style * s.style_weight)?)? + image_terms)?;
         let terms = LossTerms {
             total: total.to_scalar::<f64>()?,
             content: j_content.to_scalar::<f64>()?,
@@ -340,7 +332,8 @@ impl Stylizer {
         let mut done = 0;
         let mut evaluations = 0;
         loop {
-            let (j, terms) = self.cost(var.as_tensor(), content)?;
+            let (evaluation, terms) =
+                profile::time(|| "J: features and losses".into(), || self.evaluate(var.as_tensor(), content))?;
             evaluations += 1;
             if !terms.total.is_finite() {
                 return Err(Error::Diverged(format!("J became {} after {done} iterations", terms.total)));
@@ -355,22 +348,101 @@ impl Stylizer {
             if progress.should_stop() {
                 return Err(Error::Interrupted(String::new()));
             }
-            let grads = j.backward()?;
-            let grad = grads
-                .get(var.as_tensor())
-                .ok_or_else(|| Error::Diverged("no gradient reached the image".into()))?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
+            let grad = profile::time(|| "∇J: backward".into(), || evaluation.gradient(self, var.as_tensor()))?;
             if let Some(bad) = grad.iter().find(|g| !g.is_finite()) {
                 return Err(Error::Diverged(format!("gradient became {bad} after {done} iterations")));
             }
-            optimizer.step(&mut x, &grad);
-            var.set(&Tensor::from_slice(&x, start.shape(), start.device())?)?;
+            profile::time(
+                || "optimiser step".into(),
+                || -> Result<()> {
+                    optimizer.step(&mut x, &grad);
+                    Ok(var.set(&Tensor::from_slice(&x, start.shape(), start.device())?)?)
+                },
+            )?;
             done += 1;
             progress.iteration(done, iterations, &terms);
         }
         let (_, image, terms) = best.expect("at least one evaluation");
         Ok(Stylized { image, terms, iterations: done, evaluations, history, seconds: started.elapsed().as_secs_f64() })
+    }
+
+    /// J(G) and what its gradient needs: on this crate's CPU kernels, the network's own
+    /// forward trace and the losses' gradients at the tapped layers, written out ([`loss`]'s
+    /// `…_and_gradient` functions), so that [`Evaluation::gradient`] runs the layers' backward
+    /// without candle's autograd; on other devices, [`Self::cost`]'s graph for autograd.
+    pub fn evaluate(&self, image: &Tensor, content: &ContentTarget) -> Result<(Evaluation, LossTerms)> {
+        if !self.vgg.compute().uses_crate_kernels() {
+            let (j, terms) = self.cost(image, content)?;
+            return Ok((Evaluation::Autograd(j), terms));
+        }
+        let s = &self.settings;
+        let (_, _, h, w) = image.dims4()?;
+        let pixels = image.flatten_all()?.to_vec1::<f32>()?;
+        let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
+        let trace = self.vgg.trace(&pixels, h, w, deepest)?;
+        let activation = |layer: LayerName| trace.activation(layer).expect("the trace reaches every tapped layer");
+
+        let a_content = activation(s.content_layer);
+        let (j_content, content_gradient) =
+            loss::content_cost_and_gradient(&content.activations_host, &a_content.values, s.content_weight);
+        let mut style_gradients = Vec::with_capacity(s.style_layers.len());
+        let mut style_layers = Vec::with_capacity(s.style_layers.len());
+        let mut j_style = 0.0;
+        for ((&layer, &lambda), target) in s.style_layers.iter().zip(&s.style_layer_weights).zip(&self.style_targets) {
+            let a = activation(layer);
+            let positions = a.h * a.w;
+            let gram = Gram::compute(&a.values, a.channels, positions);
+            let (gram_style, scale) = target.host_gram_for(positions);
+            let (j_layer, s_matrix) = loss::layer_style_cost_and_gradient(
+                &gram,
+                gram_style,
+                scale,
+                (a.channels, a.h, a.w),
+                s.style_weight * lambda,
+            );
+            style_layers.push((layer, j_layer));
+            j_style += lambda * j_layer;
+            style_gradients.push((layer, s_matrix));
+        }
+        // J_tv and J_temporal act on the image itself: small, left to candle's autograd.
+        let image_terms = if s.tv_weight > 0.0 || (s.temporal_weight > 0.0 && !content.temporal.is_empty()) {
+            let var = Var::from_tensor(&image.detach())?;
+            let (j, tv, temporal) = self.image_terms(var.as_tensor(), content)?;
+            Some((var, j, tv, temporal))
+        } else {
+            None
+        };
+        let (tv, temporal) = image_terms.as_ref().map_or((0.0, 0.0), |(_, _, tv, temporal)| (*tv, *temporal));
+        let total = s.content_weight * j_content + s.style_weight * j_style + s.tv_weight * tv + s.temporal_weight * temporal;
+        let terms = LossTerms { total, content: j_content, style: j_style, style_layers, tv, temporal };
+        let evaluation = Evaluation::Kernels {
+            trace,
+            content_gradient: (s.content_layer, content_gradient),
+            style_gradients,
+            image_terms: image_terms.map(|(var, j, _, _)| (var, j)),
+        };
+        Ok((evaluation, terms))
+    }
+
+    /// γ_tv J_tv + γ_temp J_temporal as a candle graph on `image`, with J_tv and J_temporal.
+    fn image_terms(&self, image: &Tensor, content: &ContentTarget) -> Result<(Tensor, f64, f64)> {
+        let s = &self.settings;
+        let mut total = Tensor::zeros((), candle_core::DType::F64, image.device())?;
+        let mut tv = 0.0;
+        if s.tv_weight > 0.0 {
+            let j_tv = tv_cost(image)?;
+            tv = j_tv.to_scalar::<f64>()?;
+            total = (total + (j_tv * s.tv_weight)?)?;
+        }
+        let mut temporal = 0.0;
+        if s.temporal_weight > 0.0 {
+            for target in &content.temporal {
+                let j_temporal = temporal_cost(image, &target.warped_previous, &target.reliability)?;
+                temporal += j_temporal.to_scalar::<f64>()?;
+                total = (total + (j_temporal * s.temporal_weight)?)?;
+            }
+        }
+        Ok((total, tv, temporal))
     }
 
     fn levelled_off(&self, history: &[f64]) -> bool {
@@ -380,5 +452,49 @@ impl Stylizer {
         }
         let (then, now) = (history[history.len() - 1 - w], history[history.len() - 1]);
         (then - now).abs() / then.abs().max(f64::MIN_POSITIVE) < tol
+    }
+}
+
+/// One evaluation of J, holding what its gradient needs ([`Stylizer::evaluate`]).
+pub enum Evaluation {
+    /// J as a candle graph, differentiated by autograd.
+    Autograd(Tensor),
+    /// The network's trace and the losses' gradients at the tapped layers (the style ones as the
+    /// matrices S of [`Gram::input_gradient`]), plus the image terms' graph.
+    Kernels {
+        trace: Trace,
+        content_gradient: (LayerName, Vec<f32>),
+        style_gradients: Vec<(LayerName, Vec<f32>)>,
+        image_terms: Option<(Var, Tensor)>,
+    },
+}
+
+impl Evaluation {
+    /// ∇J with respect to `image` (the tensor evaluated), flat.
+    pub fn gradient(self, stylizer: &Stylizer, image: &Tensor) -> Result<Vec<f32>> {
+        match self {
+            Evaluation::Autograd(j) => Ok(j
+                .backward()?
+                .get(image)
+                .ok_or_else(|| Error::Diverged("no gradient reached the image".into()))?
+                .flatten_all()?
+                .to_vec1::<f32>()?),
+            Evaluation::Kernels { trace, content_gradient, style_gradients, image_terms } => {
+                let mut taps = vec![content_gradient];
+                for (layer, s_matrix) in style_gradients {
+                    let a = trace.activation(layer).expect("the trace reaches every tapped layer");
+                    taps.push((layer, Gram::input_gradient(&s_matrix, &a.values, a.channels, a.h * a.w)));
+                }
+                let mut gradient = stylizer.vgg.backward(&trace, taps)?;
+                if let Some((var, j)) = image_terms {
+                    let grads = j.backward()?;
+                    if let Some(g) = grads.get(var.as_tensor()) {
+                        let g = g.flatten_all()?.to_vec1::<f32>()?;
+                        gradient.iter_mut().zip(&g).for_each(|(total, g)| *total += g);
+                    }
+                }
+                Ok(gradient)
+            }
+        }
     }
 }

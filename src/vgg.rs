@@ -347,4 +347,99 @@ impl Vgg16 {
         }
         Ok(taps.into_iter().map(|t| t.expect("every requested layer is at most the deepest")).collect())
     }
+
+    /// Runs the network on this crate's CPU kernels only as deep as `deepest`, keeping every
+    /// conv layer's output, for [`Self::backward`]. `image` is `[3][h][w]` (see the module's
+    /// input convention).
+    pub fn trace(&self, image: &[f32], h: usize, w: usize, deepest: LayerName) -> Result<Trace> {
+        let pool = self.pool_op()?;
+        let mut outputs: Vec<Activation> = Vec::with_capacity(deepest.depth() + 1);
+        for (name, conv) in &self.convs[..=deepest.depth()] {
+            let ConvLayer::Kernel(op) = conv else {
+                return Err(Error::Settings(format!("{}: the network's own backward needs the CPU kernels", self.compute)));
+            };
+            let output = match outputs.last() {
+                None => op.forward(image, h, w),
+                Some(previous) if name.conv == 1 => {
+                    let pooled = pool.forward(&previous.values, previous.channels, previous.h, previous.w);
+                    op.forward(&pooled, previous.h / 2, previous.w / 2)
+                }
+                Some(previous) => op.forward(&previous.values, previous.h, previous.w),
+            };
+            let (lh, lw) = match outputs.last() {
+                None => (h, w),
+                Some(previous) if name.conv == 1 => (previous.h / 2, previous.w / 2),
+                Some(previous) => (previous.h, previous.w),
+            };
+            outputs.push(Activation { layer: *name, values: output, channels: op.weights.c_out, h: lh, w: lw });
+        }
+        Ok(Trace { outputs, image_size: (h, w) })
+    }
+
+    /// ∂J/∂image `[3][h][w]` from the gradients ∂J/∂a^[l] at tapped layers (any order; several
+    /// for one layer add up): the layers' input gradients chained from the deepest tap back, on
+    /// the CPU kernels. This is what candle's autograd computes through the same ops, without
+    /// its bookkeeping (a zero tensor and an addition for every gradient of every layer).
+    pub fn backward(&self, trace: &Trace, mut tap_gradients: Vec<(LayerName, Vec<f32>)>) -> Result<Vec<f32>> {
+        let pool = self.pool_op()?;
+        let mut gradient: Option<Vec<f32>> = None;
+        for (i, activation) in trace.outputs.iter().enumerate().rev() {
+            for (_, tap) in tap_gradients.iter_mut().filter(|(layer, _)| *layer == activation.layer) {
+                let tap = std::mem::take(tap);
+                assert_eq!(tap.len(), activation.values.len(), "{}: gradient of the wrong size", activation.layer);
+                gradient = Some(match gradient {
+                    None => tap,
+                    Some(mut sum) => {
+                        sum.iter_mut().zip(&tap).for_each(|(s, t)| *s += t);
+                        sum
+                    }
+                });
+            }
+            let Some(grad) = gradient.take() else { continue };
+            let ConvLayer::Kernel(op) = &self.convs[i].1 else { unreachable!("trace() checked the layers") };
+            let (h, w) = (activation.h, activation.w);
+            let grad_input = op.input_gradient(&grad, &activation.values, h, w);
+            gradient = Some(match (activation.layer.conv, i.checked_sub(1)) {
+                (1, Some(previous)) => {
+                    let before_pool = &trace.outputs[previous];
+                    pool.input_gradient(&before_pool.values, &grad_input, before_pool.channels, before_pool.h, before_pool.w)
+                }
+                _ => grad_input,
+            });
+        }
+        let (h, w) = trace.image_size;
+        Ok(gradient.unwrap_or_else(|| vec![0f32; 3 * h * w]))
+    }
+
+    fn pool_op(&self) -> Result<Pool2x2> {
+        if !self.compute.uses_crate_kernels() {
+            return Err(Error::Settings(format!("{}: the network's own backward needs the CPU kernels", self.compute)));
+        }
+        Ok(match self.pooling {
+            Pooling::Max => Pool2x2::Max,
+            Pooling::Avg => Pool2x2::Avg,
+        })
+    }
+}
+
+/// One conv layer's output (after its ReLU) in a [`Trace`], `[channels][h][w]`.
+pub struct Activation {
+    pub layer: LayerName,
+    pub values: Vec<f32>,
+    pub channels: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+/// Every conv layer's output of one forward pass ([`Vgg16::trace`]), shallow to deep.
+pub struct Trace {
+    outputs: Vec<Activation>,
+    image_size: (usize, usize),
+}
+
+impl Trace {
+    /// a^[l] of a layer the pass reached.
+    pub fn activation(&self, layer: LayerName) -> Option<&Activation> {
+        self.outputs.get(layer.depth()).filter(|a| a.layer == layer)
+    }
 }

@@ -97,7 +97,7 @@ pub fn conv3x3(
     h: usize,
     w: usize,
     relu: bool,
-    out: &mut [f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
 ) {
     assert_eq!(u.len(), XI * c_out * c_in, "winograd: transformed weights of the wrong size");
     assert!(input.len() >= c_in * h * w && out.len() >= c_out * h * w, "winograd: buffers of the wrong size");
@@ -118,7 +118,7 @@ pub fn conv3x3(
         if blocks.len() < threads { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     let conv = Conv {
         u, bias, c_out, c_in, input, input_mask, h, w, tiles_w, relu, gemm_parallelism,
-        out: SharedMut(out.as_mut_ptr()),
+        out: SharedMut(out.as_mut_ptr() as *mut f32),
     };
     blocks.par_iter().for_each_init(
         || (Vec::new(), Vec::new()),

@@ -41,8 +41,9 @@ fn check_at(pooling: Pooling, precision: Precision, h: f64, tol: f64) {
     // Evaluate at a point between content and noise, so no term is at its minimum.
     let noise = random(content.shape(), 30.0, &mut rng);
     let x = Var::from_tensor(&(&content + &noise).unwrap()).unwrap();
-    let (j, _) = stylizer.cost(x.as_tensor(), &target).unwrap();
-    let grad = j.backward().unwrap().get(x.as_tensor()).unwrap().clone();
+    // The gradient the optimiser uses: on the CPU kernels, the network's own backward.
+    let (evaluation, _) = stylizer.evaluate(x.as_tensor(), &target).unwrap();
+    let grad = Tensor::from_vec(evaluation.gradient(&stylizer, x.as_tensor()).unwrap(), content.shape(), &dev).unwrap();
 
     // Directional derivatives along random directions: (J(x+hd) − J(x−hd)) / 2h ≈ ∇J·d.
     // Directions: random ones in fp32. In bf16 each evaluation of J rounds the moved image's
@@ -90,4 +91,48 @@ fn bf16_gradient_matches_finite_differences() {
     }
     check_at(Pooling::Max, Precision::Bf16, 1.0, 5e-2);
     check_at(Pooling::Avg, Precision::Bf16, 1.0, 5e-2);
+}
+
+/// The network's own backward ([`Stylizer::evaluate`] on the CPU kernels) against candle's
+/// autograd through the same kernels ([`Stylizer::cost`]): the same J and the same gradient, in
+/// fp32 and bf16, with TV and a temporal term in play.
+#[test]
+fn own_backward_matches_autograd() {
+    use stylize_video::stylize::TemporalTarget;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let dev = Device::Cpu;
+    let content = to_tensor(&common::synthetic_content(40, 28), &dev).unwrap();
+    let style = to_tensor(&common::synthetic_style(40, 28), &dev).unwrap();
+    let settings = Settings { content_weight: 1.0, style_weight: 1e-3, tv_weight: 1e-2, temporal_weight: 0.5, ..Settings::default() };
+    let mut precisions = vec![Precision::Fp32];
+    if stylize_video::bf16::Kernel::detect().is_some() {
+        precisions.push(Precision::Bf16);
+    }
+    for precision in precisions {
+        let vgg = Vgg16::load_with(&weights_path(None), Pooling::Max, Compute::Cpu, Some(precision)).unwrap();
+        let stylizer = Stylizer::new(vgg, settings.clone(), &[(style.clone(), 1.0)]).unwrap();
+        let warped = (&content + random(content.shape(), 20.0, &mut rng)).unwrap();
+        let reliability = Tensor::ones((1, 1, 28, 40), candle_core::DType::F32, &dev).unwrap();
+        let target = stylizer
+            .content_target(&content)
+            .unwrap()
+            .with_temporal(vec![TemporalTarget { warped_previous: warped, reliability }])
+            .unwrap();
+        let x = Var::from_tensor(&(&content + random(content.shape(), 30.0, &mut rng)).unwrap()).unwrap();
+
+        let (j, terms) = stylizer.cost(x.as_tensor(), &target).unwrap();
+        let autograd = j.backward().unwrap().get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (evaluation, own_terms) = stylizer.evaluate(x.as_tensor(), &target).unwrap();
+        let own = evaluation.gradient(&stylizer, x.as_tensor()).unwrap();
+
+        assert!(terms.temporal > 0.0 && terms.tv > 0.0);
+        for (what, a, b) in [("J", own_terms.total, terms.total), ("J_style", own_terms.style, terms.style), ("J_temporal", own_terms.temporal, terms.temporal)] {
+            assert!((a - b).abs() <= 1e-6 * b.abs(), "{precision} {what}: own {a}, autograd {b}");
+        }
+        let diff: f64 = own.iter().zip(&autograd).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+        let norm: f64 = autograd.iter().map(|b| (*b as f64).powi(2)).sum();
+        let rel = (diff / norm).sqrt();
+        eprintln!("{precision}: ‖own − autograd‖/‖autograd‖ = {rel:.2e}");
+        assert!(rel < 1e-5, "{precision}: gradients differ by {rel}");
+    }
 }

@@ -124,8 +124,9 @@ fn bf16_direct_convolution_matches_f32_on_vgg16_shapes() {
         return;
     }
     let dev = Device::Cpu;
-    // (c_in, c_out, h, w): conv1_2 .. conv5_1 at a 64×48 frame, and one odd size.
-    for (c_in, c_out, h, w) in [(64, 64, 48, 64), (64, 128, 24, 32), (128, 128, 24, 32), (128, 256, 12, 16), (256, 256, 12, 16), (256, 512, 6, 8), (512, 512, 6, 8), (512, 512, 3, 4), (64, 64, 13, 21)] {
+    // (c_in, c_out, h, w): conv1_1 .. conv5_1 at a 64×48 frame (conv1_1's 3 input channels,
+    // and its input gradient's 3 outputs, are padded inside), and odd sizes.
+    for (c_in, c_out, h, w) in [(3, 64, 48, 64), (64, 64, 48, 64), (64, 128, 24, 32), (128, 128, 24, 32), (128, 256, 12, 16), (256, 256, 12, 16), (256, 512, 6, 8), (512, 512, 6, 8), (512, 512, 3, 4), (64, 64, 13, 21), (5, 20, 9, 37)] {
         let std = (2.0 / (9 * c_in) as f64).sqrt();
         let weight = Tensor::randn(0f32, std as f32, (c_out, c_in, 3, 3), &dev).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let bias: Vec<f32> = Tensor::randn(0f32, 0.1, c_out, &dev).unwrap().to_vec1().unwrap();
