@@ -457,6 +457,10 @@ impl Pool2x2 {
                             let (r0, r1) = (&i[2 * y * w..][..2 * ow], &i[(2 * y + 1) * w..][..2 * ow]);
                             let (o0, o1) = o[2 * y * w..].split_at_mut(w);
                             let (o0, o1) = (&mut o0[..2 * ow], &mut o1[..2 * ow]);
+                            // Sixteen windows at a time with AVX-512, the rest one by one.
+                            let done = if kind == Pool2x2::Max { max_pool_backward_avx512(r0, r1, g_row, o0, o1) } else { 0 };
+                            let (r0, r1, o0, o1) = (&r0[2 * done..], &r1[2 * done..], &mut o0[2 * done..], &mut o1[2 * done..]);
+                            let g_row = &g_row[done..];
                             let quads = r0.chunks_exact(2).zip(r1.chunks_exact(2)).zip(o0.chunks_exact_mut(2).zip(o1.chunks_exact_mut(2)));
                             for (((p0, p1), (q0, q1)), &gv) in quads.zip(g_row) {
                                 match kind {
@@ -504,6 +508,54 @@ impl CustomOp1 for Pool2x2 {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let grad = arg.contiguous()?.apply_op2_no_bwd(&grad_res.contiguous()?, &Pool2x2InputGrad(*self))?;
         Ok(Some(grad))
+    }
+}
+
+/// Max-pooling backward for one row of windows (input rows `r0`, `r1`, output gradient `g`,
+/// input-gradient rows `o0`, `o1`), sixteen windows per step, where the CPU has AVX-512: each
+/// window's gradient goes to its first maximum in reading order, zeros elsewhere. Returns how
+/// many windows it did (a multiple of 16; 0 without AVX-512).
+fn max_pool_backward_avx512(r0: &[f32], r1: &[f32], g: &[f32], o0: &mut [MaybeUninit<f32>], o1: &mut [MaybeUninit<f32>]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            let windows = g.len() / 16 * 16;
+            assert!(r0.len() >= 2 * windows && r1.len() >= 2 * windows && o0.len() >= 2 * windows && o1.len() >= 2 * windows);
+            // SAFETY: AVX-512F is present; every load and store lies within the asserted lengths.
+            unsafe { max_pool_backward_rows(r0.as_ptr(), r1.as_ptr(), g.as_ptr(), o0.as_mut_ptr() as *mut f32, o1.as_mut_ptr() as *mut f32, windows) };
+            return windows;
+        }
+    }
+    let _ = (r0, r1, g, o0, o1);
+    0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_pool_backward_rows(r0: *const f32, r1: *const f32, g: *const f32, o0: *mut f32, o1: *mut f32, windows: usize) {
+    use std::arch::x86_64::*;
+    // Lanes of the even (left) and odd (right) inputs of 16 windows from two vectors, and back.
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for k in (0..windows).step_by(16) {
+        let (t0, t1) = (_mm512_loadu_ps(r0.add(2 * k)), _mm512_loadu_ps(r0.add(2 * k + 16)));
+        let (b0, b1) = (_mm512_loadu_ps(r1.add(2 * k)), _mm512_loadu_ps(r1.add(2 * k + 16)));
+        let (a, b) = (_mm512_permutex2var_ps(t0, even, t1), _mm512_permutex2var_ps(t0, odd, t1));
+        let (c, d) = (_mm512_permutex2var_ps(b0, even, b1), _mm512_permutex2var_ps(b0, odd, b1));
+        let m = _mm512_max_ps(_mm512_max_ps(a, b), _mm512_max_ps(c, d));
+        let gv = _mm512_loadu_ps(g.add(k));
+        let is_a = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, m);
+        let is_b = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(b, m) & !is_a;
+        let is_c = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(c, m) & !is_a & !is_b;
+        let is_d = !(is_a | is_b | is_c);
+        let (ga, gb) = (_mm512_maskz_mov_ps(is_a, gv), _mm512_maskz_mov_ps(is_b, gv));
+        let (gc, gd) = (_mm512_maskz_mov_ps(is_c, gv), _mm512_maskz_mov_ps(is_d, gv));
+        _mm512_storeu_ps(o0.add(2 * k), _mm512_permutex2var_ps(ga, low, gb));
+        _mm512_storeu_ps(o0.add(2 * k + 16), _mm512_permutex2var_ps(ga, high, gb));
+        _mm512_storeu_ps(o1.add(2 * k), _mm512_permutex2var_ps(gc, low, gd));
+        _mm512_storeu_ps(o1.add(2 * k + 16), _mm512_permutex2var_ps(gc, high, gd));
     }
 }
 

@@ -158,3 +158,31 @@ fn bf16_direct_convolution_matches_f32_on_vgg16_shapes() {
         }
     }
 }
+
+/// Max-pooling's backward on rows wide enough for the vectorised path (16 windows a step) and
+/// a remainder, with ties (small integer inputs) going to the window's first maximum in
+/// reading order, against a plain loop.
+#[test]
+fn max_pool_backward_routes_to_the_first_maximum_on_wide_rows() {
+    let (c, h, w) = (3, 6, 71); // 35 windows a row: 32 vectorised, 3 one by one, an odd column
+    let values: Vec<f32> = (0..c * h * w).map(|i| ((i * 7919) % 5) as f32).collect();
+    let grad: Vec<f32> = (0..c * (h / 2) * (w / 2)).map(|i| 1.0 + i as f32).collect();
+    let got = Pool2x2::Max.input_gradient(&values, &grad, c, h, w);
+    let (oh, ow) = (h / 2, w / 2);
+    let mut expected = vec![0f32; c * h * w];
+    for p in 0..c {
+        for y in 0..oh {
+            for x in 0..ow {
+                let window = [(0, 0), (0, 1), (1, 0), (1, 1)].map(|(dy, dx)| (p * h + 2 * y + dy) * w + 2 * x + dx);
+                let mut best = window[0];
+                for &i in &window[1..] {
+                    if values[i] > values[best] {
+                        best = i;
+                    }
+                }
+                expected[best] = grad[(p * oh + y) * ow + x];
+            }
+        }
+    }
+    assert_eq!(got, expected);
+}
