@@ -444,3 +444,32 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Single-thread rate of the block product on cache-resident operands (prints; run with
+    /// `cargo test --release --lib bf16::speed -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn block_rate_in_cache() {
+        for kernel in [Kernel::Amx, Kernel::Avx512Bf16].into_iter().filter(|k| k.available()) {
+            let k = 512;
+            let taps = 9;
+            let a = vec![to_bf16(0.5); taps * 32 * k];
+            let b = vec![pack_pair(0.25, 0.5); k / 2 * 64 + 64];
+            let offsets: Vec<usize> = (0..taps).map(|t| t % 3).collect();
+            let mut c = vec![0f32; 32 * 32];
+            let session = Session::start(kernel);
+            let reps = 2000;
+            let started = std::time::Instant::now();
+            for _ in 0..reps {
+                unsafe { block(&session, (32, 32, k), (a.as_ptr(), k, 32 * k), (b.as_ptr(), 64, &offsets), (c.as_mut_ptr(), 32)) };
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let flops = 2.0 * (32 * 32 * k * taps * reps) as f64;
+            eprintln!("{kernel}: {:.0} GFLOP/s on one thread", flops / seconds / 1e9);
+        }
+    }
+}
