@@ -173,3 +173,54 @@ pub fn content_cost_and_gradient(a_content: &[f32], a_generated: &[f32], weight:
     let factor = (weight / (2.0 * n)) as f32;
     (sum_sq / (4.0 * n), a_generated.iter().zip(a_content).map(|(&g, &c)| factor * (g - c)).collect())
 }
+
+/// [`tv_cost`] on the host for an image `[n_c][n_h][n_w]`, with `weight` · ∂J_tv/∂G: each
+/// difference d = G_{i+1} − G_i contributes 2d/(n_H n_W n_C) to G_{i+1} and −2d/(n_H n_W n_C) to G_i.
+pub fn tv_cost_and_gradient(image: &[f32], (n_c, n_h, n_w): (usize, usize, usize), weight: f64) -> (f64, Vec<f32>) {
+    let d = (n_c * n_h * n_w) as f64;
+    let factor = (2.0 * weight / d) as f32;
+    let mut gradient = vec![0f32; image.len()];
+    let mut sum_sq = 0f64;
+    for (plane, grad) in image.chunks_exact(n_h * n_w).zip(gradient.chunks_exact_mut(n_h * n_w)) {
+        for i in 0..n_h {
+            for j in 0..n_w {
+                let here = plane[i * n_w + j];
+                if i + 1 < n_h {
+                    let dy = plane[(i + 1) * n_w + j] - here;
+                    sum_sq += (dy as f64) * (dy as f64);
+                    grad[(i + 1) * n_w + j] += factor * dy;
+                    grad[i * n_w + j] -= factor * dy;
+                }
+                if j + 1 < n_w {
+                    let dx = plane[i * n_w + j + 1] - here;
+                    sum_sq += (dx as f64) * (dx as f64);
+                    grad[i * n_w + j + 1] += factor * dx;
+                    grad[i * n_w + j] -= factor * dx;
+                }
+            }
+        }
+    }
+    (sum_sq / d, gradient)
+}
+
+/// [`temporal_cost`] on the host (`reliability` `[n_H][n_W]`, shared by the channels), adding
+/// `weight` · ∂J_temporal/∂x = `weight` · 2 c_k (x_k − ω_k)/D into `gradient`.
+pub fn temporal_cost_and_gradient(
+    image: &[f32],
+    warped_previous: &[f32],
+    reliability: &[f32],
+    weight: f64,
+    gradient: &mut [f32],
+) -> f64 {
+    let d = image.len() as f64;
+    let factor = (2.0 * weight / d) as f32;
+    let mut sum = 0f64;
+    for ((x, w), g) in image.chunks_exact(reliability.len()).zip(warped_previous.chunks_exact(reliability.len())).zip(gradient.chunks_exact_mut(reliability.len())) {
+        for (((&x, &w), &c), g) in x.iter().zip(w).zip(reliability).zip(g.iter_mut()) {
+            let diff = x - w;
+            sum += c as f64 * (diff as f64) * (diff as f64);
+            *g += factor * c * diff;
+        }
+    }
+    sum / d
+}

@@ -379,12 +379,14 @@ impl Stylizer {
         let (_, _, h, w) = image.dims4()?;
         let pixels = image.flatten_all()?.to_vec1::<f32>()?;
         let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
-        let trace = self.vgg.trace(&pixels, h, w, deepest)?;
+        let trace = profile::time(|| "VGG16 forward (trace)".into(), || self.vgg.trace(&pixels, h, w, deepest))?;
         let activation = |layer: LayerName| trace.activation(layer).expect("the trace reaches every tapped layer");
 
         let a_content = activation(s.content_layer);
-        let (j_content, content_gradient) =
-            loss::content_cost_and_gradient(&content.activations_host, &a_content.values, s.content_weight);
+        let (j_content, content_gradient) = profile::time(
+            || "J_content and its gradient".into(),
+            || loss::content_cost_and_gradient(&content.activations_host, &a_content.values, s.content_weight),
+        );
         let mut style_gradients = Vec::with_capacity(s.style_layers.len());
         let mut style_layers = Vec::with_capacity(s.style_layers.len());
         let mut j_style = 0.0;
@@ -393,33 +395,43 @@ impl Stylizer {
             let positions = a.h * a.w;
             let gram = Gram::compute(&a.values, a.channels, positions);
             let (gram_style, scale) = target.host_gram_for(positions);
-            let (j_layer, s_matrix) = loss::layer_style_cost_and_gradient(
-                &gram,
-                gram_style,
-                scale,
-                (a.channels, a.h, a.w),
-                s.style_weight * lambda,
+            let (j_layer, s_matrix) = profile::time(
+                || "J_style layers and their S".into(),
+                || loss::layer_style_cost_and_gradient(&gram, gram_style, scale, (a.channels, a.h, a.w), s.style_weight * lambda),
             );
             style_layers.push((layer, j_layer));
             j_style += lambda * j_layer;
             style_gradients.push((layer, s_matrix));
         }
-        // J_tv and J_temporal act on the image itself: small, left to candle's autograd.
-        let image_terms = if s.tv_weight > 0.0 || (s.temporal_weight > 0.0 && !content.temporal.is_empty()) {
-            let var = Var::from_tensor(&image.detach())?;
-            let (j, tv, temporal) = self.image_terms(var.as_tensor(), content)?;
-            Some((var, j, tv, temporal))
-        } else {
-            None
-        };
-        let (tv, temporal) = image_terms.as_ref().map_or((0.0, 0.0), |(_, _, tv, temporal)| (*tv, *temporal));
+        // J_tv and J_temporal act on the image itself; their gradient is added at the end.
+        let (tv, temporal, image_gradient) = profile::time(
+            || "J_tv, J_temporal and their gradients".into(),
+            || -> Result<(f64, f64, Option<Vec<f32>>)> {
+                let (_, n_c, _, _) = image.dims4()?;
+                let (mut tv, mut temporal, mut gradient) = (0.0, 0.0, None);
+                if s.tv_weight > 0.0 {
+                    let (j, g) = loss::tv_cost_and_gradient(&pixels, (n_c, h, w), s.tv_weight);
+                    (tv, gradient) = (j, Some(g));
+                }
+                if s.temporal_weight > 0.0 && !content.temporal.is_empty() {
+                    let gradient = gradient.get_or_insert_with(|| vec![0f32; pixels.len()]);
+                    for target in &content.temporal {
+                        let warped = target.warped_previous.flatten_all()?.to_vec1::<f32>()?;
+                        let reliability = target.reliability.flatten_all()?.to_vec1::<f32>()?;
+                        temporal +=
+                            loss::temporal_cost_and_gradient(&pixels, &warped, &reliability, s.temporal_weight, gradient);
+                    }
+                }
+                Ok((tv, temporal, gradient))
+            },
+        )?;
         let total = s.content_weight * j_content + s.style_weight * j_style + s.tv_weight * tv + s.temporal_weight * temporal;
         let terms = LossTerms { total, content: j_content, style: j_style, style_layers, tv, temporal };
         let evaluation = Evaluation::Kernels {
             trace,
             content_gradient: (s.content_layer, content_gradient),
             style_gradients,
-            image_terms: image_terms.map(|(var, j, _, _)| (var, j)),
+            image_gradient,
         };
         Ok((evaluation, terms))
     }
@@ -460,12 +472,13 @@ pub enum Evaluation {
     /// J as a candle graph, differentiated by autograd.
     Autograd(Tensor),
     /// The network's trace and the losses' gradients at the tapped layers (the style ones as the
-    /// matrices S of [`Gram::input_gradient`]), plus the image terms' graph.
+    /// matrices S of [`Gram::input_gradient`]), plus the image terms' gradient.
     Kernels {
         trace: Trace,
         content_gradient: (LayerName, Vec<f32>),
         style_gradients: Vec<(LayerName, Vec<f32>)>,
-        image_terms: Option<(Var, Tensor)>,
+        /// ∇(γ_tv J_tv + γ_temp J_temporal), when either term is on.
+        image_gradient: Option<Vec<f32>>,
     },
 }
 
@@ -479,19 +492,15 @@ impl Evaluation {
                 .ok_or_else(|| Error::Diverged("no gradient reached the image".into()))?
                 .flatten_all()?
                 .to_vec1::<f32>()?),
-            Evaluation::Kernels { trace, content_gradient, style_gradients, image_terms } => {
+            Evaluation::Kernels { trace, content_gradient, style_gradients, image_gradient } => {
                 let mut taps = vec![content_gradient];
                 for (layer, s_matrix) in style_gradients {
                     let a = trace.activation(layer).expect("the trace reaches every tapped layer");
                     taps.push((layer, Gram::input_gradient(&s_matrix, &a.values, a.channels, a.h * a.w)));
                 }
                 let mut gradient = stylizer.vgg.backward(&trace, taps)?;
-                if let Some((var, j)) = image_terms {
-                    let grads = j.backward()?;
-                    if let Some(g) = grads.get(var.as_tensor()) {
-                        let g = g.flatten_all()?.to_vec1::<f32>()?;
-                        gradient.iter_mut().zip(&g).for_each(|(total, g)| *total += g);
-                    }
+                if let Some(g) = image_gradient {
+                    gradient.iter_mut().zip(&g).for_each(|(total, g)| *total += g);
                 }
                 Ok(gradient)
             }

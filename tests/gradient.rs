@@ -95,7 +95,7 @@ fn bf16_gradient_matches_finite_differences() {
 
 /// The network's own backward ([`Stylizer::evaluate`] on the CPU kernels) against candle's
 /// autograd through the same kernels ([`Stylizer::cost`]): the same J and the same gradient, in
-/// fp32 and bf16, with TV and a temporal term in play.
+/// fp32 and bf16, with TV and a temporal term (per-pixel weights) in play.
 #[test]
 fn own_backward_matches_autograd() {
     use stylize_video::stylize::TemporalTarget;
@@ -112,7 +112,7 @@ fn own_backward_matches_autograd() {
         let vgg = Vgg16::load_with(&weights_path(None), Pooling::Max, Compute::Cpu, Some(precision)).unwrap();
         let stylizer = Stylizer::new(vgg, settings.clone(), &[(style.clone(), 1.0)]).unwrap();
         let warped = (&content + random(content.shape(), 20.0, &mut rng)).unwrap();
-        let reliability = Tensor::ones((1, 1, 28, 40), candle_core::DType::F32, &dev).unwrap();
+        let reliability = Tensor::rand(0f32, 1f32, (1, 1, 28, 40), &dev).unwrap();
         let target = stylizer
             .content_target(&content)
             .unwrap()
