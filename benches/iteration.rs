@@ -14,6 +14,8 @@
 //! - `layers` (`BENCH_SIZE=WxH`): each VGG16 convolution up to conv5_1 alone, forward + input
 //!   gradient, with im2col, Winograd and (where the CPU has a bf16 kernel) Winograd with bf16
 //!   products: `layer conv… im2col_ms=… winograd_ms=… direct_bf16_ms=… …`
+//! - `quality`: the bf16 quality gate, the still demo (100 L-BFGS iterations) in fp32 and bf16:
+//!   `quality J_bf16/J_fp32=… psnr_db=…` after a line per run
 //! - `video` (`BENCH_FRAMES`): the sample clip at the defaults,
 //!   `video device=… frames=… first_s=… warm_s=… frames_per_minute=… peak_rss_mib=…`
 
@@ -95,7 +97,7 @@ fn bench_device() -> Compute {
 
 /// `BENCH_PRECISION` (fp32, tf32, bf16), the device's default when unset.
 fn bench_precision() -> Option<Precision> {
-    std::env::var("BENCH_PRECISION").ok().map(|p| p.parse().expect("BENCH_PRECISION is fp32, tf32 or bf16"))
+    std::env::var("BENCH_PRECISION").ok().filter(|p| !p.is_empty()).map(|p| p.parse().expect("BENCH_PRECISION is fp32, tf32 or bf16"))
 }
 
 /// `BENCH_SIZE` (WxH), 384x216 by default.
@@ -183,6 +185,33 @@ fn layers(w: usize, h: usize) {
     }
 }
 
+/// The bf16 quality gate: the still demo (CLI defaults, 100 L-BFGS iterations, no early stop)
+/// in fp32 and in bf16: final J of each, their ratio, the PSNR between the two images, seconds.
+fn quality() {
+    let run = |precision: Precision| {
+        let out = std::env::temp_dir().join(format!("stylize-video-quality-{precision}-{}.png", std::process::id()));
+        let mut job = StillJob::with_defaults(sample("pedestrians_frame0.jpg"), sample("starry_night.jpg"), out.clone());
+        job.iterations = 100;
+        job.settings.tol = 0.0;
+        job.precision = Some(precision);
+        let started = Instant::now();
+        let report = run_still(&job, &mut NoProgress).unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        let image = image::open(&out).unwrap().to_rgb8();
+        let _ = std::fs::remove_file(out);
+        println!(
+            "quality {} {}x{} iterations={} J={:.6e} seconds={seconds:.1}",
+            report.precision, report.width, report.height, report.iterations, report.terms.total
+        );
+        (report.terms.total, image)
+    };
+    let (j32, image32) = run(Precision::Fp32);
+    let (j16, image16) = run(Precision::Bf16);
+    let mse = image32.as_raw().iter().zip(image16.as_raw()).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum::<f64>()
+        / image32.as_raw().len() as f64;
+    println!("quality J_bf16/J_fp32={:.4} psnr_db={:.1}", j16 / j32, 10.0 * (255.0f64 * 255.0 / mse).log10());
+}
+
 fn video(frames: u64) {
     let out = std::env::temp_dir().join(format!("stylize-video-bench-{}.mp4", std::process::id()));
     let job = VideoJob {
@@ -233,6 +262,7 @@ fn main() {
         }
         Ok("sgemm") => println!("sgemm_gflops={:.1}", sgemm_gflops()),
         Ok("video") => video(env_or("BENCH_FRAMES", 6)),
+        Ok("quality") => quality(),
         _ => default_set(),
     }
 }
