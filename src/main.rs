@@ -568,12 +568,14 @@ fn run_still_job(job: &StillJob, quiet: bool) -> Result<(), Error> {
 
 fn print_still_summary(report: &StillReport) {
     eprintln!(
-        "wrote {} ({}×{}, {} iterations, {} evaluations of J, {:.1} s, J {:.4e} = α·{:.4e} + β·{:.4e} + γ·{:.4e})",
+        "wrote {} ({}×{}, {} iterations, {} evaluation{} of J, {}, {:.1} s, J {:.4e} = α·{:.4e} + β·{:.4e} + γ·{:.4e})",
         report.output.display(),
         report.width,
         report.height,
         report.iterations,
         report.evaluations,
+        if report.evaluations == 1 { "" } else { "s" },
+        report.precision,
         report.seconds,
         report.terms.total,
         report.terms.content,
@@ -623,11 +625,12 @@ fn print_video_summary(report: &VideoReport) {
     };
     let resumed = if t.resumed_frames > 0 { format!(", {} resumed", t.resumed_frames) } else { String::new() };
     eprintln!(
-        "wrote {} ({} frames{resumed}, {}×{}, {:.1} s{speed})",
+        "wrote {} ({} frames{resumed}, {}×{}, {}, {:.1} s{speed})",
         report.output.path.display(),
         t.frames,
         report.output.width,
         report.output.height,
+        report.precision,
         t.seconds
     );
     for note in &report.output.notes {
