@@ -66,6 +66,12 @@ impl Kernel {
         })
     }
 
+    /// Every kernel this CPU can run, fastest first (tests and benchmarks compare them; the
+    /// tool uses [`Self::detect`]'s).
+    pub fn all_available() -> Vec<Kernel> {
+        [Kernel::Amx, Kernel::Avx512Bf16].into_iter().filter(|k| k.available()).collect()
+    }
+
     /// Whether this CPU and OS can run the kernel (for AMX this also asks Linux for the tile
     /// state). Found out once per process.
     pub fn available(self) -> bool {
@@ -413,7 +419,7 @@ mod tests {
     /// Both kernels against an f64 product of the same bf16 operands, on every block shape.
     #[test]
     fn kernels_match_a_plain_product_of_the_rounded_operands() {
-        let kernels: Vec<Kernel> = [Kernel::Amx, Kernel::Avx512Bf16].into_iter().filter(|k| k.available()).collect();
+        let kernels = Kernel::all_available();
         if kernels.is_empty() {
             eprintln!("no bf16 kernel on this CPU: nothing to compare");
             return;
@@ -454,7 +460,7 @@ mod speed {
     #[test]
     #[ignore]
     fn block_rate_in_cache() {
-        for kernel in [Kernel::Amx, Kernel::Avx512Bf16].into_iter().filter(|k| k.available()) {
+        for kernel in Kernel::all_available() {
             let k = 512;
             let taps = 9;
             let a = vec![to_bf16(0.5); taps * 32 * k];

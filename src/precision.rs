@@ -52,7 +52,7 @@ impl Precision {
     /// gradient to be more than the precision's rounding: 0 for fp32 and tf32; 3 for bf16, where
     /// L-BFGS's usual first step (Torch's min(1, 1/‖g‖₁), a 1e-5-pixel move) changed J's bf16
     /// gradient by noise alone and cost warm video frames 1–3% of final J. Measured on the sample
-    /// (256×192, warm frames of 20 iterations): J within 0.6% of fp32's at 3, 1% at 0.1 and 1.
+    /// (256×192, warm frames of 10 iterations): J within 0.6% of fp32's at 3, 1% at 0.1 and 1.
     pub fn gradient_resolution(self) -> f64 {
         match self {
             Precision::Bf16 => 3.0,

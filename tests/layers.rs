@@ -118,7 +118,7 @@ fn rel_l2(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 fn bf16_direct_convolution_matches_f32_on_vgg16_shapes() {
     use stylize_video::bf16::Kernel;
-    let kernels: Vec<Kernel> = [Kernel::Amx, Kernel::Avx512Bf16].into_iter().filter(|k| k.available()).collect();
+    let kernels = Kernel::all_available();
     if kernels.is_empty() {
         eprintln!("no bf16 kernel on this CPU: the bf16 path falls back to f32 (tests/precision.rs)");
         return;

@@ -49,7 +49,7 @@ fn the_default_is_bf16_exactly_where_the_cpu_has_a_kernel() {
 
 #[test]
 fn both_bf16_kernels_give_the_same_result_and_differ_from_fp32_by_rounding() {
-    let kernels: Vec<Kernel> = [Kernel::Amx, Kernel::Avx512Bf16].into_iter().filter(|k| k.available()).collect();
+    let kernels = Kernel::all_available();
     if kernels.is_empty() {
         eprintln!("SKIPPED: no bf16 kernel on this CPU");
         return;
