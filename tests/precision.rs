@@ -42,9 +42,14 @@ fn without_a_bf16_kernel_bf16_runs_as_fp32_and_gives_fp32_results() {
 }
 
 #[test]
-fn the_default_is_bf16_exactly_where_the_cpu_has_a_kernel() {
-    let expected = if Kernel::detect().is_some() { "bf16" } else { "fp32" };
+fn the_default_is_bf16_exactly_where_the_cpu_has_amx() {
+    let expected = if Kernel::detect() == Some(Kernel::Amx) { "bf16" } else { "fp32" };
     assert_eq!(still("precision-default", None, &[]).0, expected);
+    // With AVX-512 BF16 as the only kernel the default stays fp32; asked for, bf16 runs.
+    if Kernel::Avx512Bf16.available() {
+        assert_eq!(still("precision-default-avx512", Some("avx512bf16"), &[]).0, "fp32");
+        assert_eq!(still("precision-asked-avx512", Some("avx512bf16"), &["--precision", "bf16"]).0, "bf16");
+    }
 }
 
 #[test]
