@@ -8,7 +8,8 @@ use std::process::Command;
 use stylize_video::bf16::{Kernel, KERNEL_ENV};
 
 /// Runs a 64×48 still with `args` (no iterations: J of the starting image, the content), the
-/// bf16 kernel forced to `kernel` (None: detected), and returns the report's precision and J.
+/// bf16 kernel forced to `kernel` (None: as for this test process), and returns the report's
+/// precision and J.
 fn still(name: &str, kernel: Option<&str>, args: &[&str]) -> (String, f64) {
     let dir = common::scratch_dir(name);
     let input = dir.join("photo.png");
@@ -17,7 +18,8 @@ fn still(name: &str, kernel: Option<&str>, args: &[&str]) -> (String, f64) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stylize-video"));
     command.arg(&input).arg("--style").arg(common::repo_path("samples/starry_night.jpg"));
     command.arg("-o").arg(&out).arg("--report").arg(&report).args(["--size", "64", "--iterations", "0"]).args(args);
-    command.env_remove(KERNEL_ENV);
+    // Inherits the suite's own STYLIZE_VIDEO_BF16_KERNEL (so the whole suite can be run as on a
+    // CPU without bf16) unless a test names a kernel.
     if let Some(kernel) = kernel {
         command.env(KERNEL_ENV, kernel);
     }
