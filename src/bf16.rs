@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(from_bf16(to_bf16(1.0 + 3.0 / 256.0)), 1.0 + 1.0 / 64.0);
         assert_eq!(from_bf16(to_bf16(-2.5)), -2.5);
         assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
-        for x in [0.1f32, 3.14159, -123.456, 1e-20, 6.5e4] {
+        for x in [0.1f32, 3.3, -123.456, 1e-20, 6.5e4] {
             assert!(((from_bf16(to_bf16(x)) - x) / x).abs() <= 1.0 / 512.0, "{x}");
         }
     }

@@ -171,6 +171,8 @@ pub fn conv3x3(
         (0..h).step_by(row_run).flat_map(|y| (0..co_blocks).step_by(co_group).map(move |cb| (y, cb))).collect();
     let out_ptr = SharedMut(out.as_mut_ptr() as *mut f32);
     tasks.par_iter().for_each(|&(y0, cb0)| {
+        // Captures the whole Send wrapper (the closure would otherwise capture its raw pointer).
+        #[allow(clippy::redundant_locals)]
         let out_ptr = out_ptr;
         let session = bf16::Session::start(kernel);
         let mut acc = [0f32; BLOCK_ROWS * BLOCK_COLS];
