@@ -107,19 +107,8 @@ impl PaddedPairs {
                 dst[wp - 1] = 0;
                 let dst = &mut dst[1..=w];
                 let (e, o) = (&input[(2 * p * h + y) * w..][..w], &input[((2 * p + 1) * h + y) * w..][..w]);
-                match mask {
-                    None => {
-                        for ((d, &a), &b) in dst.iter_mut().zip(e).zip(o) {
-                            *d = bf16::pack_pair(a, b);
-                        }
-                    }
-                    Some(mask) => {
-                        let (me, mo) = (&mask[(2 * p * h + y) * w..][..w], &mask[((2 * p + 1) * h + y) * w..][..w]);
-                        for ((((d, &a), &b), &ka), &kb) in dst.iter_mut().zip(e).zip(o).zip(me).zip(mo) {
-                            *d = bf16::pack_pair(if ka > 0.0 { a } else { 0.0 }, if kb > 0.0 { b } else { 0.0 });
-                        }
-                    }
-                }
+                let masks = mask.map(|m| (&m[(2 * p * h + y) * w..][..w], &m[((2 * p + 1) * h + y) * w..][..w]));
+                bf16::pack_pairs(e, o, masks, dst);
             }
         });
         Self { wp, pairs }
