@@ -9,6 +9,7 @@
 //! ImageNet mean ([`IMAGENET_MEAN_RGB`]). The original (Caffe) weights expect BGR input; we
 //! reverse conv1_1's input channels once at load time so the rest of the program stays RGB.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -330,10 +331,7 @@ impl Vgg16 {
         let deepest = layers.iter().map(|l| l.depth()).max().unwrap_or(0);
         let mut taps: Vec<Option<Tensor>> = vec![None; layers.len()];
         let mut x = image.contiguous()?;
-        let pool = match self.pooling {
-            Pooling::Max => Pool2x2::Max,
-            Pooling::Avg => Pool2x2::Avg,
-        };
+        let pool = self.pool_kind();
         for (name, conv) in &self.convs[..=deepest] {
             if name.conv == 1 && name.block > 1 {
                 x = if self.compute.uses_crate_kernels() { x.apply_op1(pool)? } else { pool_with_candle_ops(&x, self.pooling)? };
@@ -352,26 +350,22 @@ impl Vgg16 {
     /// conv layer's output, for [`Self::backward`]. `image` is `[3][h][w]` (see the module's
     /// input convention).
     pub fn trace(&self, image: &[f32], h: usize, w: usize, deepest: LayerName) -> Result<Trace> {
-        let pool = self.pool_op()?;
+        let pool = self.kernels_pool()?;
         let mut outputs: Vec<Activation> = Vec::with_capacity(deepest.depth() + 1);
-        for (name, conv) in &self.convs[..=deepest.depth()] {
-            let ConvLayer::Kernel(op) = conv else {
-                return Err(Error::Settings(format!("{}: the network's own backward needs the CPU kernels", self.compute)));
+        for (i, (name, _)) in self.convs[..=deepest.depth()].iter().enumerate() {
+            let op = self.kernel(i);
+            // The layer's input and size: the image, the previous output, or that output pooled.
+            let (input, lh, lw) = match outputs.last() {
+                None => (Cow::Borrowed(image), h, w),
+                Some(previous) if name.conv == 1 => (
+                    Cow::Owned(pool.forward(&previous.values, previous.channels, previous.h, previous.w)),
+                    previous.h / 2,
+                    previous.w / 2,
+                ),
+                Some(previous) => (Cow::Borrowed(&previous.values[..]), previous.h, previous.w),
             };
-            let output = match outputs.last() {
-                None => op.forward(image, h, w),
-                Some(previous) if name.conv == 1 => {
-                    let pooled = pool.forward(&previous.values, previous.channels, previous.h, previous.w);
-                    op.forward(&pooled, previous.h / 2, previous.w / 2)
-                }
-                Some(previous) => op.forward(&previous.values, previous.h, previous.w),
-            };
-            let (lh, lw) = match outputs.last() {
-                None => (h, w),
-                Some(previous) if name.conv == 1 => (previous.h / 2, previous.w / 2),
-                Some(previous) => (previous.h, previous.w),
-            };
-            outputs.push(Activation { layer: *name, values: output, channels: op.weights.c_out, h: lh, w: lw });
+            let values = op.forward(&input, lh, lw);
+            outputs.push(Activation { layer: *name, values, channels: op.weights.c_out, h: lh, w: lw });
         }
         Ok(Trace { outputs, image_size: (h, w) })
     }
@@ -381,7 +375,7 @@ impl Vgg16 {
     /// the CPU kernels. This is what candle's autograd computes through the same ops, without
     /// its bookkeeping (a zero tensor and an addition for every gradient of every layer).
     pub fn backward(&self, trace: &Trace, mut tap_gradients: Vec<(LayerName, Vec<f32>)>) -> Result<Vec<f32>> {
-        let pool = self.pool_op()?;
+        let pool = self.kernels_pool()?;
         let mut gradient: Option<Vec<f32>> = None;
         for (i, activation) in trace.outputs.iter().enumerate().rev() {
             for (_, tap) in tap_gradients.iter_mut().filter(|(layer, _)| *layer == activation.layer) {
@@ -396,9 +390,7 @@ impl Vgg16 {
                 });
             }
             let Some(grad) = gradient.take() else { continue };
-            let ConvLayer::Kernel(op) = &self.convs[i].1 else { unreachable!("trace() checked the layers") };
-            let (h, w) = (activation.h, activation.w);
-            let grad_input = op.input_gradient(&grad, &activation.values, h, w);
+            let grad_input = self.kernel(i).input_gradient(&grad, &activation.values, activation.h, activation.w);
             gradient = Some(match (activation.layer.conv, i.checked_sub(1)) {
                 (1, Some(previous)) => {
                     let before_pool = &trace.outputs[previous];
@@ -411,14 +403,28 @@ impl Vgg16 {
         Ok(gradient.unwrap_or_else(|| vec![0f32; 3 * h * w]))
     }
 
-    fn pool_op(&self) -> Result<Pool2x2> {
+    fn pool_kind(&self) -> Pool2x2 {
+        match self.pooling {
+            Pooling::Max => Pool2x2::Max,
+            Pooling::Avg => Pool2x2::Avg,
+        }
+    }
+
+    /// The pooling, where the network runs on this crate's CPU kernels ([`Self::trace`] and
+    /// [`Self::backward`] need them), or an error.
+    fn kernels_pool(&self) -> Result<Pool2x2> {
         if !self.compute.uses_crate_kernels() {
             return Err(Error::Settings(format!("{}: the network's own backward needs the CPU kernels", self.compute)));
         }
-        Ok(match self.pooling {
-            Pooling::Max => Pool2x2::Max,
-            Pooling::Avg => Pool2x2::Avg,
-        })
+        Ok(self.pool_kind())
+    }
+
+    /// Conv layer `i` on the CPU kernels (checked by [`Self::kernels_pool`]).
+    fn kernel(&self, i: usize) -> &Conv3x3Relu {
+        match &self.convs[i].1 {
+            ConvLayer::Kernel(op) => op,
+            ConvLayer::Candle { .. } => unreachable!("a network on the CPU kernels packs every layer for them"),
+        }
     }
 }
 
