@@ -289,8 +289,17 @@ fn conv3x3_batch(
 }
 
 /// One image through whichever algorithm the weights were packed for; with `input_mask`,
-/// input entries whose mask entry is not positive count as zero.
+/// input entries whose mask entry is not positive count as zero (then this is a layer's input
+/// gradient, and is profiled as such, under the forward layer's channels).
 fn conv3x3_image_any(w: &Conv3x3Weights, image: &[f32], mask: Option<&[f32]>, h: usize, wd: usize, relu: bool) -> Vec<f32> {
+    let label = || match mask {
+        None => format!("conv {:>3}->{:<3} {:?} forward", w.c_in, w.c_out, w.algorithm()),
+        Some(_) => format!("conv {:>3}->{:<3} {:?} input gradient", w.c_out, w.c_in, w.algorithm()),
+    };
+    profile::time(label, || conv3x3_image_unprofiled(w, image, mask, h, wd, relu))
+}
+
+fn conv3x3_image_unprofiled(w: &Conv3x3Weights, image: &[f32], mask: Option<&[f32]>, h: usize, wd: usize, relu: bool) -> Vec<f32> {
     assert!(image.len() == w.c_in * h * wd && mask.is_none_or(|m| m.len() == image.len()), "conv3x3: input of the wrong size");
     // Every algorithm writes every output entry: no zero-filling.
     let total = w.c_out * h * wd;
@@ -330,21 +339,13 @@ impl Conv3x3Relu {
 
     /// relu(conv3x3(x) + bias) of one image `[c_in][h][w]` → `[c_out][h][w]`.
     pub fn forward(&self, input: &[f32], h: usize, w: usize) -> Vec<f32> {
-        let weights = &self.weights;
-        profile::time(
-            || format!("conv {:>3}->{:<3} {:?} forward", weights.c_in, weights.c_out, weights.algorithm()),
-            || conv3x3_image_any(weights, input, None, h, w, true),
-        )
+        conv3x3_image_any(&self.weights, input, None, h, w, true)
     }
 
     /// The input gradient `[c_in][h][w]` of one image, given the gradient `grad` with respect
     /// to the output and the output itself (the ReLU's mask).
     pub fn input_gradient(&self, grad: &[f32], output: &[f32], h: usize, w: usize) -> Vec<f32> {
-        let weights = &self.input_gradient;
-        profile::time(
-            || format!("conv {:>3}->{:<3} {:?} input gradient", weights.c_out, weights.c_in, weights.algorithm()),
-            || conv3x3_image_any(weights, grad, Some(output), h, w, false),
-        )
+        conv3x3_image_any(&self.input_gradient, grad, Some(output), h, w, false)
     }
 }
 
@@ -354,11 +355,7 @@ impl CustomOp1 for Conv3x3Relu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let w = &self.weights;
-        profile::time(
-            || format!("conv {:>3}->{:<3} {:?} forward", w.c_in, w.c_out, w.algorithm()),
-            || conv3x3_batch(w, contiguous_f32(storage, layout)?, None, layout.shape(), true),
-        )
+        conv3x3_batch(&self.weights, contiguous_f32(storage, layout)?, None, layout.shape(), true)
     }
 
 
@@ -387,11 +384,7 @@ impl CustomOp2 for ReluConv3x3InputGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let grad_s = contiguous_f32(grad, grad_layout)?;
         let res_s = contiguous_f32(res, res_layout)?;
-        let w = &self.0;
-        profile::time(
-            || format!("conv {:>3}->{:<3} {:?} input gradient", w.c_out, w.c_in, w.algorithm()),
-            || conv3x3_batch(w, grad_s, Some(res_s), grad_layout.shape(), false),
-        )
+        conv3x3_batch(&self.0, grad_s, Some(res_s), grad_layout.shape(), false)
     }
 }
 
