@@ -165,6 +165,8 @@ pub struct ContentTarget {
     activations_host: Vec<f32>,
     dims: (usize, usize, usize, usize),
     temporal: Vec<TemporalTarget>,
+    /// Each temporal target's ω(x_{t−j}) and c on the host, for the CPU kernels' own gradient.
+    temporal_host: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 /// What J_temporal compares with: ω(x_{t−j}), an earlier stylized frame (the previous one, or
@@ -191,6 +193,10 @@ impl ContentTarget {
                 )));
             }
         }
+        self.temporal_host = temporal
+            .iter()
+            .map(|t| Ok((t.warped_previous.flatten_all()?.to_vec1::<f32>()?, t.reliability.flatten_all()?.to_vec1::<f32>()?)))
+            .collect::<Result<_>>()?;
         self.temporal = temporal;
         Ok(self)
     }
@@ -268,7 +274,7 @@ impl Stylizer {
         }
         let activations = self.vgg.features(content, &[self.settings.content_layer])?.remove(0).detach();
         let activations_host = activations.flatten_all()?.to_vec1::<f32>()?;
-        Ok(ContentTarget { activations, activations_host, dims, temporal: Vec::new() })
+        Ok(ContentTarget { activations, activations_host, dims, temporal: Vec::new(), temporal_host: Vec::new() })
     }
 
     /// J(G) as a scalar tensor (for backprop) and its terms as numbers.
@@ -376,7 +382,7 @@ impl Stylizer {
             return Ok((Evaluation::Autograd(j), terms));
         }
         let s = &self.settings;
-        let (_, _, h, w) = image.dims4()?;
+        let (_, n_c, h, w) = image.dims4()?;
         let pixels = image.flatten_all()?.to_vec1::<f32>()?;
         let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
         let trace = profile::time(|| "VGG16 forward (trace)".into(), || self.vgg.trace(&pixels, h, w, deepest))?;
@@ -406,25 +412,21 @@ impl Stylizer {
         // J_tv and J_temporal act on the image itself; their gradient is added at the end.
         let (tv, temporal, image_gradient) = profile::time(
             || "J_tv, J_temporal and their gradients".into(),
-            || -> Result<(f64, f64, Option<Vec<f32>>)> {
-                let (_, n_c, _, _) = image.dims4()?;
+            || {
                 let (mut tv, mut temporal, mut gradient) = (0.0, 0.0, None);
                 if s.tv_weight > 0.0 {
                     let (j, g) = loss::tv_cost_and_gradient(&pixels, (n_c, h, w), s.tv_weight);
                     (tv, gradient) = (j, Some(g));
                 }
-                if s.temporal_weight > 0.0 && !content.temporal.is_empty() {
+                if s.temporal_weight > 0.0 && !content.temporal_host.is_empty() {
                     let gradient = gradient.get_or_insert_with(|| vec![0f32; pixels.len()]);
-                    for target in &content.temporal {
-                        let warped = target.warped_previous.flatten_all()?.to_vec1::<f32>()?;
-                        let reliability = target.reliability.flatten_all()?.to_vec1::<f32>()?;
-                        temporal +=
-                            loss::temporal_cost_and_gradient(&pixels, &warped, &reliability, s.temporal_weight, gradient);
+                    for (warped, reliability) in &content.temporal_host {
+                        temporal += loss::temporal_cost_and_gradient(&pixels, warped, reliability, s.temporal_weight, gradient);
                     }
                 }
-                Ok((tv, temporal, gradient))
+                (tv, temporal, gradient)
             },
-        )?;
+        );
         let total = s.content_weight * j_content + s.style_weight * j_style + s.tv_weight * tv + s.temporal_weight * temporal;
         let terms = LossTerms { total, content: j_content, style: j_style, style_layers, tv, temporal };
         let evaluation = Evaluation::Kernels {
