@@ -11,10 +11,14 @@
 use std::str::FromStr;
 
 use image::{GrayImage, RgbImage};
+#[cfg(feature = "media")]
 use opencv::core::{Mat, Ptr, Vec2f};
+#[cfg(feature = "media")]
 use opencv::prelude::*;
+#[cfg(feature = "media")]
 use opencv::video::DenseOpticalFlow;
 
+#[cfg(feature = "media")]
 use crate::error::{Error, Result};
 
 /// Which optical-flow algorithm estimates the flow (`--flow`).
@@ -184,12 +188,14 @@ pub fn reliability(backward: &FlowField, forward: &FlowField) -> Vec<f32> {
     c
 }
 
-/// Estimates dense optical flow between grey frames with OpenCV.
+/// Estimates dense optical flow between grey frames with OpenCV (needs the `media` feature).
+#[cfg(feature = "media")]
 pub struct FlowEstimator {
     method: FlowMethod,
     engine: Ptr<DenseOpticalFlow>,
 }
 
+#[cfg(feature = "media")]
 impl FlowEstimator {
     pub fn new(method: FlowMethod) -> Result<Self> {
         let failed = |e: opencv::Error| Error::Settings(format!("cannot create the {method:?} optical flow: {e}"));

@@ -20,7 +20,13 @@
 //! - [`workdir`]: finished frames kept beside the output so interrupted runs resume;
 //! - [`progress`]: how a run reports its progress;
 //! - [`memory`]: the process's allocator policy (freed tensors kept for reuse).
+//!
+//! The `media` feature (on by default) brings FFmpeg (video in and out) and OpenCV (optical
+//! flow): [`video`], [`pipeline`], [`preview`], [`batch`], [`segment`] and the flow estimators
+//! need it. Without it the crate is the network, the losses, the optimisers and still images:
+//! what the GPU benchmark binary (`benches/gpu.rs`) runs on a machine without those libraries.
 
+#[cfg(feature = "media")]
 pub mod batch;
 pub mod bf16;
 pub mod cache;
@@ -33,11 +39,14 @@ pub mod layers;
 pub mod loss;
 pub mod memory;
 pub mod optim;
+#[cfg(feature = "media")]
 pub mod pipeline;
 pub mod precision;
+#[cfg(feature = "media")]
 pub mod preview;
 pub mod profile;
 pub mod progress;
+#[cfg(feature = "media")]
 pub mod segment;
 pub mod sequence;
 pub mod still;
@@ -46,6 +55,7 @@ pub mod temporal;
 pub mod text;
 pub mod vgg;
 pub mod winograd;
+#[cfg(feature = "media")]
 pub mod video;
 pub mod workdir;
 

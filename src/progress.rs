@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+#[cfg(feature = "media")]
 use crate::preview::CellRecord;
 use crate::stylize::LossTerms;
 use crate::workdir::FrameRecord;
@@ -29,6 +30,7 @@ pub trait VideoProgress: Progress {
 }
 
 /// How a preview grid reports progress: per cell, and per iteration within a cell.
+#[cfg(feature = "media")]
 pub trait PreviewProgress: Progress {
     /// Called once the frames are decoded and the network is loaded.
     fn begin_cells(&mut self, total: usize);
@@ -48,6 +50,7 @@ impl VideoProgress for NoProgress {
     fn frame(&mut self, _: &FrameRecord) {}
 }
 
+#[cfg(feature = "media")]
 impl PreviewProgress for NoProgress {
     fn begin_cells(&mut self, _: usize) {}
     fn cell(&mut self, _: &CellRecord) {}
@@ -228,6 +231,7 @@ fn coherence(record: &FrameRecord) -> String {
 
 /// Progress of a preview grid: an indicatif bar (cell i/N, the cell's iterations, ETA) on a
 /// terminal, else one plain line per cell.
+#[cfg(feature = "media")]
 #[derive(Default)]
 pub struct CellBar {
     bar: Option<ProgressBar>,
@@ -236,6 +240,7 @@ pub struct CellBar {
     seconds: f64,
 }
 
+#[cfg(feature = "media")]
 impl CellBar {
     pub fn new() -> Self {
         Self::default()
@@ -248,6 +253,7 @@ impl CellBar {
     }
 }
 
+#[cfg(feature = "media")]
 impl Progress for CellBar {
     fn iteration(&mut self, done: usize, total: usize, terms: &LossTerms) {
         if let Some(bar) = &self.bar {
@@ -256,6 +262,7 @@ impl Progress for CellBar {
     }
 }
 
+#[cfg(feature = "media")]
 impl PreviewProgress for CellBar {
     fn begin_cells(&mut self, total: usize) {
         self.total = total;

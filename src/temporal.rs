@@ -4,8 +4,10 @@
 //! starts a new shot, the previous stylized frame warped into place, and the warping error
 //! users compare settings by.
 
+#[cfg(feature = "media")]
 use std::collections::VecDeque;
 use std::str::FromStr;
+#[cfg(feature = "media")]
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -13,7 +15,9 @@ use image::{GrayImage, RgbImage};
 
 use crate::error::Result;
 use crate::image_io;
-use crate::flow::{self, FlowEstimator, FlowField, FlowMethod};
+use crate::flow::{self, FlowField};
+#[cfg(feature = "media")]
+use crate::flow::{FlowEstimator, FlowMethod};
 use crate::vgg::{LayerName, Vgg16};
 
 /// A frame is a shot cut when more than this share of its pixels is unreliable (the flow found
@@ -127,7 +131,8 @@ impl Motion {
 }
 
 /// Estimates the [`Motion`] of each frame from the one before (and, for long-term
-/// consistency, from frames further back), frame by frame.
+/// consistency, from frames further back), frame by frame (needs the `media` feature: OpenCV).
+#[cfg(feature = "media")]
 pub struct MotionEstimator {
     flow: FlowEstimator,
     /// The earlier frames j > 1 to estimate motion from, ascending.
@@ -136,6 +141,7 @@ pub struct MotionEstimator {
     history: VecDeque<GrayImage>,
 }
 
+#[cfg(feature = "media")]
 impl MotionEstimator {
     /// `temporal_frames`: the set J of earlier frames (1 = the previous one) the temporal cost
     /// looks back to; motion is always estimated from the previous frame.
@@ -179,6 +185,7 @@ impl MotionEstimator {
 }
 
 /// The motion from `earlier` to `current`: both flows and the masks.
+#[cfg(feature = "media")]
 fn between(flow: &mut FlowEstimator, current: &GrayImage, earlier: &GrayImage) -> Result<Motion> {
     let backward = flow.estimate(current, earlier)?;
     let forward = flow.estimate(earlier, current)?;
@@ -236,6 +243,7 @@ pub fn content_distance(vgg: &Vgg16, output: &Tensor, input: &Tensor) -> Result<
 /// optical flow between its input frames (the same size): entry t is frame t's
 /// [`warping_error`] against frame t−1 (`None` for frame 0, and where no pixel is reliable).
 /// Two renderings of one clip compare pair by pair this way.
+#[cfg(feature = "media")]
 pub fn pair_warping_errors(inputs: &[RgbImage], outputs: &[RgbImage], method: FlowMethod) -> Result<Vec<Option<f64>>> {
     let mut estimator = MotionEstimator::new(method, &[1])?;
     let mut errors = Vec::with_capacity(outputs.len());
