@@ -5,9 +5,10 @@
 //!   colour tags and timecode kept;
 //! - [`sequence`]: numbered image sequences (`shots/f_%04d.png`) in and out;
 //! - [`image_io`]: still images ↔ network input tensors, atomic writes;
-//! - [`vgg`] (with [`layers`], [`winograd`]): the VGG16 feature extractor with constant weights;
+//! - [`vgg`] (with [`layers`], [`winograd`] on the CPU; [`conv_device`] on a GPU): the VGG16
+//!   feature extractor with constant weights, its forward trace and its own backward;
 //! - [`loss`]: Gram matrices, J_style, J_content, J_tv as in Gatys et al.;
-//! - [`optim`]: L-BFGS and Adam over the pixels;
+//! - [`optim`]: L-BFGS and Adam over the pixels (on the host; [`optim_device`] on the device);
 //! - [`stylize`]: J(G) = α J_content + β J_style + γ_tv J_tv, optimised from a starting image;
 //! - [`still`]: the still-image job (preview tool);
 //! - [`preview`]: the preview grid: a few frames × styles × one swept option, stylized as stills
@@ -31,6 +32,9 @@ pub mod batch;
 pub mod bf16;
 pub mod cache;
 pub mod conv_bf16;
+pub mod conv_device;
+#[cfg(feature = "cudnn")]
+pub mod cudnn;
 pub mod error;
 pub mod flow;
 pub mod image_io;
@@ -39,6 +43,7 @@ pub mod layers;
 pub mod loss;
 pub mod memory;
 pub mod optim;
+pub mod optim_device;
 #[cfg(feature = "media")]
 pub mod pipeline;
 pub mod precision;

@@ -224,3 +224,51 @@ pub fn temporal_cost_and_gradient(
     }
     sum / d
 }
+
+// The same costs with their gradients as tensors on the device (the GPU path, and
+// `cpu-reference`): each returns J as a 0-d f64 tensor, not read, and `weight` · ∂J/∂(its input)
+// as an f32 tensor of the input's shape.
+
+/// [`layer_style_cost`] and `weight` · ∂J^[l]_style/∂a^[l] = `weight` · 4 (G^[l](G) − G^[l](S)) a^[l] / (2 n_H n_W n_C)²,
+/// with `gram_style` = G^[l](S) already brought to G's size ([`StyleTarget::gram_for`]).
+pub fn layer_style_cost_and_gradient_on_device(gram_style: &Tensor, a_generated: &Tensor, weight: f64) -> Result<(Tensor, Tensor)> {
+    let (n, n_c, n_h, n_w) = a_generated.dims4()?;
+    let a = a_generated.reshape((n_c, n_h * n_w))?;
+    let difference = (a.matmul(&a.t()?)? - gram_style)?;
+    let normaliser = (2 * n_h * n_w * n_c) as f64;
+    let n2 = normaliser * normaliser;
+    let j = (sum_of_squares(&difference)? / n2)?;
+    let gradient = (difference.matmul(&a)? * (weight * 4.0 / n2))?.reshape((n, n_c, n_h, n_w))?;
+    Ok((j, gradient))
+}
+
+/// [`content_cost`] and `weight` · ∂J_content/∂a^[l](G) = `weight` · (a^[l](G) − a^[l](C)) / (2 n_H n_W n_C).
+pub fn content_cost_and_gradient_on_device(a_content: &Tensor, a_generated: &Tensor, weight: f64) -> Result<(Tensor, Tensor)> {
+    let n = a_generated.elem_count() as f64;
+    let difference = (a_generated - a_content)?;
+    let j = (sum_of_squares(&difference)? / (4.0 * n))?;
+    Ok((j, (difference * (weight / (2.0 * n)))?))
+}
+
+/// [`tv_cost`] and `weight` · ∂J_tv/∂G: a difference d = G_{i+1} − G_i adds 2d/(n_H n_W n_C) at
+/// G_{i+1} and takes it at G_i.
+pub fn tv_cost_and_gradient_on_device(image: &Tensor, weight: f64) -> Result<(Tensor, Tensor)> {
+    let (_, n_c, n_h, n_w) = image.dims4()?;
+    let factor = 2.0 * weight / (n_h * n_w * n_c) as f64;
+    let mut gradient = image.zeros_like()?;
+    for (axis, len) in [(2, n_h), (3, n_w)] {
+        if len > 1 {
+            let d = (image.narrow(axis, 1, len - 1)? - image.narrow(axis, 0, len - 1)?)?;
+            // Each difference pushes up the later pixel and down the earlier one.
+            gradient = ((gradient + d.pad_with_zeros(axis, 1, 0)?)? - d.pad_with_zeros(axis, 0, 1)?)?;
+        }
+    }
+    Ok((tv_cost(image)?, (gradient * factor)?))
+}
+
+/// [`temporal_cost`] and `weight` · ∂J_temporal/∂x = `weight` · 2 c_k (x_k − ω_k)/D.
+pub fn temporal_cost_and_gradient_on_device(image: &Tensor, warped_previous: &Tensor, reliability: &Tensor, weight: f64) -> Result<(Tensor, Tensor)> {
+    let d = image.elem_count() as f64;
+    let gradient = ((image - warped_previous)?.broadcast_mul(reliability)? * (2.0 * weight / d))?;
+    Ok((temporal_cost(image, warped_previous, reliability)?, gradient))
+}

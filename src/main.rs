@@ -123,8 +123,8 @@ struct Cli {
     device: Compute,
 
     /// Precision of the network's convolutions: fp32, tf32 (GPUs; fp32 on a CPU) or bf16 (bf16
-    /// operands, f32 sums; needs AMX or AVX-512 BF16, else fp32). Default: bf16 on a CPU with
-    /// AMX, else fp32; fp32 on CUDA and cpu-reference. The report says which ran.
+    /// operands, f32 sums; on a CPU needs AMX or AVX-512 BF16, else fp32). Default: bf16 on a CPU
+    /// with AMX, else fp32; tf32 on CUDA; fp32 on cpu-reference. The report says which ran.
     #[arg(long)]
     precision: Option<Precision>,
 

@@ -7,15 +7,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
 use crate::error::{Error, Result};
 use crate::layers::Gram;
 use crate::loss::{self, content_cost, layer_style_cost, temporal_cost, tv_cost, StyleTarget};
 use crate::optim::{Optimizer, OptimizerKind};
+use crate::optim_device::DeviceOptimizer;
 use crate::profile;
 use crate::progress::Progress;
-use crate::vgg::{LayerName, Trace, Vgg16};
+use crate::vgg::{DeviceTrace, LayerName, Trace, Vgg16};
 
 /// What the stylizer optimises and how. Defaults are the documented CLI defaults.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -328,6 +329,9 @@ impl Stylizer {
                 content.dims
             )));
         }
+        if !self.vgg.compute().uses_crate_kernels() {
+            return self.optimise_on_device(content, start, iterations, progress, started);
+        }
         let s = &self.settings;
         let var = Var::from_tensor(&start.detach())?;
         let mut x = start.flatten_all()?.to_vec1::<f32>()?;
@@ -372,14 +376,16 @@ impl Stylizer {
         Ok(Stylized { image, terms, iterations: done, evaluations, history, seconds: started.elapsed().as_secs_f64() })
     }
 
-    /// J(G) and what its gradient needs: on this crate's CPU kernels, the network's own
-    /// forward trace and the losses' gradients at the tapped layers, written out ([`loss`]'s
-    /// `…_and_gradient` functions), so that [`Evaluation::gradient`] runs the layers' backward
-    /// without candle's autograd; on other devices, [`Self::cost`]'s graph for autograd.
+    /// J(G) and what its gradient needs, without candle's autograd: the network's own forward
+    /// trace and the losses' gradients at the tapped layers, written out ([`loss`]'s
+    /// `…_and_gradient` functions), so that [`Evaluation::gradient`] runs the layers' own
+    /// backward. On this crate's CPU kernels on host vectors; elsewhere (a GPU, `cpu-reference`)
+    /// on tensors on the device ([`Vgg16::device_trace`], [`Vgg16::device_backward`]).
     pub fn evaluate(&self, image: &Tensor, content: &ContentTarget) -> Result<(Evaluation, LossTerms)> {
         if !self.vgg.compute().uses_crate_kernels() {
-            let (j, terms) = self.cost(image, content)?;
-            return Ok((Evaluation::Autograd(j), terms));
+            let evaluation = self.device_evaluate(image, content)?;
+            let terms = self.read_terms(&evaluation.terms)?;
+            return Ok((Evaluation::Device(evaluation), terms));
         }
         let s = &self.settings;
         let (_, n_c, h, w) = image.dims4()?;
@@ -438,6 +444,128 @@ impl Stylizer {
         Ok((evaluation, terms))
     }
 
+    /// [`Self::optimise`] on the device (a GPU, `cpu-reference`): the evaluation, the backward
+    /// and the optimiser's step are queued on the device; per iteration the host reads J's terms
+    /// (one small vector, read after the step is queued so the device never waits for the host)
+    /// and nothing else; the image stays on the device.
+    fn optimise_on_device(
+        &self,
+        content: &ContentTarget,
+        start: &Tensor,
+        iterations: usize,
+        progress: &mut dyn Progress,
+        started: Instant,
+    ) -> Result<Stylized> {
+        let s = &self.settings;
+        let mut optimizer = DeviceOptimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
+            .with_gradient_resolution(self.vgg.precision().gradient_resolution());
+        let mut x = start.detach().to_dtype(DType::F32)?.contiguous()?;
+        let mut history = Vec::with_capacity(iterations + 1);
+        let mut best: Option<(f64, Tensor, LossTerms)> = None;
+        let (mut done, mut evaluations) = (0, 0);
+        loop {
+            let mut evaluation = profile::time(|| "J: features and losses (queued)".into(), || self.device_evaluate(&x, content))?;
+            evaluations += 1;
+            let terms_on_device = std::mem::replace(&mut evaluation.terms, Tensor::zeros((), DType::F64, x.device())?);
+            let last = done == iterations;
+            let next = if last {
+                None
+            } else {
+                let grad = profile::time(|| "∇J: backward (queued)".into(), || self.device_gradient(evaluation))?;
+                Some(profile::time(|| "optimiser step (queued)".into(), || optimizer.step(&x, &grad))?)
+            };
+            let terms = profile::time(|| "read J's terms (waits for the device)".into(), || self.read_terms(&terms_on_device))?;
+            if !terms.total.is_finite() {
+                return Err(Error::Diverged(format!("J became {} after {done} iterations", terms.total)));
+            }
+            history.push(terms.total);
+            if best.as_ref().is_none_or(|(b, _, _)| terms.total < *b) {
+                best = Some((terms.total, x.clone(), terms.clone()));
+            }
+            let Some(next) = next else { break };
+            if self.levelled_off(&history) {
+                break;
+            }
+            if progress.should_stop() {
+                return Err(Error::Interrupted(String::new()));
+            }
+            x = next;
+            done += 1;
+            progress.iteration(done, iterations, &terms);
+        }
+        let (_, image, terms) = best.expect("at least one evaluation");
+        Ok(Stylized { image, terms, iterations: done, evaluations, history, seconds: started.elapsed().as_secs_f64() })
+    }
+
+    /// J's terms and what the gradient needs, on the device, nothing read back: the terms are
+    /// one f64 vector [J_content, J^[l]_style for each style layer, J_tv, J_temporal].
+    fn device_evaluate(&self, image: &Tensor, content: &ContentTarget) -> Result<DeviceEvaluation> {
+        let s = &self.settings;
+        let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
+        let trace = self.vgg.device_trace(image, deepest)?;
+        let activation = |layer: LayerName| trace.activation(layer).expect("the trace reaches every tapped layer");
+        let (j_content, content_gradient) =
+            loss::content_cost_and_gradient_on_device(&content.activations, &activation(s.content_layer)?, s.content_weight)?;
+        let mut terms = vec![j_content];
+        let mut taps = vec![(s.content_layer, content_gradient)];
+        for ((&layer, &lambda), target) in s.style_layers.iter().zip(&s.style_layer_weights).zip(&self.style_targets) {
+            let a = activation(layer)?;
+            let (j_layer, gradient) = loss::layer_style_cost_and_gradient_on_device(&target.gram_for(&a)?, &a, s.style_weight * lambda)?;
+            terms.push(j_layer);
+            taps.push((layer, gradient));
+        }
+        let zero = || Tensor::zeros((), DType::F64, image.device());
+        let mut image_gradient: Option<Tensor> = None;
+        let mut add = |g: Tensor| -> Result<()> {
+            image_gradient = Some(match image_gradient.take() {
+                None => g,
+                Some(sum) => (sum + g)?,
+            });
+            Ok(())
+        };
+        let j_tv = if s.tv_weight > 0.0 {
+            let (j, g) = loss::tv_cost_and_gradient_on_device(image, s.tv_weight)?;
+            add(g)?;
+            j
+        } else {
+            zero()?
+        };
+        let mut j_temporal = zero()?;
+        if s.temporal_weight > 0.0 {
+            for target in &content.temporal {
+                let (j, g) = loss::temporal_cost_and_gradient_on_device(image, &target.warped_previous, &target.reliability, s.temporal_weight)?;
+                j_temporal = (j_temporal + j)?;
+                add(g)?;
+            }
+        }
+        terms.extend([j_tv, j_temporal]);
+        let terms = Tensor::stack(&terms.iter().map(|t| t.to_dtype(DType::F64)).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
+        Ok(DeviceEvaluation { trace, taps, image_gradient, terms })
+    }
+
+    /// ∇J on the device, `(1, 3, H, W)` f32: the network's own backward from the taps, plus the
+    /// image terms' gradient.
+    fn device_gradient(&self, evaluation: DeviceEvaluation) -> Result<Tensor> {
+        let DeviceEvaluation { trace, taps, image_gradient, .. } = evaluation;
+        let gradient = self.vgg.device_backward(&trace, taps)?;
+        Ok(match image_gradient {
+            Some(g) => (gradient + g)?,
+            None => gradient,
+        })
+    }
+
+    /// The terms of a [`DeviceEvaluation`] read to the host (the one read of an iteration).
+    fn read_terms(&self, terms: &Tensor) -> Result<LossTerms> {
+        let s = &self.settings;
+        let values = terms.to_vec1::<f64>()?;
+        let n = s.style_layers.len();
+        let (content, style_layers, tv, temporal) = (values[0], &values[1..=n], values[n + 1], values[n + 2]);
+        let style: f64 = style_layers.iter().zip(&s.style_layer_weights).map(|(j, lambda)| lambda * j).sum();
+        let total = s.content_weight * content + s.style_weight * style + s.tv_weight * tv + s.temporal_weight * temporal;
+        let style_layers = s.style_layers.iter().copied().zip(style_layers.iter().copied()).collect();
+        Ok(LossTerms { total, content, style, style_layers, tv, temporal })
+    }
+
     /// γ_tv J_tv + γ_temp J_temporal as a candle graph on `image`, with J_tv and J_temporal.
     fn image_terms(&self, image: &Tensor, content: &ContentTarget) -> Result<(Tensor, f64, f64)> {
         let s = &self.settings;
@@ -469,10 +597,21 @@ impl Stylizer {
     }
 }
 
+/// One evaluation of J on the device ([`Stylizer::evaluate`] on a GPU or `cpu-reference`).
+pub struct DeviceEvaluation {
+    trace: DeviceTrace,
+    /// ∂J/∂a^[l] (weighted) at the content and style layers.
+    taps: Vec<(LayerName, Tensor)>,
+    /// ∇(γ_tv J_tv + γ_temp J_temporal), when either term is on.
+    image_gradient: Option<Tensor>,
+    /// [J_content, J^[l]_style…, J_tv, J_temporal], f64, on the device.
+    terms: Tensor,
+}
+
 /// One evaluation of J, holding what its gradient needs ([`Stylizer::evaluate`]).
 pub enum Evaluation {
-    /// J as a candle graph, differentiated by autograd.
-    Autograd(Tensor),
+    /// On the device: the trace, the taps' gradients and the image terms' gradient as tensors.
+    Device(DeviceEvaluation),
     /// The network's trace and the losses' gradients at the tapped layers (the style ones as the
     /// matrices S of [`Gram::input_gradient`]), plus the image terms' gradient.
     Kernels {
@@ -488,12 +627,10 @@ impl Evaluation {
     /// ∇J with respect to `image` (the tensor evaluated), flat.
     pub fn gradient(self, stylizer: &Stylizer, image: &Tensor) -> Result<Vec<f32>> {
         match self {
-            Evaluation::Autograd(j) => Ok(j
-                .backward()?
-                .get(image)
-                .ok_or_else(|| Error::Diverged("no gradient reached the image".into()))?
-                .flatten_all()?
-                .to_vec1::<f32>()?),
+            Evaluation::Device(evaluation) => {
+                let _ = image;
+                Ok(stylizer.device_gradient(evaluation)?.flatten_all()?.to_vec1::<f32>()?)
+            }
             Evaluation::Kernels { trace, content_gradient, style_gradients, image_gradient } => {
                 let mut taps = vec![content_gradient];
                 for (layer, s_matrix) in style_gradients {

@@ -18,6 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{Error, Result};
+use crate::conv_device::DeviceConv;
 use crate::layers::{Conv3x3Relu, Conv3x3Weights, ConvAlgorithm, Pool2x2};
 use crate::precision::Precision;
 
@@ -188,24 +189,24 @@ impl FromStr for LayerName {
 enum ConvLayer {
     /// This crate's CPU kernel (weights packed for it).
     Kernel(Conv3x3Relu),
-    /// candle's `conv2d` on the device: `kernel` `(c_out, c_in, 3, 3)`, `bias` `(1, c_out, 1, 1)`;
-    /// `weights` is the host copy.
-    Candle { weights: Conv3x3Weights, kernel: Tensor, bias: Tensor },
+    /// candle's ops on the device (cuDNN with the `cudnn` feature on CUDA); `weights` is the
+    /// host copy.
+    Device { weights: Conv3x3Weights, conv: DeviceConv },
 }
 
 impl ConvLayer {
     fn weights(&self) -> &Conv3x3Weights {
         match self {
             ConvLayer::Kernel(op) => &op.weights,
-            ConvLayer::Candle { weights, .. } => weights,
+            ConvLayer::Device { weights, .. } => weights,
         }
     }
 
-    /// relu(conv3x3(x) + bias).
+    /// relu(conv3x3(x) + bias), differentiable by candle's autograd.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             ConvLayer::Kernel(op) => x.apply_op1(op.clone())?,
-            ConvLayer::Candle { kernel, bias, .. } => x.conv2d(kernel, 1, 1, 1, 1)?.broadcast_add(bias)?.relu()?,
+            ConvLayer::Device { conv, .. } => conv.forward_differentiable(x)?,
         })
     }
 }
@@ -248,9 +249,6 @@ impl Vgg16 {
     /// given precision (`None`: the device's default; see [`Precision::effective`]).
     pub fn load_with(path: &Path, pooling: Pooling, compute: Compute, precision: Option<Precision>) -> Result<Self> {
         let precision = Precision::effective(precision, compute);
-        if matches!(compute, Compute::Cuda(_)) && precision == Precision::Bf16 {
-            return Err(Error::Settings(format!("{compute}: --precision bf16 is not implemented on CUDA yet (use fp32 or tf32)")));
-        }
         let weights_error = |problem: String| Error::Weights { path: path.to_path_buf(), problem };
         if !path.is_file() {
             return Err(weights_error(format!(
@@ -259,8 +257,11 @@ impl Vgg16 {
         }
         let device = compute.device()?;
         if matches!(compute, Compute::Cuda(_)) {
-            // cuBLAS's f32 products in TF32 or not (a process-wide switch in candle).
-            candle_core::cuda::set_gemm_reduced_precision_f32(precision == Precision::Tf32);
+            // cuBLAS's f32 products in TF32 or not (a process-wide switch in candle). Without
+            // cuDNN the convolutions are cuBLAS products (im2col), so tf32 needs it; with cuDNN
+            // the convolutions set their own math mode (crate::cudnn) and the Gram matrices stay
+            // strict f32, as PyTorch's defaults have them.
+            candle_core::cuda::set_gemm_reduced_precision_f32(precision == Precision::Tf32 && !cfg!(feature = "cudnn"));
         }
         // SAFETY: the file is mapped read-only and not modified while we read it.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }
@@ -292,10 +293,9 @@ impl Vgg16 {
             let conv = if compute.uses_crate_kernels() {
                 ConvLayer::Kernel(Conv3x3Relu::new(Conv3x3Weights::new(c_out, c_in, weight, Some(bias), precision)))
             } else {
-                let kernel = Tensor::from_slice(&weight, (c_out, c_in, 3, 3), &device)?;
-                let bias_tensor = Tensor::from_slice(&bias, (1, c_out, 1, 1), &device)?;
+                let conv = DeviceConv::new(&weight, &bias, c_out, c_in, &device, precision)?;
                 let weights = Conv3x3Weights::with_algorithm(c_out, c_in, weight, Some(bias), ConvAlgorithm::Im2col);
-                ConvLayer::Candle { weights, kernel, bias: bias_tensor }
+                ConvLayer::Device { weights, conv }
             };
             convs.push((layer, conv));
             c_in = c_out;
@@ -339,7 +339,8 @@ impl Vgg16 {
             x = conv.forward(&x)?;
             for (slot, wanted) in taps.iter_mut().zip(layers) {
                 if wanted == name {
-                    *slot = Some(x.clone());
+                    // The losses read f32 (in bf16 the network's activations are bf16).
+                    *slot = Some(x.to_dtype(DType::F32)?);
                 }
             }
         }
@@ -403,6 +404,68 @@ impl Vgg16 {
         Ok(gradient.unwrap_or_else(|| vec![0f32; 3 * h * w]))
     }
 
+    /// Runs the network on candle's ops (a GPU, or `cpu-reference`) only as deep as `deepest`,
+    /// keeping every conv layer's output and every pooled input, for [`Self::device_backward`].
+    /// `image` is `(1, 3, H, W)` f32; the activations are in the precision's dtype.
+    pub fn device_trace(&self, image: &Tensor, deepest: LayerName) -> Result<DeviceTrace> {
+        let mut outputs: Vec<DeviceActivation> = Vec::with_capacity(deepest.depth() + 1);
+        let mut x = image.contiguous()?;
+        for (i, (name, _)) in self.convs[..=deepest.depth()].iter().enumerate() {
+            let pooled = match outputs.last() {
+                Some(previous) if name.conv == 1 => {
+                    let pooled = pool_with_candle_ops(&previous.values, self.pooling)?;
+                    x = pooled.clone();
+                    Some(pooled)
+                }
+                _ => None,
+            };
+            x = self.device_conv(i).forward(&x)?;
+            outputs.push(DeviceActivation { layer: *name, values: x.clone(), pooled });
+        }
+        Ok(DeviceTrace { outputs, image_dims: image.dims4()? })
+    }
+
+    /// ∂J/∂image `(1, 3, H, W)` f32 from the gradients ∂J/∂a^[l] (f32) at tapped layers, on the
+    /// device: per layer the ReLU's mask, the input gradient as a convolution with the flipped
+    /// kernel ([`DeviceConv::input_gradient`]) and the pooling's backward; the masks come from
+    /// the trace's outputs, nothing is recomputed, and no kernel gradient is made.
+    pub fn device_backward(&self, trace: &DeviceTrace, mut tap_gradients: Vec<(LayerName, Tensor)>) -> Result<Tensor> {
+        // The gradient with respect to the current layer's output, and whether the ReLU's mask is
+        // already in it (max pooling's backward applies it on the way).
+        let mut gradient: Option<(Tensor, bool)> = None;
+        for (i, activation) in trace.outputs.iter().enumerate().rev() {
+            let conv = self.device_conv(i);
+            for (_, tap) in tap_gradients.iter_mut().filter(|(layer, _)| *layer == activation.layer) {
+                let tap = std::mem::replace(tap, Tensor::zeros((), DType::F32, tap.device())?).to_dtype(conv.dtype())?;
+                gradient = Some(match gradient.take() {
+                    None => (tap, false),
+                    Some((sum, false)) => ((sum + tap)?, false),
+                    Some((sum, true)) => ((sum + relu_mask(&tap, &activation.values)?)?, true),
+                });
+            }
+            let Some((grad, masked)) = gradient.take() else { continue };
+            let grad_pre_activation = if masked { grad } else { relu_mask(&grad, &activation.values)? };
+            let grad_input = conv.input_gradient(&grad_pre_activation)?;
+            gradient = Some(match (&activation.pooled, i.checked_sub(1)) {
+                (Some(pooled), Some(previous)) => pool_backward(&trace.outputs[previous].values, pooled, &grad_input, self.pooling)?,
+                _ => (grad_input, false),
+            });
+        }
+        let (n, c, h, w) = trace.image_dims;
+        match gradient {
+            Some((grad, _)) => Ok(grad.to_dtype(DType::F32)?),
+            None => Ok(Tensor::zeros((n, c, h, w), DType::F32, &self.device)?),
+        }
+    }
+
+    /// Conv layer `i` on candle's ops (a network not on the CPU kernels).
+    fn device_conv(&self, i: usize) -> &DeviceConv {
+        match &self.convs[i].1 {
+            ConvLayer::Device { conv, .. } => conv,
+            ConvLayer::Kernel(_) => unreachable!("the device path runs on a network loaded for candle's ops"),
+        }
+    }
+
     fn pool_kind(&self) -> Pool2x2 {
         match self.pooling {
             Pooling::Max => Pool2x2::Max,
@@ -423,7 +486,7 @@ impl Vgg16 {
     fn kernel(&self, i: usize) -> &Conv3x3Relu {
         match &self.convs[i].1 {
             ConvLayer::Kernel(op) => op,
-            ConvLayer::Candle { .. } => unreachable!("a network on the CPU kernels packs every layer for them"),
+            ConvLayer::Device { .. } => unreachable!("a network on the CPU kernels packs every layer for them"),
         }
     }
 }
@@ -448,4 +511,62 @@ impl Trace {
     pub fn activation(&self, layer: LayerName) -> Option<&Activation> {
         self.outputs.get(layer.depth()).filter(|a| a.layer == layer)
     }
+}
+
+/// One conv layer's output (after its ReLU) in a [`DeviceTrace`], `(1, n_C, n_H, n_W)` in the
+/// precision's dtype, with its input pooled from the layer before where a block starts.
+pub struct DeviceActivation {
+    pub layer: LayerName,
+    pub values: Tensor,
+    pub pooled: Option<Tensor>,
+}
+
+/// Every conv layer's output of one forward pass on the device ([`Vgg16::device_trace`]).
+pub struct DeviceTrace {
+    outputs: Vec<DeviceActivation>,
+    image_dims: (usize, usize, usize, usize),
+}
+
+impl DeviceTrace {
+    /// a^[l] of a layer the pass reached, as f32 (what the losses read).
+    pub fn activation(&self, layer: LayerName) -> Option<Result<Tensor>> {
+        self.outputs
+            .get(layer.depth())
+            .filter(|a| a.layer == layer)
+            .map(|a| Ok(a.values.to_dtype(DType::F32)?))
+    }
+}
+
+/// g ⊙ [y > 0]: the ReLU's backward, read off its output y (≥ 0, so sign(y) is the mask).
+fn relu_mask(grad: &Tensor, output: &Tensor) -> Result<Tensor> {
+    Ok((grad * output.sign()?)?)
+}
+
+/// The gradient at the pooling's input `before` `(1, c, H, W)` from the gradient at its output
+/// `grad_pooled` `(1, c, H/2, W/2)`; odd trailing rows and columns (dropped by the pooling) get 0.
+/// Max pooling sends each window's gradient to the entries equal to the window's maximum and
+/// applies the ReLU mask of `before` on the way (the second value, true): the maximum is 0 only
+/// where the whole window is, so the mask is the pooled output's sign, taken at a quarter of the
+/// size. Average pooling spreads a quarter to each entry; the mask is left to the caller.
+fn pool_backward(before: &Tensor, pooled: &Tensor, grad_pooled: &Tensor, pooling: Pooling) -> Result<(Tensor, bool)> {
+    let (n, c, h, w) = before.dims4()?;
+    let (oh, ow) = (h / 2, w / 2);
+    let spread = (n * c, oh, 1, ow, 1);
+    let (windows, masked) = match pooling {
+        Pooling::Max => {
+            let grad = (grad_pooled * pooled.sign()?)?.reshape(spread)?;
+            let inputs = before.narrow(2, 0, 2 * oh)?.narrow(3, 0, 2 * ow)?.contiguous()?.reshape((n * c, oh, 2, ow, 2))?;
+            let at_maximum = inputs.broadcast_eq(&pooled.reshape(spread)?)?.to_dtype(grad.dtype())?;
+            (at_maximum.broadcast_mul(&grad)?, true)
+        }
+        Pooling::Avg => ((grad_pooled * 0.25)?.reshape(spread)?.broadcast_as((n * c, oh, 2, ow, 2))?.contiguous()?, false),
+    };
+    let mut grad = windows.reshape((n, c, 2 * oh, 2 * ow))?;
+    if h > 2 * oh {
+        grad = grad.pad_with_zeros(2, 0, h - 2 * oh)?;
+    }
+    if w > 2 * ow {
+        grad = grad.pad_with_zeros(3, 0, w - 2 * ow)?;
+    }
+    Ok((grad, masked))
 }

@@ -103,3 +103,11 @@ fn bf16_losses_match_the_independent_reference_within_bf16_tolerance() {
     check_at("max_pool", Pooling::Max, Compute::Cpu, Precision::Bf16, 1e-2);
     check_at("avg_pool", Pooling::Avg, Compute::Cpu, Precision::Bf16, 1e-2);
 }
+
+/// bf16 on candle's ops (the GPU's bf16 path, here on the CPU): the convolutions and the
+/// activations between them in bf16, the Gram matrices and losses in f32; same tolerance.
+#[test]
+fn bf16_on_candle_ops_matches_the_independent_reference_within_bf16_tolerance() {
+    check_at("max_pool", Pooling::Max, Compute::CpuReference, Precision::Bf16, 1e-2);
+    check_at("avg_pool", Pooling::Avg, Compute::CpuReference, Precision::Bf16, 1e-2);
+}
