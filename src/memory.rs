@@ -21,3 +21,58 @@ pub fn reuse_freed_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
+
+/// The same policy for a CUDA GPU's memory, and its peak. candle allocates device memory from
+/// the device's stream-ordered pool (`cuMemAllocAsync`), which by default hands freed memory
+/// back to the driver at every synchronisation — once per iteration here, since the stylizer
+/// reads J's terms — so each iteration would map its activations afresh. Keeping freed memory
+/// in the pool (as PyTorch's caching allocator does) makes iterations reuse it; the pool's
+/// high-water mark is the peak GPU memory the benchmark reports.
+#[cfg(feature = "cuda")]
+pub mod gpu {
+    use candle_core::cuda::cudarc::driver::{result, sys};
+    use candle_core::Device;
+
+    use crate::error::{Error, Result};
+
+    fn default_pool(device: &Device) -> Result<sys::CUmemoryPool> {
+        let Device::Cuda(cuda) = device else {
+            return Err(Error::Settings(format!("{device:?} is not a CUDA device")));
+        };
+        let stream = cuda.cuda_stream();
+        let context = stream.context();
+        context.bind_to_thread().map_err(|e| Error::Settings(format!("CUDA context: {e}")))?;
+        // SAFETY: the device handle comes from a live context.
+        unsafe { result::device::get_default_mem_pool(context.cu_device()) }
+            .map_err(|e| Error::Settings(format!("CUDA memory pool: {e}")))
+    }
+
+    fn attribute(device: &Device, attribute: sys::CUmemPool_attribute, set: Option<u64>) -> Result<u64> {
+        let pool = default_pool(device)?;
+        let mut value = set.unwrap_or(0);
+        let pointer = &mut value as *mut u64 as *mut std::ffi::c_void;
+        // SAFETY: both attributes used here are 64-bit values.
+        unsafe {
+            match set {
+                Some(_) => result::mem_pool::set_attribute(pool, attribute, pointer),
+                None => result::mem_pool::get_attribute(pool, attribute, pointer),
+            }
+        }
+        .map_err(|e| Error::Settings(format!("CUDA memory pool attribute: {e}")))?;
+        Ok(value)
+    }
+
+    /// Freed device memory stays in the pool for reuse (release threshold: unlimited).
+    pub fn keep_freed_memory(device: &Device) -> Result<()> {
+        attribute(device, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, Some(u64::MAX)).map(|_| ())
+    }
+
+    /// The most memory the pool had in use at once since the start or [`reset_peak`], bytes.
+    pub fn peak_bytes(device: &Device) -> Result<u64> {
+        attribute(device, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH, None)
+    }
+
+    pub fn reset_peak(device: &Device) -> Result<()> {
+        attribute(device, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH, Some(0)).map(|_| ())
+    }
+}

@@ -262,6 +262,8 @@ impl Vgg16 {
             // the convolutions set their own math mode (crate::cudnn) and the Gram matrices stay
             // strict f32, as PyTorch's defaults have them.
             candle_core::cuda::set_gemm_reduced_precision_f32(precision == Precision::Tf32 && !cfg!(feature = "cudnn"));
+            #[cfg(feature = "cuda")]
+            crate::memory::gpu::keep_freed_memory(&device)?;
         }
         // SAFETY: the file is mapped read-only and not modified while we read it.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }

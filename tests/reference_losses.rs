@@ -104,10 +104,13 @@ fn bf16_losses_match_the_independent_reference_within_bf16_tolerance() {
     check_at("avg_pool", Pooling::Avg, Compute::Cpu, Precision::Bf16, 1e-2);
 }
 
-/// bf16 on candle's ops (the GPU's bf16 path, here on the CPU): the convolutions and the
-/// activations between them in bf16, the Gram matrices and losses in f32; same tolerance.
+/// bf16 on candle's ops (the GPU's bf16 path, here on the CPU): the convolutions and, as in
+/// PyTorch's autocast, the activations between them in bf16 (each stored activation rounded
+/// again, where the CPU kernels round only the convolutions' operands), the Gram matrices and
+/// losses in f32. Measured: 0.93% worst with max pooling, 1.66% with average (the style
+/// costs, which square Gram differences), hence 2% here.
 #[test]
 fn bf16_on_candle_ops_matches_the_independent_reference_within_bf16_tolerance() {
-    check_at("max_pool", Pooling::Max, Compute::CpuReference, Precision::Bf16, 1e-2);
-    check_at("avg_pool", Pooling::Avg, Compute::CpuReference, Precision::Bf16, 1e-2);
+    check_at("max_pool", Pooling::Max, Compute::CpuReference, Precision::Bf16, 2e-2);
+    check_at("avg_pool", Pooling::Avg, Compute::CpuReference, Precision::Bf16, 2e-2);
 }
