@@ -75,6 +75,7 @@ fn backward_matches_autograd(pooling: Pooling) {
     let (j_kernels, grad_kernels) = own_gradient(&kernels, &kernel_target, &generated);
     assert!((j_kernels - j_own).abs() / j_own < 1e-4, "{pooling:?}: J {j_kernels} on the kernels, {j_own} on the device path");
     let rel = relative_difference(&grad_own, &grad_kernels);
+    eprintln!("{pooling:?}: device vs kernel gradients {rel:.1e}");
     assert!(rel < 1e-3, "{pooling:?}: device and kernel gradients differ by {rel:.2e}");
 }
 
@@ -117,6 +118,8 @@ fn optimisation_matches_the_host(optimizer: OptimizerKind, iterations: usize, ho
             host_optimizer.step(&mut x, &evaluation.gradient(&stylizer, &image).unwrap());
         }
     }
+    let worst = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs() / y).fold(0.0, f64::max);
+    eprintln!("{optimizer}: J per iteration, device vs host optimiser {:.1e} apart at worst", worst(&device.history, &host_history));
     for (k, (d, h)) in device.history.iter().zip(&host_history).enumerate() {
         let rel = (d - h).abs() / h;
         assert!(rel < host_tol, "{optimizer} iteration {k}: J = {d} with the device optimiser, {h} with the host one ({rel:.2e})");
@@ -127,6 +130,7 @@ fn optimisation_matches_the_host(optimizer: OptimizerKind, iterations: usize, ho
 
     let (kernels, kernel_target, _) = problem(Compute::Cpu, Pooling::Max, Precision::Fp32, settings.clone());
     let on_kernels = kernels.optimise(&kernel_target, &start, iterations, &mut NoProgress).unwrap();
+    eprintln!("{optimizer}: J per iteration, device path vs CPU kernels {:.1e} apart at worst", worst(&device.history, &on_kernels.history));
     for (k, (d, h)) in device.history.iter().zip(&on_kernels.history).enumerate() {
         let rel = (d - h).abs() / h;
         assert!(rel < kernels_tol, "{optimizer} iteration {k}: J = {d} on the device path, {h} on the CPU kernels ({rel:.2e})");
