@@ -17,20 +17,21 @@
 //! - `quality` (`BENCH_SIZE`, `BENCH_ITERATIONS` 100): the still at each precision, L-BFGS, its
 //!   final J and the final image's J judged in fp32: `quality precision=… J=… J_fp32=… vs_fp32=…`
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use common::{env_or, median, StepTimes};
 
 use candle_core::{DType, Device, Tensor};
 use stylize_video::image_io::{load_rgb, resize, size_for_area, to_tensor};
 use stylize_video::optim::OptimizerKind;
 use stylize_video::precision::Precision;
-use stylize_video::progress::{NoProgress, Progress};
-use stylize_video::stylize::{ContentTarget, LossTerms, Settings, Stylizer, TemporalTarget};
+use stylize_video::progress::NoProgress;
+use stylize_video::stylize::{ContentTarget, Settings, Stylizer, TemporalTarget};
 use stylize_video::vgg::{weights_path, Compute, Pooling, Vgg16};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn repo_file(relative: &str) -> PathBuf {
     // Beside the binary's working directory first (the bundle runs from the checkout's root).
@@ -88,18 +89,7 @@ fn reset_peak(device: &Device) {
     let _ = device;
 }
 
-struct StepTimes(Vec<Instant>);
 
-impl Progress for StepTimes {
-    fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {
-        self.0.push(Instant::now());
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn norm(t: &Tensor) -> f64 {
     t.to_dtype(DType::F64).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap().sqrt()

@@ -19,9 +19,13 @@
 //! - `video` (`BENCH_FRAMES`): the sample clip at the defaults,
 //!   `video device=… frames=… first_s=… warm_s=… frames_per_minute=… peak_rss_mib=…`
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
+
+use common::{env_or, median, StepTimes};
 
 use candle_core::{Device, Tensor, Var};
 use stylize_video::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights};
@@ -29,32 +33,17 @@ use stylize_video::image_io::{load_rgb, resize, size_for_area, to_tensor};
 use stylize_video::optim::OptimizerKind;
 use stylize_video::precision::Precision;
 use stylize_video::pipeline::{run_video, VideoJob};
-use stylize_video::progress::{NoProgress, Progress};
+use stylize_video::progress::NoProgress;
 use stylize_video::still::{run_still, StillJob};
-use stylize_video::stylize::{LossTerms, Settings, Stylizer};
+use stylize_video::stylize::{Settings, Stylizer};
 use stylize_video::vgg::{weights_path, Compute, Pooling, Vgg16};
 
-/// Records the time of each optimiser step.
-struct StepTimes(Vec<Instant>);
 
-impl Progress for StepTimes {
-    fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {
-        self.0.push(Instant::now());
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn sample(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples").join(name)
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
 fn peak_rss_mib() -> f64 {
