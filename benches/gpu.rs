@@ -20,6 +20,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use common::{env_or, median, StepTimes};
@@ -66,7 +67,7 @@ fn images(vgg: &Vgg16, w: u32, h: u32) -> (Tensor, Tensor) {
     (to_tensor(&resize(&content, w, h), vgg.device()).unwrap(), to_tensor(&resize(&style, sw, sh), vgg.device()).unwrap())
 }
 
-fn stylizer(vgg: Vgg16, style: &Tensor, optimizer: OptimizerKind) -> Stylizer {
+fn stylizer(vgg: impl Into<Arc<Vgg16>>, style: &Tensor, optimizer: OptimizerKind) -> Stylizer {
     let settings = Settings { tol: 0.0, optimizer, learning_rate: Settings::default_learning_rate(optimizer), ..Settings::default() };
     Stylizer::new(vgg, settings, &[(style.clone(), 1.0)]).unwrap()
 }
@@ -107,7 +108,7 @@ fn check() {
         let pattern = Tensor::arange(0f32, (3 * w * h) as f32, content.device()).unwrap().reshape(content.shape()).unwrap();
         let x = (content + (pattern * 0.37).unwrap().sin().unwrap() * 20.0).unwrap();
         let (evaluation, terms) = stylizer.evaluate(&x, &target).unwrap();
-        let grad = evaluation.gradient(stylizer, &x).unwrap();
+        let grad = evaluation.gradient(stylizer).unwrap();
         (terms.total, Tensor::from_vec(grad, x.shape(), &Device::Cpu).unwrap())
     };
     let (j_device, g_device) = evaluate(&stylizer(on_device, &style, OptimizerKind::Adam), &content);
@@ -124,13 +125,13 @@ fn iteration() {
     let iterations: usize = env_or("BENCH_ITERATIONS", 10);
     let optimizer: OptimizerKind = env_or("BENCH_OPTIMIZER", OptimizerKind::Adam);
     let compute = device();
+    // One network for every size, shared by the sizes' stylizers.
+    let vgg = Arc::new(load(compute, precision()));
+    let (precision, dev) = (vgg.precision(), vgg.device().clone());
     for size in sizes.split(',') {
         let (w, h) = size.split_once('x').map(|(w, h)| (w.parse().unwrap(), h.parse().unwrap())).expect("BENCH_SIZES: WxH,…");
-        let vgg = load(compute, precision());
-        let precision = vgg.precision();
-        let dev = vgg.device().clone();
         let (content, style) = images(&vgg, w, h);
-        let stylizer = stylizer(vgg, &style, optimizer);
+        let stylizer = stylizer(vgg.clone(), &style, optimizer);
         let target = stylizer.content_target(&content).unwrap();
         reset_peak(&dev);
         let mut times = StepTimes(vec![Instant::now()]);

@@ -162,9 +162,12 @@ impl Conv3x3 {
                     let op = ConvForward { conv: &conv, x: &src_desc, w: &filter_desc, y: &dst_desc };
                     let algorithm = match state.algorithms.get(&problem) {
                         Some(Algorithm::Forward(a)) => *a,
-                        _ => op.pick_algorithm().map_err(|e| failed("forward algorithm", e))?,
+                        _ => {
+                            let picked = op.pick_algorithm().map_err(|e| failed("forward algorithm", e))?;
+                            state.algorithms.insert(problem, Algorithm::Forward(picked));
+                            picked
+                        }
                     };
-                    state.algorithms.insert(problem, Algorithm::Forward(algorithm));
                     let size = op.get_workspace_size(algorithm).map_err(|e| failed("workspace size", e))?;
                     let workspace = workspace(&mut state.workspaces, device, size)?;
                     // SAFETY: the descriptors describe these buffers (dtype T, NCHW, the sizes above).
@@ -175,9 +178,12 @@ impl Conv3x3 {
                     let op = ConvBackwardData { conv: &conv, dx: &dst_desc, w: &filter_desc, dy: &src_desc };
                     let algorithm = match state.algorithms.get(&problem) {
                         Some(Algorithm::BackwardData(a)) => *a,
-                        _ => op.pick_algorithm().map_err(|e| failed("backward-data algorithm", e))?,
+                        _ => {
+                            let picked = op.pick_algorithm().map_err(|e| failed("backward-data algorithm", e))?;
+                            state.algorithms.insert(problem, Algorithm::BackwardData(picked));
+                            picked
+                        }
                     };
-                    state.algorithms.insert(problem, Algorithm::BackwardData(algorithm));
                     let size = op.get_workspace_size(algorithm).map_err(|e| failed("workspace size", e))?;
                     let workspace = workspace(&mut state.workspaces, device, size)?;
                     // SAFETY: as above; dx is the output, dy the input.

@@ -251,24 +251,29 @@ pub fn content_cost_and_gradient_on_device(a_content: &Tensor, a_generated: &Ten
 }
 
 /// [`tv_cost`] and `weight` · ∂J_tv/∂G: a difference d = G_{i+1} − G_i adds 2d/(n_H n_W n_C) at
-/// G_{i+1} and takes it at G_i.
+/// G_{i+1} and takes it at G_i. The differences are taken once for both.
 pub fn tv_cost_and_gradient_on_device(image: &Tensor, weight: f64) -> Result<(Tensor, Tensor)> {
     let (_, n_c, n_h, n_w) = image.dims4()?;
-    let factor = 2.0 * weight / (n_h * n_w * n_c) as f64;
+    let d = (n_h * n_w * n_c) as f64;
+    let mut sum = Tensor::zeros((), DType::F64, image.device())?;
     let mut gradient = image.zeros_like()?;
     for (axis, len) in [(2, n_h), (3, n_w)] {
         if len > 1 {
-            let d = (image.narrow(axis, 1, len - 1)? - image.narrow(axis, 0, len - 1)?)?;
+            let difference = (image.narrow(axis, 1, len - 1)? - image.narrow(axis, 0, len - 1)?)?;
+            sum = (sum + sum_of_squares(&difference)?)?;
             // Each difference pushes up the later pixel and down the earlier one.
-            gradient = ((gradient + d.pad_with_zeros(axis, 1, 0)?)? - d.pad_with_zeros(axis, 0, 1)?)?;
+            gradient = ((gradient + difference.pad_with_zeros(axis, 1, 0)?)? - difference.pad_with_zeros(axis, 0, 1)?)?;
         }
     }
-    Ok((tv_cost(image)?, (gradient * factor)?))
+    Ok(((sum / d)?, (gradient * (2.0 * weight / d))?))
 }
 
-/// [`temporal_cost`] and `weight` · ∂J_temporal/∂x = `weight` · 2 c_k (x_k − ω_k)/D.
+/// [`temporal_cost`] and `weight` · ∂J_temporal/∂x = `weight` · 2 c_k (x_k − ω_k)/D, from one
+/// difference x − ω (J summed in f64, as [`temporal_cost`] sums it).
 pub fn temporal_cost_and_gradient_on_device(image: &Tensor, warped_previous: &Tensor, reliability: &Tensor, weight: f64) -> Result<(Tensor, Tensor)> {
     let d = image.elem_count() as f64;
-    let gradient = ((image - warped_previous)?.broadcast_mul(reliability)? * (2.0 * weight / d))?;
-    Ok((temporal_cost(image, warped_previous, reliability)?, gradient))
+    let difference = (image - warped_previous)?;
+    let weighted_squares = difference.to_dtype(DType::F64)?.sqr()?.broadcast_mul(&reliability.to_dtype(DType::F64)?)?;
+    let j = (weighted_squares.sum_all()? / d)?;
+    Ok((j, (difference.broadcast_mul(reliability)? * (2.0 * weight / d))?))
 }

@@ -91,10 +91,11 @@ impl DeviceLbfgs {
             let accepted = ys.gt(1e-10)?.to_dtype(DType::F32)?;
             let rho = (&accepted * ys.maximum(1e-10)?.recip()?)?;
             let h = (&ys / yy.maximum(f32::MIN_POSITIVE as f64)?)?;
-            self.h_diag = Some(match self.h_diag.take() {
-                None => ((&accepted * h)? + accepted.affine(-1.0, 1.0)?)?,
-                Some(old) => ((&accepted * h)? + (accepted.affine(-1.0, 1.0)? * old)?)?,
-            });
+            let old = match self.h_diag.take() {
+                Some(old) => old,
+                None => Tensor::ones((), DType::F32, g.device())?,
+            };
+            self.h_diag = Some(((&accepted * h)? + (accepted.affine(-1.0, 1.0)? * old)?)?);
             if self.pairs.len() == self.history {
                 self.pairs.pop_front();
             }
@@ -106,7 +107,7 @@ impl DeviceLbfgs {
         } else {
             let (q, descent) = self.two_loop(g)?;
             // Use the memory where it has an accepted pair and gives a descent direction.
-            let rho_sum = self.pairs.iter().map(|p| p.rho.clone()).reduce(|a, b| (a + b).expect("0-d tensors add")).expect("pairs");
+            let rho_sum = self.pairs.iter().skip(1).try_fold(self.pairs[0].rho.clone(), |sum, p| sum + &p.rho)?;
             let use_memory = (rho_sum.gt(0.0)?.to_dtype(DType::F32)? * descent.lt(0.0)?.to_dtype(DType::F32)?)?;
             for pair in &mut self.pairs {
                 pair.rho = (&pair.rho * &use_memory)?;
@@ -141,8 +142,7 @@ impl DeviceLbfgs {
             q = (q - pair.y.broadcast_mul(&alpha)?)?;
             alphas.push(alpha);
         }
-        let h = self.h_diag.clone().unwrap_or(Tensor::ones((), DType::F32, g.device())?);
-        q = q.broadcast_mul(&h)?;
+        q = q.broadcast_mul(self.h_diag.as_ref().expect("set with the first pair"))?;
         for (pair, alpha) in self.pairs.iter().zip(alphas.into_iter().rev()) {
             let beta = (&pair.rho * dot(&pair.y, &q)?)?;
             q = (q + pair.s.broadcast_mul(&(alpha - beta)?)?)?;

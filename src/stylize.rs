@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{DType, Tensor, Var};
+use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
 use crate::layers::Gram;
@@ -333,47 +333,35 @@ impl Stylizer {
             return self.optimise_on_device(content, start, iterations, progress, started);
         }
         let s = &self.settings;
-        let var = Var::from_tensor(&start.detach())?;
+        let mut image = start.detach();
         let mut x = start.flatten_all()?.to_vec1::<f32>()?;
         let mut optimizer = Optimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
             .with_gradient_resolution(self.vgg.precision().gradient_resolution());
-        let mut history = Vec::with_capacity(iterations + 1);
-        let mut best: Option<(f64, Tensor, LossTerms)> = None;
-        let mut done = 0;
-        let mut evaluations = 0;
+        let mut record = Record::new(iterations);
         loop {
-            let (evaluation, terms) =
-                profile::time(|| "J: features and losses".into(), || self.evaluate(var.as_tensor(), content))?;
-            evaluations += 1;
-            if !terms.total.is_finite() {
-                return Err(Error::Diverged(format!("J became {} after {done} iterations", terms.total)));
-            }
-            history.push(terms.total);
-            if best.as_ref().is_none_or(|(b, _, _)| terms.total < *b) {
-                best = Some((terms.total, var.as_tensor().detach().copy()?, terms.clone()));
-            }
-            if done == iterations || self.levelled_off(&history) {
+            let (evaluation, terms) = profile::time(|| "J: features and losses".into(), || self.evaluate(&image, content))?;
+            record.evaluated(&terms, &image)?;
+            if record.done == iterations || self.levelled_off(&record.history) {
                 break;
             }
             if progress.should_stop() {
                 return Err(Error::Interrupted(String::new()));
             }
-            let grad = profile::time(|| "∇J: backward".into(), || evaluation.gradient(self, var.as_tensor()))?;
+            let grad = profile::time(|| "∇J: backward".into(), || evaluation.gradient(self))?;
             if let Some(bad) = grad.iter().find(|g| !g.is_finite()) {
-                return Err(Error::Diverged(format!("gradient became {bad} after {done} iterations")));
+                return Err(Error::Diverged(format!("gradient became {bad} after {} iterations", record.done)));
             }
-            profile::time(
+            image = profile::time(
                 || "optimiser step".into(),
-                || -> Result<()> {
+                || -> Result<Tensor> {
                     optimizer.step(&mut x, &grad);
-                    Ok(var.set(&Tensor::from_slice(&x, start.shape(), start.device())?)?)
+                    Ok(Tensor::from_slice(&x, start.shape(), start.device())?)
                 },
             )?;
-            done += 1;
-            progress.iteration(done, iterations, &terms);
+            record.done += 1;
+            progress.iteration(record.done, iterations, &terms);
         }
-        let (_, image, terms) = best.expect("at least one evaluation");
-        Ok(Stylized { image, terms, iterations: done, evaluations, history, seconds: started.elapsed().as_secs_f64() })
+        Ok(record.finish(started))
     }
 
     /// J(G) and what its gradient needs, without candle's autograd: the network's own forward
@@ -383,8 +371,8 @@ impl Stylizer {
     /// on tensors on the device ([`Vgg16::device_trace`], [`Vgg16::device_backward`]).
     pub fn evaluate(&self, image: &Tensor, content: &ContentTarget) -> Result<(Evaluation, LossTerms)> {
         if !self.vgg.compute().uses_crate_kernels() {
-            let evaluation = self.device_evaluate(image, content)?;
-            let terms = self.read_terms(&evaluation.terms)?;
+            let (evaluation, terms) = self.device_evaluate(image, content)?;
+            let terms = self.read_terms(&terms)?;
             return Ok((Evaluation::Device(evaluation), terms));
         }
         let s = &self.settings;
@@ -460,46 +448,35 @@ impl Stylizer {
         let mut optimizer = DeviceOptimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
             .with_gradient_resolution(self.vgg.precision().gradient_resolution());
         let mut x = start.detach().to_dtype(DType::F32)?.contiguous()?;
-        let mut history = Vec::with_capacity(iterations + 1);
-        let mut best: Option<(f64, Tensor, LossTerms)> = None;
-        let (mut done, mut evaluations) = (0, 0);
+        let mut record = Record::new(iterations);
         loop {
-            let mut evaluation = profile::time(|| "J: features and losses (queued)".into(), || self.device_evaluate(&x, content))?;
-            evaluations += 1;
-            let terms_on_device = std::mem::replace(&mut evaluation.terms, Tensor::zeros((), DType::F64, x.device())?);
-            let last = done == iterations;
-            let next = if last {
+            let (evaluation, terms_on_device) =
+                profile::time(|| "J: features and losses (queued)".into(), || self.device_evaluate(&x, content))?;
+            let next = if record.done == iterations {
                 None
             } else {
                 let grad = profile::time(|| "∇J: backward (queued)".into(), || self.device_gradient(evaluation))?;
                 Some(profile::time(|| "optimiser step (queued)".into(), || optimizer.step(&x, &grad))?)
             };
             let terms = profile::time(|| "read J's terms (waits for the device)".into(), || self.read_terms(&terms_on_device))?;
-            if !terms.total.is_finite() {
-                return Err(Error::Diverged(format!("J became {} after {done} iterations", terms.total)));
-            }
-            history.push(terms.total);
-            if best.as_ref().is_none_or(|(b, _, _)| terms.total < *b) {
-                best = Some((terms.total, x.clone(), terms.clone()));
-            }
+            record.evaluated(&terms, &x)?;
             let Some(next) = next else { break };
-            if self.levelled_off(&history) {
+            if self.levelled_off(&record.history) {
                 break;
             }
             if progress.should_stop() {
                 return Err(Error::Interrupted(String::new()));
             }
             x = next;
-            done += 1;
-            progress.iteration(done, iterations, &terms);
+            record.done += 1;
+            progress.iteration(record.done, iterations, &terms);
         }
-        let (_, image, terms) = best.expect("at least one evaluation");
-        Ok(Stylized { image, terms, iterations: done, evaluations, history, seconds: started.elapsed().as_secs_f64() })
+        Ok(record.finish(started))
     }
 
-    /// J's terms and what the gradient needs, on the device, nothing read back: the terms are
+    /// What the gradient needs and J's terms, on the device, nothing read back: the terms are
     /// one f64 vector [J_content, J^[l]_style for each style layer, J_tv, J_temporal].
-    fn device_evaluate(&self, image: &Tensor, content: &ContentTarget) -> Result<DeviceEvaluation> {
+    fn device_evaluate(&self, image: &Tensor, content: &ContentTarget) -> Result<(DeviceEvaluation, Tensor)> {
         let s = &self.settings;
         let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
         let trace = self.vgg.device_trace(image, deepest)?;
@@ -540,13 +517,13 @@ impl Stylizer {
         }
         terms.extend([j_tv, j_temporal]);
         let terms = Tensor::stack(&terms.iter().map(|t| t.to_dtype(DType::F64)).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
-        Ok(DeviceEvaluation { trace, taps, image_gradient, terms })
+        Ok((DeviceEvaluation { trace, taps, image_gradient }, terms))
     }
 
     /// ∇J on the device, `(1, 3, H, W)` f32: the network's own backward from the taps, plus the
     /// image terms' gradient.
     fn device_gradient(&self, evaluation: DeviceEvaluation) -> Result<Tensor> {
-        let DeviceEvaluation { trace, taps, image_gradient, .. } = evaluation;
+        let DeviceEvaluation { trace, taps, image_gradient } = evaluation;
         let gradient = self.vgg.device_backward(&trace, taps)?;
         Ok(match image_gradient {
             Some(g) => (gradient + g)?,
@@ -554,7 +531,8 @@ impl Stylizer {
         })
     }
 
-    /// The terms of a [`DeviceEvaluation`] read to the host (the one read of an iteration).
+    /// The terms [`Self::device_evaluate`] left on the device, read to the host (the one read of
+    /// an iteration).
     fn read_terms(&self, terms: &Tensor) -> Result<LossTerms> {
         let s = &self.settings;
         let values = terms.to_vec1::<f64>()?;
@@ -597,6 +575,41 @@ impl Stylizer {
     }
 }
 
+/// What an optimisation keeps from its evaluations, on the host and on the device alike: J's
+/// history, the best image with its terms, the counts.
+struct Record {
+    history: Vec<f64>,
+    best: Option<(f64, Tensor, LossTerms)>,
+    /// Optimiser steps taken.
+    done: usize,
+    evaluations: usize,
+}
+
+impl Record {
+    fn new(iterations: usize) -> Self {
+        Self { history: Vec::with_capacity(iterations + 1), best: None, done: 0, evaluations: 0 }
+    }
+
+    /// J was evaluated at `image` (an immutable tensor: kept as it is if it is the best so far).
+    fn evaluated(&mut self, terms: &LossTerms, image: &Tensor) -> Result<()> {
+        self.evaluations += 1;
+        if !terms.total.is_finite() {
+            return Err(Error::Diverged(format!("J became {} after {} iterations", terms.total, self.done)));
+        }
+        self.history.push(terms.total);
+        if self.best.as_ref().is_none_or(|(b, _, _)| terms.total < *b) {
+            self.best = Some((terms.total, image.clone(), terms.clone()));
+        }
+        Ok(())
+    }
+
+    fn finish(self, started: Instant) -> Stylized {
+        let (_, image, terms) = self.best.expect("at least one evaluation");
+        let Record { history, done, evaluations, .. } = self;
+        Stylized { image, terms, iterations: done, evaluations, history, seconds: started.elapsed().as_secs_f64() }
+    }
+}
+
 /// One evaluation of J on the device ([`Stylizer::evaluate`] on a GPU or `cpu-reference`).
 pub struct DeviceEvaluation {
     trace: DeviceTrace,
@@ -604,8 +617,6 @@ pub struct DeviceEvaluation {
     taps: Vec<(LayerName, Tensor)>,
     /// ∇(γ_tv J_tv + γ_temp J_temporal), when either term is on.
     image_gradient: Option<Tensor>,
-    /// [J_content, J^[l]_style…, J_tv, J_temporal], f64, on the device.
-    terms: Tensor,
 }
 
 /// One evaluation of J, holding what its gradient needs ([`Stylizer::evaluate`]).
@@ -624,13 +635,10 @@ pub enum Evaluation {
 }
 
 impl Evaluation {
-    /// ∇J with respect to `image` (the tensor evaluated), flat.
-    pub fn gradient(self, stylizer: &Stylizer, image: &Tensor) -> Result<Vec<f32>> {
+    /// ∇J with respect to the image evaluated, flat.
+    pub fn gradient(self, stylizer: &Stylizer) -> Result<Vec<f32>> {
         match self {
-            Evaluation::Device(evaluation) => {
-                let _ = image;
-                Ok(stylizer.device_gradient(evaluation)?.flatten_all()?.to_vec1::<f32>()?)
-            }
+            Evaluation::Device(evaluation) => Ok(stylizer.device_gradient(evaluation)?.flatten_all()?.to_vec1::<f32>()?),
             Evaluation::Kernels { trace, content_gradient, style_gradients, image_gradient } => {
                 let mut taps = vec![content_gradient];
                 for (layer, s_matrix) in style_gradients {

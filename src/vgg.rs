@@ -437,8 +437,8 @@ impl Vgg16 {
         let mut gradient: Option<(Tensor, bool)> = None;
         for (i, activation) in trace.outputs.iter().enumerate().rev() {
             let conv = self.device_conv(i);
-            for (_, tap) in tap_gradients.iter_mut().filter(|(layer, _)| *layer == activation.layer) {
-                let tap = std::mem::replace(tap, Tensor::zeros((), DType::F32, tap.device())?).to_dtype(conv.dtype())?;
+            for (_, tap) in tap_gradients.extract_if(.., |(layer, _)| *layer == activation.layer) {
+                let tap = tap.to_dtype(conv.dtype())?;
                 gradient = Some(match gradient.take() {
                     None => (tap, false),
                     Some((sum, false)) => ((sum + tap)?, false),

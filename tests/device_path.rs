@@ -52,7 +52,7 @@ fn all_terms() -> Settings {
 /// J and ∇J by the stylizer's own evaluation (what the optimiser uses).
 fn own_gradient(stylizer: &Stylizer, target: &ContentTarget, x: &Tensor) -> (f64, Tensor) {
     let (evaluation, terms) = stylizer.evaluate(x, target).unwrap();
-    let grad = evaluation.gradient(stylizer, x).unwrap();
+    let grad = evaluation.gradient(stylizer).unwrap();
     (terms.total, Tensor::from_vec(grad, x.shape(), x.device()).unwrap())
 }
 
@@ -115,7 +115,7 @@ fn optimisation_matches_the_host(optimizer: OptimizerKind, iterations: usize, ho
         let (evaluation, terms) = stylizer.evaluate(&image, &target).unwrap();
         host_history.push(terms.total);
         if k < iterations {
-            host_optimizer.step(&mut x, &evaluation.gradient(&stylizer, &image).unwrap());
+            host_optimizer.step(&mut x, &evaluation.gradient(&stylizer).unwrap());
         }
     }
     let worst = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs() / y).fold(0.0, f64::max);
