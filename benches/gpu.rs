@@ -26,12 +26,14 @@ use std::time::Instant;
 use common::{env_or, median, StepTimes};
 
 use candle_core::{DType, Device, Tensor};
-use stylize_video::image_io::{load_rgb, resize, size_for_area, to_tensor};
-use stylize_video::optim::OptimizerKind;
-use stylize_video::precision::Precision;
+use stylize_video::media::image_io::{load_rgb, resize, size_for_area};
+use stylize_video::net::input::to_tensor;
+use stylize_video::net::precision::Compute;
+use stylize_video::net::precision::Precision;
+use stylize_video::net::vgg::{weights_path, Pooling, Vgg16};
 use stylize_video::progress::NoProgress;
-use stylize_video::stylize::{ContentTarget, Settings, Stylizer, TemporalTarget};
-use stylize_video::vgg::{weights_path, Compute, Pooling, Vgg16};
+use stylize_video::stylize::optim::OptimizerKind;
+use stylize_video::stylize::stylizer::{ContentTarget, Settings, Stylizer, TemporalTarget};
 
 
 fn repo_file(relative: &str) -> PathBuf {
@@ -76,7 +78,7 @@ fn stylizer(vgg: impl Into<Arc<Vgg16>>, style: &Tensor, optimizer: OptimizerKind
 fn peak_gpu_mib(device: &Device) -> f64 {
     #[cfg(feature = "cuda")]
     if device.is_cuda() {
-        return stylize_video::memory::gpu::peak_bytes(device).map(|b| b as f64 / 1048576.0).unwrap_or(f64::NAN);
+        return stylize_video::net::memory::gpu::peak_bytes(device).map(|b| b as f64 / 1048576.0).unwrap_or(f64::NAN);
     }
     let _ = device;
     f64::NAN
@@ -85,7 +87,7 @@ fn peak_gpu_mib(device: &Device) -> f64 {
 fn reset_peak(device: &Device) {
     #[cfg(feature = "cuda")]
     if device.is_cuda() {
-        let _ = stylize_video::memory::gpu::reset_peak(device);
+        let _ = stylize_video::net::memory::gpu::reset_peak(device);
     }
     let _ = device;
 }

@@ -28,15 +28,17 @@ use std::time::Instant;
 use common::{env_or, median, StepTimes};
 
 use candle_core::{Device, Tensor, Var};
-use stylize_video::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights};
-use stylize_video::image_io::{load_rgb, resize, size_for_area, to_tensor};
-use stylize_video::optim::OptimizerKind;
-use stylize_video::precision::Precision;
-use stylize_video::pipeline::{run_video, VideoJob};
+use stylize_video::jobs::pipeline::{run_video, VideoJob};
+use stylize_video::jobs::still::{run_still, StillJob};
+use stylize_video::media::image_io::{load_rgb, resize, size_for_area};
+use stylize_video::net::cpu::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights};
+use stylize_video::net::input::to_tensor;
+use stylize_video::net::precision::Compute;
+use stylize_video::net::precision::Precision;
+use stylize_video::net::vgg::{weights_path, Pooling, Vgg16};
 use stylize_video::progress::NoProgress;
-use stylize_video::still::{run_still, StillJob};
-use stylize_video::stylize::{Settings, Stylizer};
-use stylize_video::vgg::{weights_path, Compute, Pooling, Vgg16};
+use stylize_video::stylize::optim::OptimizerKind;
+use stylize_video::stylize::stylizer::{Settings, Stylizer};
 
 
 
@@ -106,6 +108,8 @@ fn sgemm_gflops() -> f64 {
     let mut best = f64::MAX;
     for _ in 0..5 {
         let t = Instant::now();
+        // SAFETY: a, b and c are n×n row-major buffers that live through the call, c is not
+        // aliased, and the strides given match that layout.
         unsafe {
             gemm::gemm(
                 n, n, n,
@@ -160,7 +164,7 @@ fn layers(w: usize, h: usize) {
         let bias = Some(vec![0.01f32; c_out]);
         let ms = |algorithm| conv_layer_ms(Conv3x3Weights::with_algorithm(c_out, c_in, weight.clone(), bias.clone(), algorithm), lh, lw);
         let (im2col, winograd) = (ms(ConvAlgorithm::Im2col), ms(ConvAlgorithm::Winograd));
-        let bf16 = stylize_video::bf16::Kernel::detect().is_some().then(|| ms(ConvAlgorithm::DirectBf16));
+        let bf16 = stylize_video::net::cpu::bf16::Kernel::detect().is_some().then(|| ms(ConvAlgorithm::DirectBf16));
         let best = im2col.1.min(winograd.1).min(bf16.map_or(f64::MAX, |t| t.1));
         let gflop = 2.0 * 2.0 * (lh * lw * c_in * c_out * 9) as f64 / 1e9;
         let show = |t: (f64, f64)| format!("{:.1}/{:.1}", t.0, t.1);
@@ -181,8 +185,8 @@ fn quality() {
         let out = std::env::temp_dir().join(format!("stylize-video-quality-{precision}-{}.png", std::process::id()));
         let mut job = StillJob::with_defaults(sample("pedestrians_frame0.jpg"), sample("starry_night.jpg"), out.clone());
         job.iterations = 100;
-        job.settings.tol = 0.0;
-        job.precision = Some(precision);
+        job.options.settings.tol = 0.0;
+        job.options.network.precision = Some(precision);
         let started = Instant::now();
         let report = run_still(&job, &mut NoProgress).unwrap();
         let seconds = started.elapsed().as_secs_f64();
@@ -190,7 +194,7 @@ fn quality() {
         let _ = std::fs::remove_file(out);
         println!(
             "quality {} {}x{} iterations={} J={:.6e} seconds={seconds:.1}",
-            report.precision, report.width, report.height, report.iterations, report.terms.total
+            report.options.precision, report.width, report.height, report.iterations, report.terms.total
         );
         (report.terms.total, image)
     };
@@ -203,14 +207,14 @@ fn quality() {
 
 fn video(frames: u64) {
     let out = std::env::temp_dir().join(format!("stylize-video-bench-{}.mp4", std::process::id()));
-    let job = VideoJob {
+    let mut job = VideoJob {
         max_frames: Some(frames),
         overwrite: true,
         fresh: true,
-        compute: bench_device(),
-        precision: bench_precision(),
         ..VideoJob::with_defaults(sample("pedestrians.mp4"), sample("starry_night.jpg"), out.clone())
     };
+    job.options.network.compute = bench_device();
+    job.options.network.precision = bench_precision();
     let report = run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap();
     let _ = std::fs::remove_file(out);
     let t = report.totals;
@@ -229,14 +233,14 @@ fn video(frames: u64) {
 }
 
 fn main() {
-    stylize_video::memory::reuse_freed_memory();
+    stylize_video::net::memory::reuse_freed_memory();
     match std::env::var("BENCH_MODE").as_deref() {
         Ok("iteration") => {
             let (w, h) = bench_size();
             let optimizer = env_or("BENCH_OPTIMIZER", OptimizerKind::Adam);
             let times = iteration_times(w, h, env_or("BENCH_ITERATIONS", 10), optimizer);
             let min = times.iter().cloned().fold(f64::MAX, f64::min);
-            let profile = stylize_video::profile::take();
+            let profile = stylize_video::net::profile::take();
             let precision = Precision::effective(bench_precision(), bench_device());
             println!("ours {w}x{h} precision={precision} median_ms={:.1} min_ms={min:.1} peak_rss_mib={:.0}", median(times), peak_rss_mib());
             // With STYLIZE_VIDEO_PROFILE set: ms per iteration by operation (warm-up included).

@@ -8,9 +8,9 @@
 
 use std::path::Path;
 
-use stylize_video::flow::FlowMethod;
-use stylize_video::temporal::pair_warping_errors;
-use stylize_video::video::{DecodeOptions, FrameSize, VideoDecoder};
+use stylize_video::media::video::{DecodeOptions, FrameSize, VideoDecoder};
+use stylize_video::motion::flow::FlowMethod;
+use stylize_video::motion::temporal::pair_warping_errors;
 
 fn frames(path: &Path, size: Option<(u32, u32)>) -> Vec<image::RgbImage> {
     let options = DecodeOptions { size: size.map_or(FrameSize::Source, |(w, h)| FrameSize::Exact(w, h)), ..Default::default() };

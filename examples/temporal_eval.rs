@@ -18,12 +18,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
-use stylize_video::image_io::{load_rgb, to_tensor};
-use stylize_video::pipeline::{run_video, VideoJob, DEFAULT_FIRST_ITERATIONS};
+use stylize_video::jobs::pipeline::{run_video, VideoJob, DEFAULT_FIRST_ITERATIONS};
+use stylize_video::media::image_io::load_rgb;
+use stylize_video::media::video::{DecodeOptions, FrameSize, VideoCodec, VideoDecoder};
+use stylize_video::motion::temporal::content_distance;
+use stylize_video::net::input::to_tensor;
+use stylize_video::net::precision::Compute;
+use stylize_video::net::vgg::{weights_path, Pooling, Vgg16};
 use stylize_video::progress::NoProgress;
-use stylize_video::temporal::content_distance;
-use stylize_video::vgg::{weights_path, Compute, Pooling, Vgg16};
-use stylize_video::video::{DecodeOptions, FrameSize, VideoCodec, VideoDecoder};
 
 type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -65,7 +67,7 @@ fn job_for(clip: &Path, style: &Path, frames: u64, size: u32, out: &Path, name: 
     for (k, v) in pairs {
         match k.as_str() {
             "init_video" => job.init_video = v.parse()?,
-            "temporal_weight" => job.settings.temporal_weight = v.parse()?,
+            "temporal_weight" => job.options.settings.temporal_weight = v.parse()?,
             "iterations" => job.iterations = v.parse()?,
             "flow" => job.flow = v.parse()?,
             "temporal_frames" => job.temporal_frames = v.split(';').map(|j| j.parse()).collect::<Result<_, _>>()?,
@@ -79,7 +81,7 @@ fn job_for(clip: &Path, style: &Path, frames: u64, size: u32, out: &Path, name: 
 fn already_done(job: &VideoJob, frames: u64) -> Fallible<bool> {
     let Ok(text) = std::fs::read_to_string(job.report.as_ref().unwrap()) else { return Ok(false) };
     let report: serde_json::Value = serde_json::from_str(&text)?;
-    let same = report["settings"] == serde_json::to_value(&job.settings)?
+    let same = report["settings"] == serde_json::to_value(&job.options.settings)?
         && report["init_video"] == serde_json::to_value(job.init_video)?
         && report["flow"] == serde_json::to_value(job.flow)?
         && report["temporal_frames"] == serde_json::to_value(&job.temporal_frames)?
@@ -105,7 +107,7 @@ fn mean_after_first(values: &[f64]) -> f64 {
 }
 
 fn main() -> Fallible<()> {
-    stylize_video::memory::reuse_freed_memory();
+    stylize_video::net::memory::reuse_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
         return Err("usage: temporal_eval CLIP STYLE [FRAMES] [SIZE] [OUT_DIR] [VARIANT…]".into());

@@ -1,4 +1,5 @@
 //! Errors as values: each names the file (or option) at fault and the problem, in one line.
+//! May import: nothing of this crate.
 
 use std::path::PathBuf;
 

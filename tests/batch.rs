@@ -9,13 +9,15 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use common::clips::{make_clip, ClipSpec, ClipVideo};
-use stylize_video::batch::{run_batch, BatchItem, BatchProgress, FileResult, Outcome};
-use stylize_video::pipeline::VideoJob;
-use stylize_video::progress::{Progress, VideoProgress};
-use stylize_video::still::StillJob;
-use stylize_video::stylize::{LossTerms, Settings};
-use stylize_video::video::{DecodeOptions, VideoDecoder};
-use stylize_video::workdir::FrameRecord;
+use stylize_video::jobs::batch::{run_batch, BatchItem, BatchProgress, FileResult, Outcome};
+use stylize_video::jobs::pipeline::VideoJob;
+use stylize_video::jobs::progress::FrameRecord;
+use stylize_video::jobs::progress::VideoProgress;
+use stylize_video::jobs::spec::StylizeOptions;
+use stylize_video::jobs::still::StillJob;
+use stylize_video::media::video::{DecodeOptions, VideoDecoder};
+use stylize_video::progress::Progress;
+use stylize_video::stylize::stylizer::Settings;
 
 fn style() -> PathBuf {
     common::repo_path("samples/starry_night.jpg")
@@ -45,7 +47,7 @@ fn video(input: &Path, output: &Path) -> BatchItem {
         size: 48,
         first_iterations: 3,
         iterations: 1,
-        settings: Settings { tol: 0.0, ..Settings::default() },
+        options: StylizeOptions { settings: Settings { tol: 0.0, ..Settings::default() }, ..StylizeOptions::default() },
         ..VideoJob::with_defaults(input.to_path_buf(), style(), output.to_path_buf())
     })
 }
@@ -58,7 +60,7 @@ struct Log {
 }
 
 impl Progress for Log {
-    fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {}
+    fn iteration(&mut self, _: usize, _: usize, _: f64) {}
 }
 
 impl VideoProgress for Log {

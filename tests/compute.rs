@@ -6,9 +6,10 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use stylize_video::image_io::to_tensor;
-use stylize_video::stylize::{Settings, Stylizer};
-use stylize_video::vgg::{weights_path, Compute, LayerName, Pooling, Vgg16};
+use stylize_video::net::input::to_tensor;
+use stylize_video::net::precision::Compute;
+use stylize_video::net::vgg::{weights_path, LayerName, Pooling, Vgg16};
+use stylize_video::stylize::stylizer::{Settings, Stylizer};
 
 fn check(pooling: Pooling) {
     let load = |compute| Vgg16::load_for(&weights_path(None), pooling, compute).unwrap();

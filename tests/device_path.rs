@@ -7,12 +7,13 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use stylize_video::image_io::to_tensor;
-use stylize_video::optim::{Optimizer, OptimizerKind};
-use stylize_video::precision::Precision;
+use stylize_video::net::input::to_tensor;
+use stylize_video::net::precision::Compute;
+use stylize_video::net::precision::Precision;
+use stylize_video::net::vgg::{weights_path, Pooling, Vgg16};
 use stylize_video::progress::NoProgress;
-use stylize_video::stylize::{ContentTarget, Settings, Stylizer, TemporalTarget};
-use stylize_video::vgg::{weights_path, Compute, Pooling, Vgg16};
+use stylize_video::stylize::optim::{Optimizer, OptimizerKind};
+use stylize_video::stylize::stylizer::{ContentTarget, Settings, Stylizer, TemporalTarget};
 
 fn norm(t: &Tensor) -> f64 {
     t.to_dtype(DType::F64).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap().sqrt()
@@ -34,7 +35,7 @@ fn problem(compute: Compute, pooling: Pooling, precision: Precision, settings: S
     assert_eq!(vgg.precision(), precision);
     let stylizer = Stylizer::new(vgg, settings, &[(style.clone(), 1.0)]).unwrap();
     let warped_previous = (content.roll(2, 3).unwrap() * 0.9).unwrap();
-    let reliability: Vec<f32> = (0..h * w).map(|i| if (i as u32 % w) < 6 { 0.0 } else { 1.0 }).collect();
+    let reliability: Vec<f32> = (0..h * w).map(|i| if (i % w) < 6 { 0.0 } else { 1.0 }).collect();
     let reliability = Tensor::from_vec(reliability, (1, 1, h as usize, w as usize), &dev).unwrap();
     let target = stylizer
         .content_target(&content)

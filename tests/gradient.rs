@@ -5,10 +5,11 @@ mod common;
 
 use candle_core::{Device, Shape, Tensor, Var};
 use rand::{Rng, SeedableRng};
-use stylize_video::image_io::to_tensor;
-use stylize_video::stylize::{Settings, Stylizer};
-use stylize_video::precision::Precision;
-use stylize_video::vgg::{weights_path, Compute, Pooling, Vgg16};
+use stylize_video::net::input::to_tensor;
+use stylize_video::net::precision::Compute;
+use stylize_video::net::precision::Precision;
+use stylize_video::net::vgg::{weights_path, Pooling, Vgg16};
+use stylize_video::stylize::stylizer::{Settings, Stylizer};
 
 /// Reproducible random tensor with entries uniform in (−√3·σ, √3·σ) (variance σ²).
 fn random(shape: &Shape, sigma: f32, rng: &mut rand::rngs::StdRng) -> Tensor {
@@ -85,7 +86,7 @@ fn gradient_matches_finite_differences_with_avg_pooling() {
 /// quotient rises above the rounding noise in J; stated tolerance 5% (measured: up to 2.1%).
 #[test]
 fn bf16_gradient_matches_finite_differences() {
-    if stylize_video::bf16::Kernel::detect().is_none() {
+    if stylize_video::net::cpu::bf16::Kernel::detect().is_none() {
         eprintln!("SKIPPED: no bf16 kernel on this CPU (bf16 runs as fp32 here)");
         return;
     }
@@ -98,14 +99,14 @@ fn bf16_gradient_matches_finite_differences() {
 /// fp32 and bf16, with TV and a temporal term (per-pixel weights) in play.
 #[test]
 fn own_backward_matches_autograd() {
-    use stylize_video::stylize::TemporalTarget;
+    use stylize_video::stylize::stylizer::TemporalTarget;
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let dev = Device::Cpu;
     let content = to_tensor(&common::synthetic_content(40, 28), &dev).unwrap();
     let style = to_tensor(&common::synthetic_style(40, 28), &dev).unwrap();
     let settings = Settings { content_weight: 1.0, style_weight: 1e-3, tv_weight: 1e-2, temporal_weight: 0.5, ..Settings::default() };
     let mut precisions = vec![Precision::Fp32];
-    if stylize_video::bf16::Kernel::detect().is_some() {
+    if stylize_video::net::cpu::bf16::Kernel::detect().is_some() {
         precisions.push(Precision::Bf16);
     }
     for precision in precisions {

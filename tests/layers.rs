@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::max_rel_diff;
-use stylize_video::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights, Pool2x2};
+use stylize_video::net::cpu::layers::{ConvAlgorithm, Conv3x3Relu, Conv3x3Weights, Pool2x2};
 
 fn check_conv(c_in: usize, c_out: usize, h: usize, w: usize) {
     let dev = Device::Cpu;
@@ -90,7 +90,7 @@ fn gram_op_matches_matmul_forward_and_gradient() {
     let dev = Device::Cpu;
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, 32, 9, 13), &dev).unwrap()).unwrap();
     let probe = Tensor::randn(0f32, 1.0, (32, 32), &dev).unwrap();
-    let ours = stylize_video::loss::gram_matrix(x.as_tensor()).unwrap();
+    let ours = stylize_video::stylize::loss::gram_matrix(x.as_tensor()).unwrap();
     let f = x.as_tensor().reshape((32, 9 * 13)).unwrap();
     let reference = f.matmul(&f.t().unwrap()).unwrap();
     assert!(max_rel_diff(&ours, &reference) < 1e-5);
@@ -117,7 +117,7 @@ fn rel_l2(a: &Tensor, b: &Tensor) -> f32 {
 /// outputs and input gradients, and no entry further off than 2% of the largest magnitude.
 #[test]
 fn bf16_direct_convolution_matches_f32_on_vgg16_shapes() {
-    use stylize_video::bf16::Kernel;
+    use stylize_video::net::cpu::bf16::Kernel;
     let kernels = Kernel::all_available();
     if kernels.is_empty() {
         eprintln!("no bf16 kernel on this CPU: the bf16 path falls back to f32 (tests/precision.rs)");

@@ -1,7 +1,7 @@
 //! The costs on small hand-made tensors against numbers worked out by hand.
 
 use candle_core::{Device, Tensor};
-use stylize_video::loss::{content_cost, gram_matrix, layer_style_cost, tv_cost, StyleTarget};
+use stylize_video::stylize::loss::{content_cost, gram_matrix, layer_style_cost, tv_cost, StyleTarget};
 
 fn scalar(t: Tensor) -> f64 {
     t.to_scalar::<f64>().unwrap()

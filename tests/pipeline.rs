@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::clips::{frame_image, make_audio_only, make_clip, ClipAudio, ClipSpec, ClipVideo};
 use common::{assert_same_timing, decode_all, StopAfter};
-use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport};
+use stylize_video::jobs::pipeline::{run_video, OutputSize, VideoJob, VideoReport};
+use stylize_video::jobs::progress::FrameRecord;
+use stylize_video::jobs::spec::StylizeOptions;
+use stylize_video::jobs::workdir::WorkDir;
+use stylize_video::media::video::{StreamKind, VideoCodec};
 use stylize_video::progress::NoProgress;
-use stylize_video::stylize::Settings;
-use stylize_video::video::{StreamKind, VideoCodec};
-use stylize_video::workdir::{FrameRecord, WorkDir};
+use stylize_video::stylize::stylizer::Settings;
 
 fn style_path() -> PathBuf {
     common::repo_path("samples/starry_night.jpg")
@@ -27,7 +29,7 @@ fn job(input: &Path, output: &Path) -> VideoJob {
         size: 64,
         first_iterations: 10,
         iterations: 1,
-        settings: Settings { tol: 0.0, ..Settings::default() },
+        options: StylizeOptions { settings: Settings { tol: 0.0, ..Settings::default() }, ..StylizeOptions::default() },
         ..VideoJob::with_defaults(input.to_path_buf(), style_path(), output.to_path_buf())
     }
 }
@@ -168,7 +170,8 @@ fn an_interrupted_run_resumes_without_recomputing_finished_frames() {
         (1..=3).map(|i| serde_json::from_str(&std::fs::read_to_string(workdir.join(format!("frame_{i:06}.json"))).unwrap()).unwrap()).collect();
 
     // Other settings: refused, naming the difference and --fresh.
-    let changed = VideoJob { settings: Settings { style_weight: 1e-2, ..the_job.settings.clone() }, ..the_job.clone() };
+    let mut changed = the_job.clone();
+    changed.options.settings.style_weight = 1e-2;
     let err = run_video(&changed, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
     assert!(err.contains("different settings") && err.contains("settings") && err.contains("--fresh"), "{err}");
 
@@ -367,7 +370,9 @@ fn the_temporal_loss_steadies_a_moving_object_and_a_cut_starts_afresh() {
     let input = moving_square_clip(&dir);
     let with = run(&temporal_job(&input, &dir.join("with.mkv")));
     let without_job = temporal_job(&input, &dir.join("without.mkv"));
-    let without = run(&VideoJob { settings: Settings { temporal_weight: 0.0, ..without_job.settings.clone() }, ..without_job });
+    let mut without_job = without_job;
+    without_job.options.settings.temporal_weight = 0.0;
+    let without = run(&without_job);
 
     // The cut at frame 8, and only there: started afresh with the first frame's budget.
     let cuts: Vec<u64> = with.frames.iter().filter(|f| f.cut).map(|f| f.index).collect();
@@ -421,12 +426,13 @@ fn original_colors_keep_each_frames_own_chroma() {
     let input = dir.join("soft.mkv");
     make_clip(&input, &ClipSpec { frames: 4, video: ClipVideo::Ffv1, picture: soft_colours, ..ClipSpec::new(64, 48) });
     let frames_dir = dir.join("frames");
-    let the_job = VideoJob { original_colors: true, frames_dir: Some(frames_dir.clone()), ..job(&input, &dir.join("out.mkv")) };
+    let mut the_job = VideoJob { frames_dir: Some(frames_dir.clone()), ..job(&input, &dir.join("out.mkv")) };
+    the_job.options.original_colors = true;
     let report = run(&VideoJob { codec: VideoCodec::Ffv1, ..the_job });
     assert_eq!(report.frames.len(), 4);
     let (_, inputs) = decode_all(&input);
     let chroma = |p: &image::Rgb<u8>| {
-        let [_, cb, cr] = stylize_video::image_io::rgb_to_ycbcr(p.0.map(f32::from));
+        let [_, cb, cr] = stylize_video::media::image_io::rgb_to_ycbcr(p.0.map(f32::from));
         (cb, cr)
     };
     for (i, input) in inputs.iter().enumerate() {
@@ -435,7 +441,7 @@ fn original_colors_keep_each_frames_own_chroma() {
         for (o, c) in output.pixels().zip(input.image.pixels()) {
             let ((ob, or), (cb, cr)) = (chroma(o), chroma(c));
             chroma_difference = chroma_difference.max((ob - cb).abs()).max((or - cr).abs());
-            let luma = |p: &image::Rgb<u8>| stylize_video::image_io::rgb_to_ycbcr(p.0.map(f32::from))[0];
+            let luma = |p: &image::Rgb<u8>| stylize_video::media::image_io::rgb_to_ycbcr(p.0.map(f32::from))[0];
             luma_difference += (luma(o) - luma(c)).abs() / (64.0 * 48.0);
         }
         assert!(chroma_difference <= 1.5, "frame {i}: chroma off by up to {chroma_difference}");

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use stylize_video::bf16::{Kernel, KERNEL_ENV};
+use stylize_video::net::cpu::bf16::{Kernel, KERNEL_ENV};
 
 /// Runs a 64×48 still with `args` (no iterations: J of the starting image, the content), the
 /// bf16 kernel forced to `kernel` (None: as for this test process), and returns the report's

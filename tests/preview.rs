@@ -9,14 +9,15 @@ use std::process::Command;
 
 use common::clips::{make_clip, ClipSpec};
 use image::RgbImage;
-use stylize_video::preview::{
+use stylize_video::jobs::spec::StylizeOptions;
+use stylize_video::jobs::preview::{
     run_preview, GridLayout, PreviewFrames, PreviewInput, PreviewJob, Sweep, SweptOption, CELL_GAP, LABEL_PX,
 };
-use stylize_video::optim::OptimizerKind;
+use stylize_video::media::text::{line_height, text_width, Rect};
+use stylize_video::media::video::{DecodeOptions, FrameSize, VideoDecoder};
 use stylize_video::progress::NoProgress;
-use stylize_video::stylize::Settings;
-use stylize_video::text::{line_height, text_width, Rect};
-use stylize_video::video::{DecodeOptions, FrameSize, VideoDecoder};
+use stylize_video::stylize::optim::OptimizerKind;
+use stylize_video::stylize::stylizer::Settings;
 
 /// A 6-frame 48×36 clip at 25 fps: frame i's gradient is shifted by 8·i levels.
 fn clip(dir: &Path) -> PathBuf {
@@ -47,7 +48,7 @@ fn job(input: &Path, output: &Path) -> PreviewJob {
     PreviewJob {
         size: 48,
         iterations: 4,
-        settings: quick(),
+        options: StylizeOptions { settings: quick(), ..StylizeOptions::default() },
         ..PreviewJob::with_defaults(PreviewInput::Video(input.to_path_buf()), starry(), output.to_path_buf())
     }
 }
@@ -144,13 +145,13 @@ fn a_cell_is_the_still_stylization_of_the_frame_at_its_time() {
     let frame = dir.join("frame3.png");
     decoded.image.save(&frame).unwrap();
     let still = dir.join("still.png");
-    let still_job = stylize_video::still::StillJob {
+    let still_job = stylize_video::jobs::still::StillJob {
         size: 48,
         iterations: 4,
-        settings: quick(),
-        ..stylize_video::still::StillJob::with_defaults(frame, starry(), still.clone())
+        options: StylizeOptions { settings: quick(), ..StylizeOptions::default() },
+        ..stylize_video::jobs::still::StillJob::with_defaults(frame, starry(), still.clone())
     };
-    stylize_video::still::run_still(&still_job, &mut NoProgress).unwrap();
+    stylize_video::jobs::still::run_still(&still_job, &mut NoProgress).unwrap();
     let still = image::open(&still).unwrap().to_rgb8();
     let d = mean_abs_difference(&cell, &still);
     assert!(d < 0.5, "the cell differs from the still by {d}");

@@ -6,10 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use stylize_video::image_io::{load_rgb, to_tensor};
-use stylize_video::loss::{content_cost, gram_matrix, layer_style_cost};
-use stylize_video::precision::Precision;
-use stylize_video::vgg::{weights_path, Compute, LayerName, Pooling, Vgg16};
+use stylize_video::media::image_io::load_rgb;
+use stylize_video::net::input::to_tensor;
+use stylize_video::net::precision::Compute;
+use stylize_video::net::precision::Precision;
+use stylize_video::net::vgg::{weights_path, LayerName, Pooling, Vgg16};
+use stylize_video::stylize::loss::{content_cost, gram_matrix, layer_style_cost};
 
 fn reference_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference");
@@ -96,7 +98,7 @@ fn candle_ops_losses_match_the_independent_reference_with_avg_pooling() {
 /// differences of Gram matrices. Measured: 0.26% worst with max pooling, 0.48% with average.
 #[test]
 fn bf16_losses_match_the_independent_reference_within_bf16_tolerance() {
-    if stylize_video::bf16::Kernel::detect().is_none() {
+    if stylize_video::net::cpu::bf16::Kernel::detect().is_none() {
         eprintln!("SKIPPED: no bf16 kernel on this CPU (bf16 runs as fp32 here)");
         return;
     }

@@ -15,10 +15,10 @@ use common::clips::{frame_image, make_clip, ClipColour, ClipSpec, ClipVideo};
 use common::decode_all;
 use ffmpeg_next::color::{Primaries, Range, Space, TransferCharacteristic};
 use image::RgbImage;
-use stylize_video::pipeline::{run_video, OutputSize, VideoJob, VideoReport};
+use stylize_video::jobs::pipeline::{run_video, OutputSize, VideoJob, VideoReport};
+use stylize_video::media::video::{Colour, VideoCodec, VideoInfo};
+use stylize_video::motion::temporal::VideoInit;
 use stylize_video::progress::NoProgress;
-use stylize_video::temporal::VideoInit;
-use stylize_video::video::{Colour, VideoCodec, VideoInfo};
 
 fn db(mse: f64) -> f64 {
     if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
@@ -281,7 +281,7 @@ fn the_made_clips_decode_to_the_pictures_they_were_made_from() {
 
 #[test]
 fn timecodes_move_on_by_whole_frames_with_drop_frame_counting() {
-    use stylize_video::video::timecode::offset;
+    use stylize_video::media::video::timecode::offset;
     assert_eq!(offset("01:00:00:00", (25, 1), 5).as_deref(), Some("01:00:00:05"));
     assert_eq!(offset("01:00:00:20", (25, 1), 5).as_deref(), Some("01:00:01:00"));
     assert_eq!(offset("00:59:59:23", (24, 1), 1).as_deref(), Some("01:00:00:00"));

@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use common::clips::{make_clip, ClipSpec, ClipVideo};
 use common::{assert_same_timing, decode_all, frames_at};
-use stylize_video::cache::StylizerCache;
-use stylize_video::flow::FlowMethod;
-use stylize_video::pipeline::{run_video, VideoJob};
+use stylize_video::jobs::cache::StylizerCache;
+use stylize_video::jobs::pipeline::{run_video, VideoJob};
+use stylize_video::jobs::segment::{assemble, boundaries, run_segment, Assembled, Boundary, Plan, SegmentSpec, DEFAULT_OVERLAP};
+use stylize_video::jobs::spec::StylizeOptions;
+use stylize_video::motion::flow::FlowMethod;
+use stylize_video::motion::temporal::pair_warping_errors;
 use stylize_video::progress::NoProgress;
-use stylize_video::segment::{assemble, boundaries, run_segment, Assembled, Boundary, Plan, SegmentSpec, DEFAULT_OVERLAP};
-use stylize_video::stylize::Settings;
-use stylize_video::temporal::pair_warping_errors;
+use stylize_video::stylize::stylizer::Settings;
 
 #[test]
 fn segment_specs_read_the_engines_task_index() {
@@ -91,7 +92,7 @@ fn small_job(input: &Path, output: &Path) -> VideoJob {
         first_iterations: 4,
         iterations: 2,
         keep_audio: false,
-        settings: Settings { tol: 0.0, ..Settings::default() },
+        options: StylizeOptions { settings: Settings { tol: 0.0, ..Settings::default() }, ..StylizeOptions::default() },
         ..VideoJob::with_defaults(input.to_path_buf(), style(), output.to_path_buf())
     }
 }

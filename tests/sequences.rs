@@ -9,11 +9,12 @@ use std::sync::atomic::AtomicBool;
 
 use common::clips::{frame_image, make_clip, ClipSpec, ClipVideo};
 use common::StopAfter;
-use stylize_video::pipeline::{run_video, VideoJob, VideoReport};
+use stylize_video::jobs::pipeline::{run_video, VideoJob, VideoReport};
+use stylize_video::jobs::spec::StylizeOptions;
+use stylize_video::media::sequence::{parse_rate, BitDepth, Pattern, SequenceInput};
+use stylize_video::media::video::{DecodeOptions, VideoDecoder};
 use stylize_video::progress::NoProgress;
-use stylize_video::sequence::{parse_rate, BitDepth, Pattern, SequenceInput};
-use stylize_video::stylize::Settings;
-use stylize_video::video::{DecodeOptions, VideoDecoder};
+use stylize_video::stylize::stylizer::Settings;
 
 /// Writes frames `first..first + count` of `frame_image` as `dir/<name_0001>.png`.
 fn write_frames(dir: &Path, prefix: &str, digits: usize, first: u64, count: u32, extension: &str) {
@@ -29,7 +30,7 @@ fn job(input: &Path, output: &Path) -> VideoJob {
         size: 48,
         first_iterations: 3,
         iterations: 1,
-        settings: Settings { tol: 0.0, ..Settings::default() },
+        options: StylizeOptions { settings: Settings { tol: 0.0, ..Settings::default() }, ..StylizeOptions::default() },
         ..VideoJob::with_defaults(input.to_path_buf(), common::repo_path("samples/starry_night.jpg"), output.to_path_buf())
     }
 }

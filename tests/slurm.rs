@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{assert_same_timing, frames_at};
-use stylize_video::flow::FlowMethod;
-use stylize_video::temporal::pair_warping_errors;
+use stylize_video::motion::flow::FlowMethod;
+use stylize_video::motion::temporal::pair_warping_errors;
 
 /// Stops the local cluster however the test ends.
 struct Cluster {

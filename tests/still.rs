@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use candle_core::Device;
-use stylize_video::image_io::{from_tensor, to_tensor};
-use stylize_video::optim::OptimizerKind;
+use stylize_video::net::input::{from_tensor, to_tensor};
+use stylize_video::net::vgg::Pooling;
 use stylize_video::progress::NoProgress;
-use stylize_video::stylize::{Settings, Stylizer};
-use stylize_video::vgg::Pooling;
+use stylize_video::stylize::optim::OptimizerKind;
+use stylize_video::stylize::stylizer::{Settings, Stylizer};
 
 fn tiny_stylizer(settings: Settings) -> (Stylizer, candle_core::Tensor) {
     let dev = Device::Cpu;
@@ -173,7 +173,7 @@ fn cli_errors_are_one_line_name_the_file_and_leave_no_output() {
 
 /// Per-pixel (Y', Cb, Cr) of an image.
 fn ycbcr(image: &image::RgbImage) -> Vec<[f32; 3]> {
-    image.pixels().map(|p| stylize_video::image_io::rgb_to_ycbcr(p.0.map(f32::from))).collect()
+    image.pixels().map(|p| stylize_video::media::image_io::rgb_to_ycbcr(p.0.map(f32::from))).collect()
 }
 
 /// Mean absolute difference of one Y'CbCr channel between two images.
@@ -193,7 +193,7 @@ fn original_colors_take_the_luminance_of_one_image_and_the_chroma_of_the_other()
         let p = common::synthetic_content(40, 30).get_pixel(x, y).0;
         image::Rgb(p.map(|c| 64 + c / 2))
     });
-    let kept = stylize_video::image_io::keep_original_colors(&painted, &photo);
+    let kept = stylize_video::media::image_io::keep_original_colors(&painted, &photo);
     let (kept, painted, photo) = (ycbcr(&kept), ycbcr(&painted), ycbcr(&photo));
     // Within 8-bit rounding.
     assert!(mean_channel_difference(&kept, &painted, 0) < 0.8, "luminance {}", mean_channel_difference(&kept, &painted, 0));

@@ -6,9 +6,9 @@ mod common;
 use candle_core::{Device, Tensor, Var};
 use image::GrayImage;
 use rand::{Rng, SeedableRng};
-use stylize_video::flow::{reliability, warp_planar, FlowEstimator, FlowField, FlowMethod};
-use stylize_video::loss::temporal_cost;
-use stylize_video::temporal::{histogram_change, Motion, MotionEstimator};
+use stylize_video::motion::flow::{reliability, warp_planar, FlowEstimator, FlowField, FlowMethod};
+use stylize_video::motion::temporal::{histogram_change, Motion, MotionEstimator};
+use stylize_video::stylize::loss::temporal_cost;
 
 /// A smooth aperiodic texture: a sum of random plane waves (periods 12–60 px), values ~0..255.
 struct Texture {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::clips::{damage_first_slices, frame_image, make_audio_only, make_clip, ClipAudio, ClipSpec, ClipVideo};
 use common::scratch_dir;
-use stylize_video::video::{
+use stylize_video::media::video::{
     DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, StreamHandling, StreamKind, VideoCodec,
     VideoDecoder, VideoEncoder, VideoInfo,
 };
@@ -51,7 +51,7 @@ fn constant_rate(frames: usize, num: i32, den: i32) -> Vec<f64> {
     (0..frames).map(|i| i as f64 * den as f64 / num as f64).collect()
 }
 
-fn audio_of(info: &VideoInfo) -> Option<&stylize_video::video::StreamInfo> {
+fn audio_of(info: &VideoInfo) -> Option<&stylize_video::media::video::StreamInfo> {
     info.other_streams.iter().find(|s| s.kind == StreamKind::Audio)
 }
 

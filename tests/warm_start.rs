@@ -5,10 +5,10 @@ mod common;
 
 use candle_core::Device;
 use image::RgbImage;
-use stylize_video::image_io::to_tensor;
+use stylize_video::net::input::to_tensor;
+use stylize_video::net::vgg::Pooling;
 use stylize_video::progress::NoProgress;
-use stylize_video::stylize::{Settings, Stylizer};
-use stylize_video::vgg::Pooling;
+use stylize_video::stylize::stylizer::{Settings, Stylizer};
 
 /// The synthetic scene panned right by `shift` pixels (a slow camera move).
 fn frame(shift: u32) -> RgbImage {

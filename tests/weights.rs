@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{safetensors, Device};
-use stylize_video::vgg::{weights_path, LayerName, Pooling, Vgg16, VGG16_BLOCKS};
+use stylize_video::net::vgg::{weights_path, LayerName, Pooling, Vgg16, VGG16_BLOCKS};
 
 const PUBLISHED_BIAS0: [f32; 13] = [
     0.73429835, -0.30912212, -0.04577766, -0.06418542, -0.074358866, 0.019675018, 0.035415243, 0.013485669,

@@ -3,13 +3,12 @@
 use std::time::Instant;
 
 use stylize_video::progress::Progress;
-use stylize_video::stylize::LossTerms;
 
 /// Records the time of each optimiser step.
 pub struct StepTimes(pub Vec<Instant>);
 
 impl Progress for StepTimes {
-    fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {
+    fn iteration(&mut self, _: usize, _: usize, _: f64) {
         self.0.push(Instant::now());
     }
 }

@@ -168,6 +168,8 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
             metadata.set("timecode", timecode);
             stream.set_metadata(metadata);
         }
+        // SAFETY: `stream` belongs to the output context, which outlives this block; the pointer
+        // is its AVStream, and only its sample aspect ratio field is written.
         unsafe {
             let s = stream.as_mut_ptr();
             if let Some((n, d)) = spec.sar {
@@ -229,8 +231,10 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
     )
     .unwrap();
     if let Some(colour) = spec.colour {
+        // SAFETY: sws_getCoefficients returns pointers to libswscale's static tables; the
+        // converter is a live SwsContext owned by `converter` for the call.
         unsafe {
-            let rgb = ffmpeg::ffi::sws_getCoefficients(ffmpeg::ffi::SWS_CS_DEFAULT as i32);
+            let rgb = ffmpeg::ffi::sws_getCoefficients(ffmpeg::ffi::SWS_CS_DEFAULT);
             let yuv = ffmpeg::ffi::sws_getCoefficients(ffmpeg::ffi::AVColorSpace::from(colour.matrix) as i32);
             let full = (colour.range == ffmpeg::color::Range::JPEG) as i32;
             ffmpeg::ffi::sws_setColorspaceDetails(converter.as_mut_ptr(), rgb, 1, yuv, full, 0, 1 << 16, 1 << 16);

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Tensor;
 use image::RgbImage;
-use stylize_video::progress::{Progress, VideoProgress};
-use stylize_video::stylize::LossTerms;
-use stylize_video::vgg::{weights_path, Pooling, Vgg16};
-use stylize_video::video::{DecodeOptions, DecodedFrame, VideoDecoder, VideoInfo};
-use stylize_video::workdir::FrameRecord;
+use stylize_video::jobs::progress::FrameRecord;
+use stylize_video::jobs::progress::VideoProgress;
+use stylize_video::media::video::{DecodeOptions, DecodedFrame, VideoDecoder, VideoInfo};
+use stylize_video::net::vgg::{weights_path, Pooling, Vgg16};
+use stylize_video::progress::Progress;
 
 /// max |a − b| / max |b|: the largest difference as a share of the reference's scale.
 pub fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -77,7 +77,7 @@ pub fn decode_all(path: &Path) -> (VideoInfo, Vec<DecodedFrame>) {
 
 /// Every frame of a video as RGB at exactly `size` (to compare a clip with a rendering of it).
 pub fn frames_at(path: &Path, size: (u32, u32)) -> Vec<RgbImage> {
-    let options = DecodeOptions { size: stylize_video::video::FrameSize::Exact(size.0, size.1), ..Default::default() };
+    let options = DecodeOptions { size: stylize_video::media::video::FrameSize::Exact(size.0, size.1), ..Default::default() };
     let mut decoder = VideoDecoder::open(path, &options).unwrap();
     let mut frames = Vec::new();
     while let Some(f) = decoder.next_frame().unwrap() {
@@ -94,7 +94,7 @@ pub struct StopAfter<'a> {
 }
 
 impl Progress for StopAfter<'_> {
-    fn iteration(&mut self, _: usize, _: usize, _: &LossTerms) {}
+    fn iteration(&mut self, _: usize, _: usize, _: f64) {}
 }
 
 impl VideoProgress for StopAfter<'_> {

@@ -1,0 +1,231 @@
+//! From the options to the job they ask for: which job (a still, a video, a preview, a
+//! segment, an assembly or a batch), with the network and the optimisation's options built once
+//! and shared by every job of the run; combinations that make no sense are refused here, before
+//! any work.
+
+use std::path::{Path, PathBuf};
+
+use stylize_video::jobs::batch::{BatchItem, BatchPlace};
+use stylize_video::jobs::pipeline::{VideoJob, DEFAULT_WARM_ITERATIONS};
+use stylize_video::jobs::preview::{
+    short_number, PreviewFrames, PreviewInput, PreviewJob, Sweep, SweptOption, DEFAULT_PREVIEW_ITERATIONS, DEFAULT_PREVIEW_SIZE,
+};
+use stylize_video::jobs::segment::SegmentSpec;
+use stylize_video::jobs::spec::{self, NetworkSpec, StyleSpec, StylizeOptions, DEFAULT_SIZE};
+use stylize_video::jobs::still::{StillJob, DEFAULT_ITERATIONS};
+use stylize_video::stylize::stylizer::{default_style_layers, Settings};
+
+use super::args::Cli;
+
+/// The options a preview can sweep, with the values given for each.
+fn sweepable(cli: &Cli) -> [(SweptOption, &Vec<f64>); 4] {
+    [
+        (SweptOption::StyleWeight, &cli.style_weight),
+        (SweptOption::StyleScale, &cli.style_scale),
+        (SweptOption::ContentWeight, &cli.content_weight),
+        (SweptOption::TvWeight, &cli.tv_weight),
+    ]
+}
+
+/// A number list's text as given: "1e-4,5e-4".
+fn list_text(values: &[f64]) -> String {
+    values.iter().map(|v| short_number(*v)).collect::<Vec<_>>().join(",")
+}
+
+/// What the command line asks for.
+pub enum Job {
+    Still(StillJob),
+    Video(VideoJob),
+    Preview(PreviewJob),
+    Segment { job: VideoJob, segment: SegmentSpec, overlap: u64 },
+    Assemble(VideoJob),
+    /// Several inputs, and the directories to make for their outputs and reports.
+    Batch { items: Vec<BatchItem>, directories: Vec<PathBuf> },
+}
+
+impl Cli {
+    /// The network and the optimisation's options, built once and shared by every job of the run.
+    fn options(&self) -> StylizeOptions {
+        StylizeOptions {
+            network: NetworkSpec {
+                weights: self.weights.clone(),
+                pooling: self.pooling,
+                compute: self.device,
+                precision: self.precision,
+            },
+            settings: self.settings(),
+            init: self.init.clone(),
+            seed: self.seed,
+            original_colors: self.original_colors,
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        let optimizer = self.optimizer;
+        let n = self.style_layers.len();
+        // Lists are swept by --preview (checked in `job`); every row starts from the first value.
+        Settings {
+            content_weight: self.content_weight[0],
+            style_weight: self.style_weight[0],
+            tv_weight: self.tv_weight[0],
+            temporal_weight: self.temporal_weight,
+            style_layer_weights: self.style_layer_weights.clone().unwrap_or_else(|| vec![1.0 / n.max(1) as f64; n]),
+            style_layers: if n == 0 { default_style_layers() } else { self.style_layers.clone() },
+            content_layer: self.content_layer,
+            optimizer,
+            learning_rate: self.learning_rate.unwrap_or(Settings::default_learning_rate(optimizer)),
+            tol: self.tol,
+            ..Settings::default()
+        }
+    }
+
+    pub fn job(self) -> Result<Job, String> {
+        let lists: Vec<(SweptOption, &Vec<f64>)> = sweepable(&self).into_iter().filter(|(_, v)| v.len() > 1).collect();
+        if self.preview.is_none() {
+            if let Some((option, values)) = lists.first() {
+                return Err(format!(
+                    "--{}: several values ({}) are only for --preview, which sweeps them; give one value",
+                    option.name(),
+                    list_text(values)
+                ));
+            }
+        } else if lists.len() > 1 {
+            let names: Vec<String> = lists.iter().map(|(o, _)| format!("--{}", o.name())).collect();
+            return Err(format!("{} are both lists: a preview sweeps one option at a time", names.join(" and ")));
+        }
+        let options = self.options();
+        if self.preview.is_some() {
+            if self.input.len() > 1 {
+                return Err(format!("--preview takes one input, got {}", self.input.len()));
+            }
+            return self.preview_job(options).map(Job::Preview);
+        }
+        if let [input] = &self.input[..] {
+            let (output, report, frames_dir) = (self.output.clone(), self.report.clone(), self.frames_dir.clone());
+            return Ok(match (self.item(input, output, report, frames_dir, &options), self.segment) {
+                (BatchItem::Still(_), _) if self.segment.is_some() || self.assemble => {
+                    return Err("--segment and --assemble are for videos".into())
+                }
+                (BatchItem::Still(job), _) => Job::Still(job),
+                (BatchItem::Video(job), Some(segment)) => Job::Segment { job, segment, overlap: self.segment_overlap },
+                (BatchItem::Video(job), None) if self.assemble => Job::Assemble(job),
+                (BatchItem::Video(job), None) => Job::Video(job),
+            });
+        }
+        if self.segment.is_some() || self.assemble {
+            return Err(format!("--segment and --assemble take one input, got {}", self.input.len()));
+        }
+        self.batch(&options)
+    }
+
+    /// Several inputs: each output beside its input or in the -o directory, a report per input
+    /// in the --report directory, --frames-dir split per input.
+    fn batch(&self, options: &StylizeOptions) -> Result<Job, String> {
+        let n = self.input.len();
+        let directory = |flag: &str, path: &Option<PathBuf>| -> Result<Option<PathBuf>, String> {
+            match path {
+                None => Ok(None),
+                Some(p) if p.is_dir() || p.to_string_lossy().ends_with('/') => Ok(Some(p.clone())),
+                Some(p) => Err(format!(
+                    "{flag} {}: with {n} inputs this must be a directory (an existing one, or a path ending in /)",
+                    p.display()
+                )),
+            }
+        };
+        let output_dir = directory("-o", &self.output)?;
+        let report_dir = directory("--report", &self.report)?;
+        let mut items = Vec::with_capacity(n);
+        for input in &self.input {
+            let beside_input = self.item(input, None, None, None, options).output().to_path_buf();
+            let place = BatchPlace::new(input, &beside_input, output_dir.as_deref(), report_dir.as_deref(), self.frames_dir.as_deref());
+            items.push(self.item(input, Some(place.output), place.report, place.frames_dir, options));
+        }
+        let directories = [output_dir, report_dir].into_iter().flatten().collect();
+        Ok(Job::Batch { items, directories })
+    }
+
+    /// The still or video job of one input.
+    fn item(
+        &self,
+        input: &Path,
+        output: Option<PathBuf>,
+        report: Option<PathBuf>,
+        frames_dir: Option<PathBuf>,
+        options: &StylizeOptions,
+    ) -> BatchItem {
+        let blend_weights = self.style_weights.clone().unwrap_or_else(|| vec![1.0; self.style.len()]);
+        let style = StyleSpec { paths: self.style.clone(), blend_weights, scale: self.style_scale[0] };
+        let size = self.size.unwrap_or(DEFAULT_SIZE);
+        if spec::is_still_image(input) {
+            return BatchItem::Still(StillJob {
+                output: output.unwrap_or_else(|| spec::default_output(input, "png")),
+                content: input.to_path_buf(),
+                style,
+                size,
+                iterations: self.iterations.unwrap_or(DEFAULT_ITERATIONS),
+                options: options.clone(),
+                report,
+            });
+        }
+        let codec = self.codec.with_crf(self.crf);
+        BatchItem::Video(VideoJob {
+            output: output.unwrap_or_else(|| spec::default_output(input, codec.default_extension())),
+            input: input.to_path_buf(),
+            style,
+            size,
+            output_size: self.output_size,
+            first_iterations: self.first_iterations,
+            iterations: self.iterations.unwrap_or(DEFAULT_WARM_ITERATIONS),
+            options: options.clone(),
+            init_video: self.init_video,
+            flow: self.flow,
+            temporal_frames: self.temporal_frames.clone(),
+            codec,
+            keep_audio: !self.no_audio,
+            frames_dir,
+            start: self.start,
+            duration: self.duration,
+            max_frames: self.max_frames,
+            sequence_rate: self.frame_rate,
+            bit_depth: self.bit_depth,
+            overwrite: self.overwrite,
+            fresh: self.fresh,
+            keep_work: self.keep_work,
+            report,
+        })
+    }
+
+    fn preview_job(self, options: StylizeOptions) -> Result<PreviewJob, String> {
+        if self.style_weights.is_some() {
+            return Err("--style-weights blends styles, but with --preview several styles are alternatives (one row group each)".into());
+        }
+        if self.output.is_some() {
+            return Err("-o/--output: --preview writes only the grid, to the file it names".into());
+        }
+        let sweep = sweepable(&self)
+            .into_iter()
+            .find(|(_, values)| values.len() > 1)
+            .map(|(option, values)| Sweep { option, values: values.clone() });
+        let input = self.input[0].clone();
+        let still = spec::is_still_image(&input);
+        let input = if still { PreviewInput::Still(input) } else { PreviewInput::Video(input) };
+        Ok(PreviewJob {
+            input,
+            styles: self.style,
+            style_scale: self.style_scale[0],
+            sweep,
+            frames: match self.preview_at {
+                Some(t) => PreviewFrames::At(t),
+                None => PreviewFrames::Spread(self.preview_frames),
+            },
+            start: self.start,
+            duration: self.duration,
+            sequence_rate: self.frame_rate,
+            size: self.size.unwrap_or(DEFAULT_PREVIEW_SIZE),
+            iterations: self.iterations.unwrap_or(DEFAULT_PREVIEW_ITERATIONS),
+            options,
+            output: self.preview.expect("preview mode"),
+            report: self.report,
+        })
+    }
+}

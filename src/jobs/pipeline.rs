@@ -1,0 +1,829 @@
+//! The video job: video in → frames → stylizer → frames → video out, as three threads joined
+//! by bounded channels. The decoder thread reads frames ahead, the encoder thread writes (and
+//! scales, and saves `--frames-dir` PNGs) behind, and the calling thread only optimises, so
+//! the cores never wait on I/O and memory does not grow with the clip's length.
+//!
+//! The decoder thread also estimates the motion between consecutive input frames (optical flow
+//! both ways and the reliability weights c, [`Motion`]), so the flow overlaps the optimiser.
+//! Frame 1 starts from its content (or `--init`) with `first_iterations`; every later frame
+//! starts, by default, from the previous stylized frame warped along the flow, with
+//! J_temporal holding the reliable pixels to it (Ruder et al. 2016), with `iterations`; a frame
+//! that starts a new shot starts afresh like frame 1. Each finished frame is kept in the work
+//! directory ([`WorkDir`]) before it is sent on, so an interrupted run resumes after its last
+//! finished frame — and continues the flow chain from the kept frame.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use image::RgbImage;
+
+use crate::error::{Error, Result};
+use crate::jobs::cache::StylizerCache;
+use crate::jobs::progress::VideoProgress;
+use crate::jobs::spec::{check_before_work, check_working_size, load_init_image, write_json, Init, StyleSpec, StylizeOptions};
+use crate::media::image_io::{self, FinishedFrame};
+use crate::motion::flow::FlowMethod;
+use crate::motion::temporal::{warping_error, Motion, MotionEstimator, VideoInit};
+use crate::net::input;
+use crate::net::precision::Compute;
+use crate::net::precision::Precision;
+use crate::net::vgg::Pooling;
+use crate::progress::Progress;
+use crate::stylize::stylizer::{ContentTarget, Settings, Stylized, Stylizer, TemporalTarget};
+use crate::media::video::{
+    DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
+};
+use crate::jobs::progress::FrameRecord;
+use crate::jobs::workdir::WorkDir;
+use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
+
+/// Frames decoded ahead of the stylizer, and stylized frames queued for the encoder.
+const CHANNEL_FRAMES: usize = 4;
+
+/// Size of the written video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputSize {
+    /// The processing size (`--size`).
+    Processing,
+    /// The source's display size, the stylized frames scaled back up (Lanczos).
+    Source,
+}
+
+impl std::str::FromStr for OutputSize {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "processing" => Ok(OutputSize::Processing),
+            "source" => Ok(OutputSize::Source),
+            _ => Err(format!("unknown output size '{s}' (expected processing or source)")),
+        }
+    }
+}
+
+/// How far back `--temporal-frames` may look (frames kept in memory).
+pub const MAX_TEMPORAL_FRAME: usize = 100;
+
+/// Default warm-frame iteration budget (frames after the first).
+pub const DEFAULT_WARM_ITERATIONS: usize = 10;
+/// Default first-frame iteration budget.
+pub const DEFAULT_FIRST_ITERATIONS: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct VideoJob {
+    pub input: PathBuf,
+    pub style: StyleSpec,
+    pub output: PathBuf,
+    /// Longest side of the processed frames.
+    pub size: u32,
+    pub output_size: OutputSize,
+    /// Iterations of frame 1 (from its content or `init`).
+    pub first_iterations: usize,
+    /// Iterations of each later frame (warm-started from the previous stylized frame).
+    pub iterations: usize,
+    /// The network and the optimisation's options shared with the other jobs (`init`: the
+    /// starting image of frame 1 and of each frame after a cut; with `original_colors`, what is
+    /// written is also what the next frame starts from).
+    pub options: StylizeOptions,
+    /// Starting image of the frames after the first.
+    pub init_video: VideoInit,
+    /// Optical flow between input frames.
+    pub flow: FlowMethod,
+    /// The earlier frames J_temporal looks back to (1: the previous frame; Ruder et al.'s
+    /// long-term consistency adds e.g. 10, 20, 40).
+    pub temporal_frames: Vec<usize>,
+    pub codec: VideoCodec,
+    /// Copy (or re-encode) the source's audio and subtitle streams.
+    pub keep_audio: bool,
+    /// Also write every stylized frame here as `frame_000001.png`, ….
+    pub frames_dir: Option<PathBuf>,
+    pub start: Option<f64>,
+    pub duration: Option<f64>,
+    pub max_frames: Option<u64>,
+    /// Frames per second of an image-sequence input (24 when `None`).
+    pub sequence_rate: Option<(i32, i32)>,
+    /// Bits per channel of an image-sequence output.
+    pub bit_depth: BitDepth,
+    pub overwrite: bool,
+    /// Discard an earlier run's finished frames instead of resuming.
+    pub fresh: bool,
+    /// Keep the work directory after a successful run.
+    pub keep_work: bool,
+    pub report: Option<PathBuf>,
+}
+
+impl VideoJob {
+    /// The job with every option at its CLI default.
+    pub fn with_defaults(input: PathBuf, style: PathBuf, output: PathBuf) -> Self {
+        VideoJob {
+            input,
+            style: StyleSpec { paths: vec![style], blend_weights: vec![1.0], scale: 1.0 },
+            output,
+            size: crate::jobs::spec::DEFAULT_SIZE,
+            output_size: OutputSize::Processing,
+            first_iterations: DEFAULT_FIRST_ITERATIONS,
+            iterations: DEFAULT_WARM_ITERATIONS,
+            options: StylizeOptions::default(),
+            init_video: VideoInit::PrevWarped,
+            flow: FlowMethod::Dis,
+            temporal_frames: vec![1],
+            codec: VideoCodec::default(),
+            keep_audio: true,
+            frames_dir: None,
+            start: None,
+            duration: None,
+            max_frames: None,
+            sequence_rate: None,
+            bit_depth: BitDepth::Eight,
+            overwrite: false,
+            fresh: false,
+            keep_work: false,
+            report: None,
+        }
+    }
+}
+
+/// Totals of a run, for the report and the closing line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Totals {
+    pub frames: u64,
+    pub computed_frames: u64,
+    pub resumed_frames: u64,
+    pub iterations: usize,
+    /// Evaluations of J over the computed frames (see [`crate::stylize::stylizer::Stylized::evaluations`]).
+    pub evaluations: usize,
+    pub seconds: f64,
+    /// Seconds of the first frame, when this run computed it.
+    pub first_frame_seconds: Option<f64>,
+    /// Mean seconds of the warm-started frames this run computed.
+    pub warm_frame_seconds: Option<f64>,
+    /// Mean seconds of the optical flow and masks per frame pair (on the decoder's thread).
+    pub flow_seconds: Option<f64>,
+    /// Mean warping error over the frames that have one (see [`FrameRecord::warping_error`]).
+    pub warping_error: Option<f64>,
+    /// Frames detected as shot cuts (started afresh).
+    pub cuts: u64,
+    /// Problems the decoder met in the input (FFmpeg's messages and the errors it returned).
+    pub decoder_warnings: usize,
+    /// The same by kind (numbers in FFmpeg's messages written as N), most frequent first.
+    pub decoder_warning_kinds: Vec<DecoderWarning>,
+}
+
+/// What `--report` writes for a video.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VideoReport {
+    pub input: VideoInfo,
+    pub output: EncodedInfo,
+    pub styles: Vec<PathBuf>,
+    pub width: u32,
+    pub height: u32,
+    pub first_iterations: usize,
+    pub iterations: usize,
+    pub init: Init,
+    pub init_video: VideoInit,
+    pub flow: FlowMethod,
+    pub temporal_frames: Vec<usize>,
+    pub original_colors: bool,
+    pub seed: u64,
+    pub pooling: Pooling,
+    pub device: Compute,
+    /// The precision the convolutions ran in (after the device's fallbacks).
+    pub precision: Precision,
+    pub settings: Settings,
+    pub totals: Totals,
+    pub frames: Vec<FrameRecord>,
+}
+
+/// A message to the encoder thread.
+pub(crate) enum ToEncoder {
+    Frame { image: FinishedFrame, pts: i64, index: u64 },
+    /// All frames sent: finish the file. (A closed channel without this aborts it.)
+    Finish,
+}
+
+/// Runs the job. `stop` is polled between iterations: when it turns true the current frame is
+/// abandoned, finished frames stay in the work directory, and [`Error::Interrupted`] says how
+/// to resume.
+pub fn run_video(job: &VideoJob, progress: &mut dyn VideoProgress, stop: &AtomicBool) -> Result<VideoReport> {
+    run_video_with(job, progress, stop, &StylizerCache::new())
+}
+
+/// [`run_video`] taking the network and style targets from `cache` (a batch shares one).
+pub fn run_video_with(
+    job: &VideoJob,
+    progress: &mut dyn VideoProgress,
+    stop: &AtomicBool,
+    cache: &StylizerCache,
+) -> Result<VideoReport> {
+    let started = Instant::now();
+    if job.output.exists() && !job.overwrite {
+        return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
+    }
+    if sequence_output(&job.output).is_some() {
+        if let Some(existing) = SequenceInput::find(&job.output).ok().filter(|_| !job.overwrite) {
+            return Err(Error::output(
+                &job.output,
+                format!("{} frames of this sequence already exist (use -y/--overwrite to replace them)", existing.frames),
+            ));
+        }
+        check_sequence_output(&job.output, job.bit_depth)?;
+        // A sequence's frames go to a directory of their own, made for them.
+        if let Some(directory) = job.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(directory)
+                .map_err(|e| Error::output(&job.output, format!("cannot create directory {}: {e}", directory.display())))?;
+        }
+    }
+    check_video_job(job)?;
+    remove_stale_temporaries(&job.output);
+
+    // Open the input on the decoder thread; its first message is the stream description.
+    let decode_options = DecodeOptions {
+        size: FrameSize::LongestSide(job.size),
+        start: job.start,
+        duration: job.duration,
+        max_frames: job.max_frames,
+        sequence_rate: job.sequence_rate,
+        ..Default::default()
+    };
+    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
+    let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
+    check_working_size(&job.input, job.size, (width, height), &job.options.settings)?;
+        let stylizer = cache.stylizer(&job.options.network, &job.options.settings, &job.style, (width, height))?;
+    let device = stylizer.vgg().device().clone();
+    let init_image = match &job.options.init {
+        Init::Image(path) => Some(load_init_image(path, width, height, &device)?),
+        _ => None,
+    };
+    if let Some(dir) = &job.frames_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, format!("cannot create directory: {e}")))?;
+    }
+
+    let encode_options = EncodeOptions {
+        codec: job.codec,
+        copy_other_streams: job.keep_audio,
+        start: job.start,
+        duration: job.duration,
+    };
+    let scale_to = (job.output_size == OutputSize::Source).then_some((info.width, info.height));
+    let (to_encoder, encoder) =
+        spawn_encoder(job.output.clone(), info.clone(), encode_options, scale_to, job.frames_dir.clone(), job.bit_depth)?;
+    let workdir = match WorkDir::open(&job.output, &fingerprint(job)?, job.fresh) {
+        Ok(workdir) => workdir,
+        Err(e) => {
+            drop(to_encoder); // the encoder removes its temporary file
+            let _ = encoder.join();
+            return Err(e);
+        }
+    };
+
+    progress.begin(expected_frames(&info, job));
+    let mut records = Vec::new();
+    let deep = deep_output(job, &info);
+    let result =
+        stylize_frames(job, &stylizer, &workdir, init_image, deep, &frames, Some(&to_encoder), progress, stop, &mut records);
+    // Stop the decoder early if we stopped early; then learn how the encoder ended.
+    drop(frames);
+    let decoder_warning_kinds = decoder.join().unwrap_or_default();
+    let decoder_warnings = decoder_warning_kinds.iter().map(|k| k.count).sum();
+    let encoded = match result {
+        Ok(()) => {
+            let _ = to_encoder.send(ToEncoder::Finish);
+            drop(to_encoder);
+            encoder.join().unwrap_or_else(|_| Err(Error::output(&job.output, "the encoder thread failed")))
+        }
+        Err(e) => {
+            drop(to_encoder); // no Finish: the encoder removes its temporary file
+            if workdir.finished_count() == 0 {
+                let _ = workdir.remove(); // nothing worth keeping
+                let _ = encoder.join();
+                return Err(e);
+            }
+            // When the encoder failed first (disk full…), its error is the one to report.
+            if let (Error::Output { .. }, Ok(Err(encoder_error))) = (&e, encoder.join()) {
+                if !matches!(encoder_error, Error::Interrupted(_)) {
+                    return Err(encoder_error);
+                }
+            }
+            return Err(with_resume_hint(e, &workdir));
+        }
+    }?;
+    if !job.keep_work {
+        workdir.remove()?;
+    }
+
+    let computed: Vec<&FrameRecord> = records.iter().filter(|r| !r.resumed).collect();
+    let first_frame_seconds = computed.iter().find(|r| r.index == 0).map(|r| r.seconds);
+    let warm: Vec<f64> = computed.iter().filter(|r| r.index > 0 && !r.cut).map(|r| r.seconds).collect();
+    let mean = |values: Vec<f64>| (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+    let totals = Totals {
+        frames: records.len() as u64,
+        computed_frames: computed.len() as u64,
+        resumed_frames: (records.len() - computed.len()) as u64,
+        iterations: computed.iter().map(|r| r.iterations).sum(),
+        evaluations: computed.iter().map(|r| r.evaluations).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        first_frame_seconds,
+        warm_frame_seconds: mean(warm),
+        flow_seconds: mean(records.iter().filter_map(|r| r.flow_seconds).collect()),
+        warping_error: mean(records.iter().filter_map(|r| r.warping_error).collect()),
+        cuts: records.iter().filter(|r| r.cut).count() as u64,
+        decoder_warnings,
+        decoder_warning_kinds,
+    };
+    let report = VideoReport {
+        input: info,
+        output: encoded,
+        styles: job.style.paths.clone(),
+        width,
+        height,
+        first_iterations: job.first_iterations,
+        iterations: job.iterations,
+        init: job.options.init.clone(),
+        init_video: job.init_video,
+        flow: job.flow,
+        temporal_frames: job.temporal_frames.clone(),
+        original_colors: job.options.original_colors,
+        seed: job.options.seed,
+        pooling: job.options.network.pooling,
+        device: job.options.network.compute,
+        precision: stylizer.vgg().precision(),
+        settings: job.options.settings.clone(),
+        totals,
+        frames: records,
+    };
+    if let Some(path) = &job.report {
+        write_json(path, &report)?;
+    }
+    Ok(report)
+}
+
+/// The optimiser's loop over the decoded frames.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stylize_frames(
+    job: &VideoJob,
+    stylizer: &Stylizer,
+    workdir: &WorkDir,
+    init_image: Option<Tensor>,
+    deep: bool,
+    frames: &Receiver<Result<FrameWithMotion>>,
+    to_encoder: Option<&SyncSender<ToEncoder>>,
+    progress: &mut dyn VideoProgress,
+    stop: &AtomicBool,
+    records: &mut Vec<FrameRecord>,
+) -> Result<()> {
+    let device = stylizer.vgg().device().clone();
+    // The frames of this shot before the current one, newest first, as far back as
+    // J_temporal looks: stylized as written (8-bit), so a resumed run continues exactly as an
+    // uninterrupted one would.
+    let mut earlier: VecDeque<Previous> = VecDeque::new();
+    let keep = job.temporal_frames.iter().copied().max().unwrap_or(1).max(1);
+    let remember = |earlier: &mut VecDeque<Previous>, frame: Previous| {
+        earlier.push_front(frame);
+        earlier.truncate(keep);
+    };
+    let encoder_gone = || Error::output(&job.output, "the encoder stopped");
+    for message in frames.iter() {
+        let FrameWithMotion { frame, motion } = message?;
+        if stop.load(Ordering::SeqCst) {
+            return Err(Error::Interrupted(String::new()));
+        }
+        if let Some((image, record)) = workdir.load(frame.index)? {
+            if record.cut {
+                earlier.clear();
+            }
+            remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
+            progress.frame(&record);
+            records.push(record);
+            if let Some(to_encoder) = to_encoder {
+                to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
+            }
+            continue;
+        }
+        let frame_started = Instant::now();
+        let content = input::to_tensor(&frame.image, &device)?;
+        let target = stylizer.content_target(&content)?;
+        // What the previous frame offers this one: nothing for the first frame or after a cut.
+        let cut = motion.as_ref().is_some_and(Motion::is_cut);
+        if cut {
+            earlier.clear();
+        }
+        let follows = match (earlier.front(), &motion) {
+            (Some(previous), Some(motion)) => Some((previous, motion)),
+            _ => None,
+        };
+        let mut frame_progress = StopAware { inner: progress, stop };
+        let mut warped_previous = None;
+        let stylized = match follows {
+            None => {
+                let start = match &job.options.init {
+                    Init::Content => content.clone(),
+                    Init::Noise => input::noise_tensor(frame.image.width(), frame.image.height(), job.options.seed, &device)?,
+                    Init::Image(_) => init_image.clone().expect("loaded before the loop"),
+                };
+                stylizer.optimise(&target, &start, job.first_iterations, &mut frame_progress)?
+            }
+            Some((_, motion)) => {
+                let (stylized, warped) = stylize_following(job, stylizer, target, &content, &earlier, motion, &mut frame_progress)?;
+                warped_previous = Some(warped);
+                stylized
+            }
+        };
+        // As written: at 16 bits for deep outputs (the 8-bit frame, which the next frame starts
+        // from, is then its rounding, as a resumed run reads it back).
+        let image = if deep {
+            let mut deep = input::from_tensor16(&stylized.image)?;
+            if job.options.original_colors {
+                deep = image_io::keep_original_colors16(&deep, &frame.image);
+            }
+            FinishedFrame::deep(deep)
+        } else {
+            let mut image = input::from_tensor(&stylized.image)?;
+            if job.options.original_colors {
+                image = image_io::keep_original_colors(&image, &frame.image);
+            }
+            FinishedFrame { rgb8: image, rgb16: None }
+        };
+        let error = match (&warped_previous, &motion) {
+            (Some(warped), Some(motion)) => warping_error(&image.rgb8, warped, motion)?,
+            _ => None,
+        };
+        let record = FrameRecord {
+            warping_error: error,
+            cut,
+            unreliable_share: motion.as_ref().map(|m| m.unreliable_share),
+            flow_seconds: motion.as_ref().map(|m| m.seconds),
+            ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
+        };
+        workdir.save(&image, &record)?;
+        remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
+        progress.frame(&record);
+        records.push(record);
+        if let Some(to_encoder) = to_encoder {
+            to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
+        }
+    }
+    if records.is_empty() {
+        return Err(Error::input(&job.input, "contains no video frames in the requested range"));
+    }
+    Ok(())
+}
+
+/// A frame before the one being stylized: its stylized output (as written) and its input.
+struct Previous {
+    output: RgbImage,
+    input: RgbImage,
+}
+
+/// Stylizes a frame that follows the `earlier` frames (newest first) with `motion` from them:
+/// the start image as `--init-video` says, J_temporal against the warped earlier outputs.
+/// Returns the result and ω(x_{t−1}), the previous output warped to this frame.
+fn stylize_following(
+    job: &VideoJob,
+    stylizer: &Stylizer,
+    target: ContentTarget,
+    content: &Tensor,
+    earlier: &VecDeque<Previous>,
+    motion: &Motion,
+    progress: &mut dyn Progress,
+) -> Result<(Stylized, Tensor)> {
+    let device = content.device();
+    let previous = &earlier[0];
+    let previous_output = input::to_tensor(&previous.output, device)?;
+    let warped_previous = motion.warp_tensor(&previous_output)?;
+    let start = match job.init_video {
+        // c·ω(x_{t−1}) + (1 − c)·(I_t + ω(x_{t−1} − I_{t−1})): where the flow is not to be
+        // trusted, the frame's own content I_t under the previous frame's brushwork (its
+        // difference from its own content, warped). Starting such pixels from the bare content
+        // instead leaves unpainted patches around moving things that 10–20 iterations do not
+        // fill (see the temporal-coherence table in docs/temporal.md).
+        VideoInit::PrevWarped => {
+            let reliability = motion.reliability_tensor(device)?;
+            let previous_input = input::to_tensor(&previous.input, device)?;
+            let brushwork = motion.warp_tensor(&(&previous_output - previous_input)?)?;
+            (warped_previous.broadcast_mul(&reliability)? + (content + brushwork)?.broadcast_mul(&(1.0 - &reliability)?)?)?
+        }
+        VideoInit::Prev => previous_output.clone(),
+        VideoInit::Content => content.clone(),
+    };
+    // J_temporal against the previous frame and, with --temporal-frames, frames further back.
+    let mut temporal = Vec::new();
+    for (j, weights) in motion.long_term_weights() {
+        let warped = match j {
+            1 => warped_previous.clone(),
+            j => match (motion.earlier.iter().find(|(k, _)| *k == j), earlier.get(j - 1)) {
+                (Some((_, motion_j)), Some(frame_j)) => motion_j.warp_tensor(&input::to_tensor(&frame_j.output, device)?)?,
+                _ => continue,
+            },
+        };
+        temporal.push(TemporalTarget { warped_previous: warped, reliability: motion.weights_tensor(&weights, device)? });
+    }
+    let target = target.with_temporal(temporal)?;
+    Ok((stylizer.optimise(&target, &start, job.iterations, progress)?, warped_previous))
+}
+
+/// Passes iteration progress on and turns the stop flag into [`Progress::should_stop`].
+struct StopAware<'a> {
+    inner: &'a mut dyn VideoProgress,
+    stop: &'a AtomicBool,
+}
+
+impl Progress for StopAware<'_> {
+    fn iteration(&mut self, done: usize, total: usize, cost: f64) {
+        self.inner.iteration(done, total, cost);
+    }
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// The decoder thread (it returns the decoder's warnings), the input's facts, and the channel
+/// of its frames.
+pub(crate) type DecoderThread = (JoinHandle<Vec<DecoderWarning>>, VideoInfo, Receiver<Result<FrameWithMotion>>);
+
+/// A decoded frame with the motion from the frame before it (`None` for the first).
+pub(crate) struct FrameWithMotion {
+    frame: DecodedFrame,
+    motion: Option<Motion>,
+}
+
+/// Starts the decoder thread, which also estimates the motion between consecutive frames.
+/// Returns its handle (yielding the decoder's warnings by kind), the input's description and
+/// the frames' channel.
+pub(crate) fn spawn_decoder(
+    input: PathBuf,
+    options: DecodeOptions,
+    flow: FlowMethod,
+    temporal_frames: Vec<usize>,
+) -> Result<DecoderThread> {
+    let (info_tx, info_rx) = sync_channel::<Result<VideoInfo>>(1);
+    let (frames_tx, frames_rx) = sync_channel::<Result<FrameWithMotion>>(CHANNEL_FRAMES);
+    let handle = std::thread::Builder::new()
+        .name("decoder".into())
+        .spawn(move || {
+            let opened = VideoDecoder::open(&input, &options)
+                .and_then(|decoder| Ok((decoder, MotionEstimator::new(flow, &temporal_frames)?)));
+            let (mut decoder, mut motion) = match opened {
+                Ok(opened) => opened,
+                Err(e) => {
+                    let _ = info_tx.send(Err(e));
+                    return Vec::new();
+                }
+            };
+            let _ = info_tx.send(Ok(decoder.info().clone()));
+            loop {
+                let next = decoder.next_frame();
+                let end = !matches!(next, Ok(Some(_)));
+                let message = match next {
+                    Ok(Some(frame)) => motion.next(&frame.image).map(|motion| FrameWithMotion { frame, motion }),
+                    Ok(None) => break,
+                    Err(e) => Err(e),
+                };
+                if frames_tx.send(message).is_err() || end {
+                    break;
+                }
+            }
+            decoder.warning_kinds()
+        })
+        .map_err(|e| Error::Settings(format!("cannot start the decoder thread: {e}")))?;
+    let info = info_rx.recv().map_err(|_| Error::Settings("the decoder thread failed".into()))??;
+    Ok((handle, info, frames_rx))
+}
+
+/// Starts the encoder thread; it finishes the file on [`ToEncoder::Finish`] and abandons it
+/// (removing the temporary file) when the channel closes without one.
+pub(crate) fn spawn_encoder(
+    output: PathBuf,
+    source: VideoInfo,
+    options: EncodeOptions,
+    scale_to: Option<(u32, u32)>,
+    frames_dir: Option<PathBuf>,
+    bit_depth: BitDepth,
+) -> Result<(SyncSender<ToEncoder>, JoinHandle<Result<EncodedInfo>>)> {
+    // FFmpeg's contexts stay on the thread that made them: create the encoder there and hear
+    // back whether that worked.
+    let (created_tx, created_rx) = sync_channel::<Result<()>>(1);
+    let (tx, rx) = sync_channel::<ToEncoder>(CHANNEL_FRAMES);
+    let handle = std::thread::Builder::new()
+        .name("encoder".into())
+        .spawn(move || {
+            let mut sink = match FrameSink::create(&output, &source, &options, bit_depth) {
+                Ok(sink) => {
+                    let _ = created_tx.send(Ok(()));
+                    sink
+                }
+                Err(e) => {
+                    let _ = created_tx.send(Err(e));
+                    return Err(Error::Interrupted(String::new()));
+                }
+            };
+            for message in rx.iter() {
+                match message {
+                    ToEncoder::Frame { image, pts, index } => {
+                        if let Some(dir) = &frames_dir {
+                            image_io::save_rgb(&image.rgb8, &dir.join(format!("frame_{:06}.png", index + 1)))?;
+                        }
+                        let image = match scale_to {
+                            Some((w, h)) => image.resized(w, h),
+                            None => image,
+                        };
+                        sink.write_frame(&image, pts)?;
+                    }
+                    ToEncoder::Finish => return sink.finish(),
+                }
+            }
+            Err(Error::Interrupted(String::new()))
+        })
+        .map_err(|e| Error::Settings(format!("cannot start the encoder thread: {e}")))?;
+    created_rx.recv().map_err(|_| Error::Settings("the encoder thread failed".into()))??;
+    Ok((tx, handle))
+}
+
+/// An interruption says where the finished frames are kept and how to resume; other errors
+/// stay as they are.
+pub(crate) fn with_resume_hint(error: Error, workdir: &WorkDir) -> Error {
+    match error {
+        Error::Interrupted(_) => Error::Interrupted(format!(
+            ": {} finished frames are kept in {}; run the same command again to resume",
+            workdir.finished_count(),
+            workdir.path().display()
+        )),
+        e => e,
+    }
+}
+
+/// The checks of a video job's settings and output before any work is spent.
+pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
+    check_before_work(&job.options.settings, job.size, &job.output, job.report.as_deref())?;
+    if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {
+        return Err(Error::Settings(format!(
+            "--temporal-frames: each must be from 1 (the previous frame) to {MAX_TEMPORAL_FRAME}, got {:?}",
+            job.temporal_frames
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the output takes more than 8 bits per channel, so the stylized frames are kept at 16.
+pub(crate) fn deep_output(job: &VideoJob, source: &VideoInfo) -> bool {
+    match sequence_output(&job.output) {
+        Some(_) => job.bit_depth == BitDepth::Sixteen,
+        None => job.codec.bit_depth(source.bit_depth) > 8,
+    }
+}
+
+/// Where the stylized frames go: a video file, or a numbered image sequence.
+// One sink per run: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum FrameSink {
+    Video(VideoEncoder),
+    Sequence {
+        writer: SequenceWriter,
+        source: VideoInfo,
+        /// Number of the source's first frame: the input sequence's, 1 for a video (as FFmpeg).
+        first_number: u64,
+        last_number: Option<u64>,
+        notes: Vec<String>,
+    },
+}
+
+impl FrameSink {
+    fn create(output: &Path, source: &VideoInfo, options: &EncodeOptions, bit_depth: BitDepth) -> Result<FrameSink> {
+        if sequence_output(output).is_none() {
+            return Ok(FrameSink::Video(VideoEncoder::create(output, source, options)?));
+        }
+        let mut notes = Vec::new();
+        if options.copy_other_streams && !source.other_streams.is_empty() {
+            notes.push(format!("an image sequence holds no audio: the source's {} other stream(s) are not written", source.other_streams.len()));
+        }
+        Ok(FrameSink::Sequence {
+            writer: SequenceWriter::create(output, bit_depth)?,
+            source: source.clone(),
+            first_number: source.sequence.as_ref().map_or(1, |s| s.start_number),
+            last_number: None,
+            notes,
+        })
+    }
+
+    /// Writes one frame; `pts` in the source's time base. A sequence numbers each frame as the
+    /// source frame it came from (frames skipped by `--start` count), so it lines up in a comp.
+    fn write_frame(&mut self, image: &FinishedFrame, pts: i64) -> Result<()> {
+        match self {
+            FrameSink::Video(encoder) => match &image.rgb16 {
+                Some(deep) => encoder.write_frame16(deep, pts),
+                None => encoder.write_frame(&image.rgb8, pts),
+            },
+            FrameSink::Sequence { writer, source, first_number, last_number, .. } => {
+                let (num, den) = source.time_base;
+                let seconds = pts as f64 * num as f64 / den as f64 - source.start_seconds;
+                let position = (seconds / source.frame_seconds()).round().max(0.0) as u64;
+                let number = (*first_number + position).max(last_number.map_or(0, |n| n + 1));
+                *last_number = Some(number);
+                writer.write_frame(image, number)
+            }
+        }
+    }
+
+    fn finish(self) -> Result<EncodedInfo> {
+        match self {
+            FrameSink::Video(encoder) => encoder.finish(),
+            FrameSink::Sequence { writer, source, mut notes, .. } => {
+                let written = writer.finish()?;
+                notes.push(format!("{}-bit frames numbered from {}", written.bits, written.first_number));
+                Ok(EncodedInfo {
+                    path: PathBuf::from(&written.pattern),
+                    width: written.width,
+                    height: written.height,
+                    frames_written: written.frames,
+                    pixel_format: if written.bits == 16 { "rgb48".into() } else { "rgb24".into() },
+                    colour: source.colour.for_rgb_output(),
+                    timecode: None,
+                    streams: Vec::new(),
+                    notes,
+                })
+            }
+        }
+    }
+}
+
+/// The pattern, when `output` names an image sequence (`out/frame_%06d.png`).
+fn sequence_output(output: &Path) -> Option<Pattern> {
+    Pattern::parse(output)
+}
+
+/// The frame count to expect: the container's count, or duration × rate, cut by the options.
+fn expected_frames(info: &VideoInfo, job: &VideoJob) -> Option<u64> {
+    let rate = 1.0 / info.frame_seconds();
+    let total_seconds = info.duration_seconds?;
+    let start = job.start.unwrap_or(0.0).max(0.0);
+    let span = (total_seconds - start).max(0.0).min(job.duration.unwrap_or(f64::INFINITY));
+    let mut frames = match (info.frame_count, job.start, job.duration) {
+        (Some(n), None, None) => n,
+        _ => (span * rate).round() as u64,
+    };
+    if let Some(max) = job.max_frames {
+        frames = frames.min(max);
+    }
+    Some(frames)
+}
+
+/// Everything that determines the stylized frames (not how they are encoded): an earlier run's
+/// frames are reused only when all of it matches.
+pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
+    let file = |path: &Path| -> serde_json::Value {
+        let meta = std::fs::metadata(path).ok();
+        let modified = meta
+            .as_ref()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as u64);
+        serde_json::json!({
+            "path": std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            "bytes": meta.map(|m| m.len()),
+            "modified": modified,
+        })
+    };
+    let weights = job.options.network.weights_path();
+    Ok(serde_json::json!({
+        "input": file(&job.input),
+        "styles": job.style.paths.iter().map(|p| file(p)).collect::<Vec<_>>(),
+        "style_blend_weights": job.style.blend_weights,
+        "style_scale": job.style.scale,
+        "size": job.size,
+        "first_iterations": job.first_iterations,
+        "iterations": job.iterations,
+        "init": match &job.options.init { Init::Image(p) => file(p), other => serde_json::to_value(other).unwrap_or_default() },
+        "init_video": job.init_video,
+        "flow": job.flow,
+        "temporal_frames": job.temporal_frames,
+        "original_colors": job.options.original_colors,
+        "seed": job.options.seed,
+        "pooling": job.options.network.pooling,
+        "settings": job.options.settings,
+        "weights": file(&weights),
+        "start": job.start,
+        "duration": job.duration,
+    }))
+}
+
+/// Removes temporary files an earlier, killed run left beside the output.
+fn remove_stale_temporaries(output: &Path) {
+    let Some(name) = output.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let prefix = format!(".{name}.partial-");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                // A temporary video file, or a sequence's temporary directory.
+                let _ = std::fs::remove_file(entry.path()).or_else(|_| std::fs::remove_dir_all(entry.path()));
+            }
+        }
+    }
+}

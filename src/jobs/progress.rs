@@ -1,0 +1,121 @@
+//! What a video or preview job reports as it goes: the record of each finished frame (what the
+//! report lists, the work directory keeps and a display shows) and of each preview cell, and
+//! the progress traits that receive them, extending [`crate::progress::Progress`].
+
+use std::path::PathBuf;
+
+use crate::progress::{NoProgress, Progress};
+use crate::stylize::stylizer::{LossTerms, Stylized};
+
+/// What the report says of one frame; also the on-disk record of a finished frame.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FrameRecord {
+    /// 0-based position among the frames processed.
+    pub index: u64,
+    pub pts_seconds: f64,
+    pub iterations: usize,
+    /// Evaluations of J (see [`Stylized::evaluations`]); 0 in records of older runs.
+    #[serde(default)]
+    pub evaluations: usize,
+    #[serde(rename = "J")]
+    pub total: f64,
+    #[serde(rename = "J_content")]
+    pub content: f64,
+    #[serde(rename = "J_style")]
+    pub style: f64,
+    #[serde(rename = "J_tv")]
+    pub tv: f64,
+    #[serde(rename = "J_temporal", default)]
+    pub temporal: f64,
+    /// Wall time spent stylizing this frame (in the run that computed it).
+    pub seconds: f64,
+    /// Warping error against the previous output frame (Lai et al. 2018; see
+    /// [`crate::motion::temporal::warping_error`]); none for the first frame and after a cut.
+    #[serde(default)]
+    pub warping_error: Option<f64>,
+    /// True when the frame starts a new shot and was stylized afresh.
+    #[serde(default)]
+    pub cut: bool,
+    /// Share of the frame's pixels the flow from the previous frame could not vouch for
+    /// (c = 0: disoccluded, on a motion boundary, or new at the border).
+    #[serde(default)]
+    pub unreliable_share: Option<f64>,
+    /// Wall time of the optical flow and masks to the previous input frame.
+    #[serde(default)]
+    pub flow_seconds: Option<f64>,
+    /// True when the frame was taken from an earlier, interrupted run.
+    #[serde(default)]
+    pub resumed: bool,
+}
+
+impl FrameRecord {
+    /// The record of a frame just stylized (no temporal facts yet).
+    pub fn new(index: u64, pts_seconds: f64, stylized: &Stylized, seconds: f64) -> Self {
+        let terms = &stylized.terms;
+        FrameRecord {
+            index,
+            pts_seconds,
+            iterations: stylized.iterations,
+            evaluations: stylized.evaluations,
+            total: terms.total,
+            content: terms.content,
+            style: terms.style,
+            tv: terms.tv,
+            temporal: terms.temporal,
+            seconds,
+            warping_error: None,
+            cut: false,
+            unreliable_share: None,
+            flow_seconds: None,
+            resumed: false,
+        }
+    }
+}
+
+/// One cell's settings and outcome, for the report and the progress display.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CellRecord {
+    pub row: usize,
+    pub column: usize,
+    /// "starry_night.jpg · style-weight 5e-4, t = 1.5 s".
+    pub label: String,
+    pub style: PathBuf,
+    pub style_scale: f64,
+    pub content_weight: f64,
+    pub style_weight: f64,
+    pub tv_weight: f64,
+    /// The frame's time in the clip (none for a still).
+    pub t_seconds: Option<f64>,
+    #[serde(flatten)]
+    pub terms: LossTerms,
+    pub iterations: usize,
+    /// Evaluations of J (see [`crate::stylize::stylizer::Stylized::evaluations`]).
+    pub evaluations: usize,
+    pub seconds: f64,
+}
+
+/// How a video run reports progress: per frame, and per iteration within a frame.
+pub trait VideoProgress: Progress {
+    /// Called once the input is open; `total` is the expected frame count, if known.
+    fn begin(&mut self, total: Option<u64>);
+    /// Called when a frame is finished (computed, or resumed from an earlier run).
+    fn frame(&mut self, record: &FrameRecord);
+}
+
+/// How a preview grid reports progress: per cell, and per iteration within a cell.
+pub trait PreviewProgress: Progress {
+    /// Called once the frames are decoded and the network is loaded.
+    fn begin_cells(&mut self, total: usize);
+    /// Called when a cell is finished.
+    fn cell(&mut self, record: &CellRecord);
+}
+
+impl VideoProgress for NoProgress {
+    fn begin(&mut self, _: Option<u64>) {}
+    fn frame(&mut self, _: &FrameRecord) {}
+}
+
+impl PreviewProgress for NoProgress {
+    fn begin_cells(&mut self, _: usize) {}
+    fn cell(&mut self, _: &CellRecord) {}
+}

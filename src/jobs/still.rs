@@ -1,0 +1,138 @@
+//! The still-image job (the preview tool): one photo or frame in, one stylized image out, with
+//! an optional JSON report of the loss terms. Everything that can be checked is checked before
+//! the optimisation spends any time.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use image::RgbImage;
+
+use crate::error::Result;
+use crate::jobs::cache::StylizerCache;
+use crate::jobs::spec::{
+    check_before_work, check_working_size, load_init_image, write_json, Init, OptionsReport, StyleSpec, StylizeOptions, DEFAULT_SIZE,
+};
+use crate::media::image_io;
+use crate::net::input;
+use crate::progress::Progress;
+use crate::stylize::stylizer::{LossTerms, Stylized, Stylizer};
+
+/// Default iteration budget of a still image (the early stop may end sooner).
+pub const DEFAULT_ITERATIONS: usize = 150;
+
+#[derive(Debug, Clone)]
+pub struct StillJob {
+    pub content: PathBuf,
+    pub style: StyleSpec,
+    pub output: PathBuf,
+    /// Longest side of the processed image, in pixels.
+    pub size: u32,
+    pub iterations: usize,
+    /// The network and the optimisation's options shared with the other jobs.
+    pub options: StylizeOptions,
+    pub report: Option<PathBuf>,
+}
+
+impl StillJob {
+    /// The job with every option at its CLI default.
+    pub fn with_defaults(content: PathBuf, style: PathBuf, output: PathBuf) -> Self {
+        StillJob {
+            content,
+            style: StyleSpec { paths: vec![style], blend_weights: vec![1.0], scale: 1.0 },
+            output,
+            size: DEFAULT_SIZE,
+            iterations: DEFAULT_ITERATIONS,
+            options: StylizeOptions::default(),
+            report: None,
+        }
+    }
+}
+
+/// What `--report` writes: the loss terms of the returned image plus the run's facts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StillReport {
+    pub input: PathBuf,
+    pub styles: Vec<PathBuf>,
+    pub output: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    #[serde(flatten)]
+    pub terms: LossTerms,
+    pub iterations: usize,
+    /// Evaluations of J (see [`crate::stylize::stylizer::Stylized::evaluations`]).
+    pub evaluations: usize,
+    /// Wall time of the whole job (loading, optimisation, saving).
+    pub seconds: f64,
+    /// Wall time of the optimisation alone.
+    pub optimisation_seconds: f64,
+    #[serde(flatten)]
+    pub options: OptionsReport,
+}
+
+/// Runs the job: returns the report (also written to `job.report` when set).
+pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillReport> {
+    run_still_with(job, progress, &StylizerCache::new())
+}
+
+/// [`run_still`] taking the network and style targets from `cache` (a batch shares one).
+pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &StylizerCache) -> Result<StillReport> {
+    let started = Instant::now();
+    image_io::output_format(&job.output)?;
+    check_before_work(&job.options.settings, job.size, &job.output, job.report.as_deref())?;
+    let content = image_io::load_rgb(&job.content)?;
+    let (width, height) = image_io::size_for_longest_side(content.width(), content.height(), job.size);
+    check_working_size(&job.content, job.size, (width, height), &job.options.settings)?;
+        let stylizer = cache.stylizer(&job.options.network, &job.options.settings, &job.style, (width, height))?;
+    let content_image = image_io::resize(&content, width, height);
+    let (image, result) =
+        stylize_image(&stylizer, &content_image, &job.options.init, job.options.seed, job.iterations, job.options.original_colors, progress)?;
+    image_io::save_rgb(&image, &job.output)?;
+
+    let report = StillReport {
+        input: job.content.clone(),
+        styles: job.style.paths.clone(),
+        output: job.output.clone(),
+        width,
+        height,
+        terms: result.terms,
+        iterations: result.iterations,
+        evaluations: result.evaluations,
+        seconds: started.elapsed().as_secs_f64(),
+        optimisation_seconds: result.seconds,
+        options: OptionsReport::new(&job.options, stylizer.vgg().precision()),
+    };
+    if let Some(path) = &job.report {
+        write_json(path, &report)?;
+    }
+    Ok(report)
+}
+
+/// One still optimisation with a built stylizer: `content` (already at its working size) is the
+/// content image, the start is as `init` says, at most `iterations` steps. Returns the 8-bit
+/// result (with the content's colours when `original_colors`) and the optimisation's facts.
+/// The still job and the preview grid's cells are made by this.
+pub fn stylize_image(
+    stylizer: &Stylizer,
+    content: &RgbImage,
+    init: &Init,
+    seed: u64,
+    iterations: usize,
+    original_colors: bool,
+    progress: &mut dyn Progress,
+) -> Result<(RgbImage, Stylized)> {
+    let device = stylizer.vgg().device();
+    let (width, height) = content.dimensions();
+    let content_tensor = input::to_tensor(content, device)?;
+    let start = match init {
+        Init::Content => content_tensor.clone(),
+        Init::Noise => input::noise_tensor(width, height, seed, device)?,
+        Init::Image(path) => load_init_image(path, width, height, device)?,
+    };
+    let target = stylizer.content_target(&content_tensor)?;
+    let result = stylizer.optimise(&target, &start, iterations, progress)?;
+    let mut image = input::from_tensor(&result.image)?;
+    if original_colors {
+        image = image_io::keep_original_colors(&image, content);
+    }
+    Ok((image, result))
+}

@@ -1,0 +1,213 @@
+//! Still images in and out: reading and checking image files, resizing to the processing size,
+//! colour conversions, and writing results atomically (a temporary name in the same directory,
+//! then a rename). The conversion to the network's input tensors is [`crate::net::input`]'s.
+
+use std::path::{Path, PathBuf};
+
+use image::{imageops::FilterType, ImageBuffer, ImageFormat, Rgb, RgbImage};
+
+use crate::error::{Error, Result};
+
+/// 16-bit RGB: stylized frames for deep outputs (10-bit video, 16-bit image sequences).
+pub type Rgb16Image = ImageBuffer<Rgb<u16>, Vec<u16>>;
+
+/// A finished frame as written: 8-bit RGB, and for deep outputs the same frame at 16 bits, the
+/// 8-bit one then being its rounding, so that both say the same thing.
+#[derive(Debug, Clone)]
+pub struct FinishedFrame {
+    pub rgb8: RgbImage,
+    pub rgb16: Option<Rgb16Image>,
+}
+
+impl FinishedFrame {
+    /// A frame at 16 bits, with its 8-bit rounding.
+    pub fn deep(rgb16: Rgb16Image) -> FinishedFrame {
+        let rgb8 = RgbImage::from_fn(rgb16.width(), rgb16.height(), |x, y| {
+            Rgb(rgb16.get_pixel(x, y).0.map(|v| ((u32::from(v) + 128) / 257) as u8))
+        });
+        FinishedFrame { rgb8, rgb16: Some(rgb16) }
+    }
+
+    /// The frame at 16 bits: the deep one, or the 8-bit one widened (×257).
+    pub fn to_rgb16(&self) -> Rgb16Image {
+        self.rgb16.clone().unwrap_or_else(|| {
+            ImageBuffer::from_fn(self.rgb8.width(), self.rgb8.height(), |x, y| Rgb(self.rgb8.get_pixel(x, y).0.map(|v| u16::from(v) * 257)))
+        })
+    }
+
+    /// Both images resized (Lanczos); a no-op when the size already matches.
+    pub fn resized(self, width: u32, height: u32) -> FinishedFrame {
+        if self.rgb8.dimensions() == (width, height) {
+            return self;
+        }
+        match self.rgb16 {
+            Some(deep) => FinishedFrame::deep(image::imageops::resize(&deep, width, height, FilterType::Lanczos3)),
+            None => FinishedFrame { rgb8: resize(&self.rgb8, width, height), rgb16: None },
+        }
+    }
+}
+
+/// Reads a frame kept by [`save_finished`]: 16-bit PNGs come back deep.
+pub fn load_finished(path: &Path) -> Result<FinishedFrame> {
+    let image = image::open(path).map_err(|e| Error::input(path, format!("not a readable image: {e}")))?;
+    Ok(match image {
+        image::DynamicImage::ImageRgb16(deep) => FinishedFrame::deep(deep),
+        other => FinishedFrame { rgb8: other.to_rgb8(), rgb16: None },
+    })
+}
+
+/// Writes a finished frame as a lossless PNG: 16-bit when it is deep.
+pub fn save_finished(frame: &FinishedFrame, path: &Path) -> Result<()> {
+    match &frame.rgb16 {
+        None => save_rgb(&frame.rgb8, path),
+        Some(deep) => write_atomically(path, |tmp| deep.save_with_format(tmp, ImageFormat::Png).map_err(|e| format!("cannot write image: {e}"))),
+    }
+}
+
+/// Reads an image file (format from its contents), as 8-bit RGB.
+pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    if !path.exists() {
+        return Err(Error::input(path, "file not found"));
+    }
+    if path.is_dir() {
+        return Err(Error::input(path, "is a directory, not an image"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+    let format = image::guess_format(&bytes)
+        .map_err(|_| Error::input(path, "not an image (unrecognised contents; PNG and JPEG are supported)"))?;
+    let image = image::load_from_memory_with_format(&bytes, format)
+        .map_err(|e| Error::input(path, format!("not a readable image: {e}")))?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(Error::input(path, "image has zero size"));
+    }
+    Ok(image.to_rgb8())
+}
+
+/// Width and height with the longest side equal to `longest` and the aspect ratio kept.
+pub fn size_for_longest_side(width: u32, height: u32, longest: u32) -> (u32, u32) {
+    let scale = longest as f64 / width.max(height) as f64;
+    let w = ((width as f64 * scale).round() as u32).max(1);
+    let h = ((height as f64 * scale).round() as u32).max(1);
+    (w, h)
+}
+
+/// Width and height with area `area` (in pixels) and the aspect ratio of `width × height`.
+pub fn size_for_area(width: u32, height: u32, area: f64) -> (u32, u32) {
+    let scale = (area / (width as f64 * height as f64)).sqrt();
+    (((width as f64 * scale).round() as u32).max(1), ((height as f64 * scale).round() as u32).max(1))
+}
+
+/// Resizes with a Lanczos filter; a no-op when the size already matches.
+pub fn resize(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    if image.dimensions() == (width, height) {
+        return image.clone();
+    }
+    image::imageops::resize(image, width, height, FilterType::Lanczos3)
+}
+
+/// RGB → Y'CbCr, BT.601 full range (as JPEG): Y' in 0..255, Cb and Cr centred on 128.
+pub fn rgb_to_ycbcr([r, g, b]: [f32; 3]) -> [f32; 3] {
+    [
+        0.299 * r + 0.587 * g + 0.114 * b,
+        128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b,
+        128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b,
+    ]
+}
+
+/// Y'CbCr (BT.601 full range) → RGB, the inverse of [`rgb_to_ycbcr`].
+pub fn ycbcr_to_rgb([y, cb, cr]: [f32; 3]) -> [f32; 3] {
+    let (cb, cr) = (cb - 128.0, cr - 128.0);
+    [y + 1.402 * cr, y - 0.344_136 * cb - 0.714_136 * cr, y + 1.772 * cb]
+}
+
+/// neural-style's `-original_colors`: the stylized image's luminance (its brushwork) with the
+/// content's chroma (its colours), combined in Y'CbCr (BT.601 full range), rounded and clamped
+/// to 0..255. Both images have the same size.
+pub fn keep_original_colors(stylized: &RgbImage, content: &RgbImage) -> RgbImage {
+    with_content_chroma(stylized, content, 1.0, |v| v.round().clamp(0.0, 255.0) as u8)
+}
+
+/// [`keep_original_colors`] for a 16-bit stylized frame (the content stays 8-bit).
+pub fn keep_original_colors16(stylized: &Rgb16Image, content: &RgbImage) -> Rgb16Image {
+    with_content_chroma(stylized, content, 257.0, |v| v.round().clamp(0.0, 65535.0) as u16)
+}
+
+/// The luminance of `stylized` (whose values are `scale` × 8-bit ones) with the chroma of
+/// `content`, written back at `scale` by `to_sample`.
+fn with_content_chroma<T>(
+    stylized: &ImageBuffer<Rgb<T>, Vec<T>>,
+    content: &RgbImage,
+    scale: f32,
+    to_sample: impl Fn(f32) -> T,
+) -> ImageBuffer<Rgb<T>, Vec<T>>
+where
+    T: image::Primitive + Into<f32>,
+    Rgb<T>: image::Pixel<Subpixel = T>,
+{
+    assert_eq!(stylized.dimensions(), content.dimensions(), "stylized and content sizes differ");
+    ImageBuffer::from_fn(stylized.width(), stylized.height(), |x, y| {
+        let [luma, _, _] = rgb_to_ycbcr(stylized.get_pixel(x, y).0.map(|v| Into::<f32>::into(v) / scale));
+        let [_, cb, cr] = rgb_to_ycbcr(content.get_pixel(x, y).0.map(f32::from));
+        Rgb(ycbcr_to_rgb([luma, cb, cr]).map(|v| to_sample(v * scale)))
+    })
+}
+
+/// The image format an output path asks for, from its extension.
+pub fn output_format(path: &Path) -> Result<ImageFormat> {
+    match ImageFormat::from_path(path) {
+        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => Ok(f),
+        _ => Err(Error::output(path, "unsupported image extension (use .png, .jpg or .jpeg)")),
+    }
+}
+
+/// A sibling of `path` to write to before renaming it into place.
+pub fn temporary_sibling(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Checks that `path`'s directory exists and is writable, before any work is spent on it.
+pub fn check_writable_destination(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::output(path, format!("directory {} does not exist", dir.display())));
+    }
+    let probe = temporary_sibling(path);
+    std::fs::write(&probe, b"")
+        .map_err(|e| Error::output(path, format!("directory {} is not writable: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename, so that `path` either
+/// holds the complete file or is untouched.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> std::result::Result<(), String>) -> Result<()> {
+    let tmp = temporary_sibling(path);
+    if let Err(problem) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::output(path, problem));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::output(path, format!("cannot move the finished file into place: {e}"))
+    })
+}
+
+/// Saves an RGB image (PNG or JPEG by extension, JPEG at quality 95) atomically.
+pub fn save_rgb(image: &RgbImage, path: &Path) -> Result<()> {
+    let format = output_format(path)?;
+    write_atomically(path, |tmp| {
+        let file = std::fs::File::create(tmp).map_err(|e| format!("cannot create: {e}"))?;
+        let mut out = std::io::BufWriter::new(file);
+        let result = match format {
+            ImageFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).encode_image(image),
+            _ => image.write_to(&mut out, format),
+        };
+        result.map_err(|e| format!("cannot write image: {e}"))?;
+        use std::io::Write;
+        out.flush().map_err(|e| format!("cannot write image: {e}"))
+    })
+}

@@ -1,0 +1,656 @@
+//! The stylizer: J(G) = α J_content(C,G) + β J_style(S,G) + γ_tv J_tv(G) + γ_temp J_temporal(G),
+//! minimised over the pixels of G starting from a given image. The style targets are computed
+//! once, when the stylizer is built; each call of [`Stylizer::optimise`] takes a frame's target
+//! (its content and, for video, the previous stylized frame warped into place) and a starting
+//! image (the content, noise, or — for video — the previous stylized frame, warped).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+
+use crate::error::{Error, Result};
+use crate::net::cpu::layers::Gram;
+use crate::net::profile;
+use crate::net::vgg::{DeviceTrace, LayerName, Trace, Vgg16};
+use crate::progress::Progress;
+use crate::stylize::loss::{self, content_cost, layer_style_cost, temporal_cost, tv_cost, StyleTarget};
+use crate::stylize::optim::{Optimizer, OptimizerKind};
+use crate::stylize::optim_device::DeviceOptimizer;
+
+/// What the stylizer optimises and how. Defaults are the documented CLI defaults.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    /// α, weight of J_content.
+    pub content_weight: f64,
+    /// β, weight of J_style.
+    pub style_weight: f64,
+    /// γ_tv, weight of J_tv (0 disables it).
+    pub tv_weight: f64,
+    /// γ_temp, weight of J_temporal for video frames with a previous frame (0 disables it).
+    pub temporal_weight: f64,
+    /// Layers whose Gram matrices make the style cost.
+    pub style_layers: Vec<LayerName>,
+    /// λ^[l] for each style layer.
+    pub style_layer_weights: Vec<f64>,
+    /// Layer of the content cost.
+    pub content_layer: LayerName,
+    pub optimizer: OptimizerKind,
+    /// Adam's step size; L-BFGS's step scale (1 is the classic choice).
+    pub learning_rate: f64,
+    /// Curvature pairs L-BFGS keeps.
+    pub lbfgs_history: usize,
+    /// Early stop when |J_{t−w} − J_t| / J_{t−w} < tol over a window of w iterations (0: never).
+    pub tol: f64,
+    pub tol_window: usize,
+}
+
+/// Default γ_temp (see the temporal-coherence table in docs/temporal.md for how it was chosen).
+pub const DEFAULT_TEMPORAL_WEIGHT: f64 = 100.0;
+
+/// The style layers of Gatys et al.: relu1_1 … relu5_1.
+pub fn default_style_layers() -> Vec<LayerName> {
+    (1..=5).map(|block| LayerName { block, conv: 1 }).collect()
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let style_layers = default_style_layers();
+        let n = style_layers.len();
+        Settings {
+            content_weight: 1.0,
+            style_weight: 5e-4,
+            tv_weight: 1e-3,
+            temporal_weight: DEFAULT_TEMPORAL_WEIGHT,
+            style_layer_weights: vec![1.0 / n as f64; n],
+            style_layers,
+            content_layer: LayerName { block: 4, conv: 2 },
+            optimizer: OptimizerKind::Lbfgs,
+            learning_rate: 1.0,
+            lbfgs_history: 20,
+            tol: 1e-4,
+            tol_window: 10,
+        }
+    }
+}
+
+impl Settings {
+    /// The default learning rate of an optimiser (L-BFGS 1, Adam 10 in 0..255 pixel units).
+    pub fn default_learning_rate(kind: OptimizerKind) -> f64 {
+        match kind {
+            OptimizerKind::Lbfgs => 1.0,
+            OptimizerKind::Adam => 10.0,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.style_layers.is_empty() {
+            return Err(Error::Settings("--style-layers: at least one layer is needed".into()));
+        }
+        if self.style_layer_weights.len() != self.style_layers.len() {
+            return Err(Error::Settings(format!(
+                "--style-layer-weights: {} weights given for {} style layers",
+                self.style_layer_weights.len(),
+                self.style_layers.len()
+            )));
+        }
+        let weights = [
+            ("--content-weight", self.content_weight),
+            ("--style-weight", self.style_weight),
+            ("--tv-weight", self.tv_weight),
+            ("--temporal-weight", self.temporal_weight),
+            ("--learning-rate", self.learning_rate),
+            ("--tol", self.tol),
+        ];
+        for (name, w) in weights.into_iter().chain(self.style_layer_weights.iter().map(|&w| ("--style-layer-weights", w))) {
+            if !(w >= 0.0 && w.is_finite()) {
+                return Err(Error::Settings(format!("{name}: must be a finite number ≥ 0, got {w}")));
+            }
+        }
+        if self.learning_rate.is_nan() || self.learning_rate <= 0.0 {
+            return Err(Error::Settings("--learning-rate: must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    /// Style layers then the content layer: every layer the cost reads.
+    fn tapped_layers(&self) -> Vec<LayerName> {
+        let mut layers = self.style_layers.clone();
+        layers.push(self.content_layer);
+        layers
+    }
+
+    /// Smallest image side that still leaves at least one position at the deepest tapped layer.
+    pub fn min_image_side(&self) -> u32 {
+        let deepest_block = self.tapped_layers().iter().map(|l| l.block).max().unwrap_or(1);
+        1 << (deepest_block - 1)
+    }
+}
+
+/// The loss terms of one image, all evaluated on the same G.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LossTerms {
+    /// J = α J_content + β J_style + γ_tv J_tv + γ_temp J_temporal.
+    #[serde(rename = "J")]
+    pub total: f64,
+    #[serde(rename = "J_content")]
+    pub content: f64,
+    /// J_style = Σ_l λ^[l] J^[l]_style.
+    #[serde(rename = "J_style")]
+    pub style: f64,
+    /// Unweighted J^[l]_style per style layer, by name.
+    #[serde(rename = "J_style_layers", serialize_with = "serialize_layers")]
+    pub style_layers: Vec<(LayerName, f64)>,
+    #[serde(rename = "J_tv")]
+    pub tv: f64,
+    /// J_temporal against the warped earlier frames (0 without any).
+    #[serde(rename = "J_temporal")]
+    pub temporal: f64,
+}
+
+fn serialize_layers<S: serde::Serializer>(layers: &[(LayerName, f64)], s: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(layers.len()))?;
+    for (name, value) in layers {
+        map.serialize_entry(&name.to_string(), value)?;
+    }
+    map.end()
+}
+
+/// What a content image asks for: a^[l](C) at the content layer, and the image's size; for a
+/// video frame also the previous stylized frame warped into place ([`TemporalTarget`]).
+#[derive(Debug, Clone)]
+pub struct ContentTarget {
+    activations: Tensor,
+    /// The same activations on the host, for the CPU kernels' own gradient.
+    activations_host: Vec<f32>,
+    dims: (usize, usize, usize, usize),
+    temporal: Vec<TemporalTarget>,
+    /// Each temporal target's ω(x_{t−j}) and c on the host, for the CPU kernels' own gradient.
+    temporal_host: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// What J_temporal compares with: ω(x_{t−j}), an earlier stylized frame (the previous one, or
+/// for long-term consistency one further back) warped to this frame, and the weight c of each
+/// pixel (`(1, 1, n_H, n_W)`).
+#[derive(Debug, Clone)]
+pub struct TemporalTarget {
+    pub warped_previous: Tensor,
+    pub reliability: Tensor,
+}
+
+impl ContentTarget {
+    /// The same target with J_temporal against `temporal` added to the cost: with several
+    /// earlier frames, J_temporal = Σ_j (1/D) Σ_k c_{j,k} (x_k − ω(x_{t−j})_k)^2.
+    pub fn with_temporal(mut self, temporal: Vec<TemporalTarget>) -> Result<Self> {
+        let (n, _, h, w) = self.dims;
+        for target in &temporal {
+            if target.warped_previous.dims4()? != self.dims || target.reliability.dims4()? != (n, 1, h, w) {
+                return Err(Error::Settings(format!(
+                    "temporal target is {:?} with weights {:?}, the content is {:?}",
+                    target.warped_previous.dims4()?,
+                    target.reliability.dims4()?,
+                    self.dims
+                )));
+            }
+        }
+        self.temporal_host = temporal
+            .iter()
+            .map(|t| Ok((t.warped_previous.flatten_all()?.to_vec1::<f32>()?, t.reliability.flatten_all()?.to_vec1::<f32>()?)))
+            .collect::<Result<_>>()?;
+        self.temporal = temporal;
+        Ok(self)
+    }
+}
+
+/// The result of an optimisation: the image with the lowest J seen, its loss terms (evaluated
+/// on that very image, before any 8-bit quantisation) and the iterations and evaluations spent.
+#[derive(Debug, Clone)]
+pub struct Stylized {
+    pub image: Tensor,
+    pub terms: LossTerms,
+    /// Optimiser steps taken.
+    pub iterations: usize,
+    /// Times J was computed (a forward pass through the network and the losses), each but the
+    /// last with ∇J (backpropagation to the pixels). Both optimisers take a fixed step (L-BFGS
+    /// runs no line search), so this is one per iteration plus the starting image's.
+    pub evaluations: usize,
+    /// J after each evaluation (index 0: the starting image).
+    pub history: Vec<f64>,
+    pub seconds: f64,
+}
+
+pub struct Stylizer {
+    /// Shared: several stylizers (styles, settings, working sizes) can use one loaded network.
+    vgg: Arc<Vgg16>,
+    settings: Settings,
+    style_targets: Vec<StyleTarget>,
+}
+
+impl Stylizer {
+    /// Builds the stylizer and computes the style targets once: for each style layer, the blend
+    /// Σ_s w_s G^[l](S_s)/(n_H n_W)_{S_s} of the style images (already at their working size).
+    /// `vgg` is a network or an `Arc` of one shared with other stylizers.
+    pub fn new(vgg: impl Into<Arc<Vgg16>>, settings: Settings, styles: &[(Tensor, f64)]) -> Result<Self> {
+        let vgg = vgg.into();
+        settings.validate()?;
+        if styles.is_empty() {
+            return Err(Error::Settings("at least one style image is needed".into()));
+        }
+        let min_side = settings.min_image_side() as usize;
+        let mut per_layer: Vec<Vec<(Tensor, f64)>> = vec![Vec::new(); settings.style_layers.len()];
+        for (style, weight) in styles {
+            let (_, _, h, w) = style.dims4()?;
+            if h.min(w) < min_side {
+                return Err(Error::Settings(format!(
+                    "style image is {w}×{h} at its working size; the style layers need at least {min_side} pixels per side"
+                )));
+            }
+            let activations = vgg.features(style, &settings.style_layers)?;
+            for (slot, a) in per_layer.iter_mut().zip(activations) {
+                slot.push((a.detach(), *weight));
+            }
+        }
+        let style_targets = per_layer.iter().map(|a| StyleTarget::blend(a)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { vgg, settings, style_targets })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn vgg(&self) -> &Vgg16 {
+        &self.vgg
+    }
+
+    /// a^[l](C) at the content layer, computed once per content image (frame).
+    pub fn content_target(&self, content: &Tensor) -> Result<ContentTarget> {
+        let dims = content.dims4()?;
+        let min_side = self.settings.min_image_side() as usize;
+        if dims.2.min(dims.3) < min_side {
+            return Err(Error::Settings(format!(
+                "image is {}×{} at its working size; the chosen layers need at least {min_side} pixels per side",
+                dims.3, dims.2
+            )));
+        }
+        let activations = self.vgg.features(content, &[self.settings.content_layer])?.remove(0).detach();
+        let activations_host = activations.flatten_all()?.to_vec1::<f32>()?;
+        Ok(ContentTarget { activations, activations_host, dims, temporal: Vec::new(), temporal_host: Vec::new() })
+    }
+
+    /// J(G) as a scalar tensor (for backprop) and its terms as numbers.
+    pub fn cost(&self, image: &Tensor, content: &ContentTarget) -> Result<(Tensor, LossTerms)> {
+        let s = &self.settings;
+        let mut features = self.vgg.features(image, &s.tapped_layers())?;
+        let a_content = features.pop().expect("content layer is tapped last");
+        let j_content = content_cost(&content.activations, &a_content)?;
+        let mut j_style = None;
+        let mut style_layers = Vec::with_capacity(s.style_layers.len());
+        for ((a, target), (&layer, &lambda)) in
+            features.iter().zip(&self.style_targets).zip(s.style_layers.iter().zip(&s.style_layer_weights))
+        {
+            let j_layer = layer_style_cost(&target.gram_for(a)?, a)?;
+            style_layers.push((layer, j_layer.to_scalar::<f64>()?));
+            let weighted = (j_layer * lambda)?;
+            j_style = Some(match j_style {
+                None => weighted,
+                Some(sum) => (sum + weighted)?,
+            });
+        }
+        let j_style = j_style.expect("style layers are not empty");
+        let (image_terms, tv, temporal) = self.image_terms(image, content)?;
+        let total = (((&j_content * s.content_weight)? + (&j_style * s.style_weight)?)? + image_terms)?;
+        let terms = LossTerms {
+            total: total.to_scalar::<f64>()?,
+            content: j_content.to_scalar::<f64>()?,
+            style: j_style.to_scalar::<f64>()?,
+            style_layers,
+            tv,
+            temporal,
+        };
+        Ok((total, terms))
+    }
+
+    /// Optimises the pixels of G from `start` (same size as the content) for at most
+    /// `iterations` steps, stopping early when J levels off (see [`Settings::tol`]).
+    /// Returns the best image seen with its loss terms. `iterations = 0` returns `start`.
+    pub fn optimise(
+        &self,
+        content: &ContentTarget,
+        start: &Tensor,
+        iterations: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<Stylized> {
+        let started = Instant::now();
+        if start.dims4()? != content.dims {
+            return Err(Error::Settings(format!(
+                "starting image is {:?}, the content is {:?}",
+                start.dims4()?,
+                content.dims
+            )));
+        }
+        if !self.vgg.compute().uses_crate_kernels() {
+            return self.optimise_on_device(content, start, iterations, progress, started);
+        }
+        let s = &self.settings;
+        let mut image = start.detach();
+        let mut x = start.flatten_all()?.to_vec1::<f32>()?;
+        let mut optimizer = Optimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
+            .with_gradient_resolution(self.vgg.precision().gradient_resolution());
+        let mut record = Record::new(iterations);
+        loop {
+            let (evaluation, terms) = profile::time(|| "J: features and losses".into(), || self.evaluate(&image, content))?;
+            record.evaluated(&terms, &image)?;
+            if record.done == iterations || self.levelled_off(&record.history) {
+                break;
+            }
+            if progress.should_stop() {
+                return Err(Error::Interrupted(String::new()));
+            }
+            let grad = profile::time(|| "∇J: backward".into(), || evaluation.gradient(self))?;
+            if let Some(bad) = grad.iter().find(|g| !g.is_finite()) {
+                return Err(Error::Diverged(format!("gradient became {bad} after {} iterations", record.done)));
+            }
+            image = profile::time(
+                || "optimiser step".into(),
+                || -> Result<Tensor> {
+                    optimizer.step(&mut x, &grad);
+                    Ok(Tensor::from_slice(&x, start.shape(), start.device())?)
+                },
+            )?;
+            record.done += 1;
+            progress.iteration(record.done, iterations, terms.total);
+        }
+        Ok(record.finish(started))
+    }
+
+    /// J(G) and what its gradient needs, without candle's autograd: the network's own forward
+    /// trace and the losses' gradients at the tapped layers, written out ([`loss`]'s
+    /// `…_and_gradient` functions), so that [`Evaluation::gradient`] runs the layers' own
+    /// backward. On this crate's CPU kernels on host vectors; elsewhere (a GPU, `cpu-reference`)
+    /// on tensors on the device ([`Vgg16::device_trace`], [`Vgg16::device_backward`]).
+    pub fn evaluate(&self, image: &Tensor, content: &ContentTarget) -> Result<(Evaluation, LossTerms)> {
+        if !self.vgg.compute().uses_crate_kernels() {
+            let (evaluation, terms) = self.device_evaluate(image, content)?;
+            let terms = self.read_terms(&terms)?;
+            return Ok((Evaluation::Device(evaluation), terms));
+        }
+        let s = &self.settings;
+        let (_, n_c, h, w) = image.dims4()?;
+        let pixels = image.flatten_all()?.to_vec1::<f32>()?;
+        let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
+        let trace = profile::time(|| "VGG16 forward (trace)".into(), || self.vgg.trace(&pixels, h, w, deepest))?;
+        let activation = |layer: LayerName| trace.activation(layer).expect("the trace reaches every tapped layer");
+
+        let a_content = activation(s.content_layer);
+        let (j_content, content_gradient) = profile::time(
+            || "J_content and its gradient".into(),
+            || loss::content_cost_and_gradient(&content.activations_host, &a_content.values, s.content_weight),
+        );
+        let mut style_gradients = Vec::with_capacity(s.style_layers.len());
+        let mut style_layers = Vec::with_capacity(s.style_layers.len());
+        let mut j_style = 0.0;
+        for ((&layer, &lambda), target) in s.style_layers.iter().zip(&s.style_layer_weights).zip(&self.style_targets) {
+            let a = activation(layer);
+            let positions = a.h * a.w;
+            let gram = Gram::compute(&a.values, a.channels, positions);
+            let (gram_style, scale) = target.host_gram_for(positions);
+            let (j_layer, s_matrix) = profile::time(
+                || "J_style layers and their S".into(),
+                || loss::layer_style_cost_and_gradient(&gram, gram_style, scale, (a.channels, a.h, a.w), s.style_weight * lambda),
+            );
+            style_layers.push((layer, j_layer));
+            j_style += lambda * j_layer;
+            style_gradients.push((layer, s_matrix));
+        }
+        // J_tv and J_temporal act on the image itself; their gradient is added at the end.
+        let (tv, temporal, image_gradient) = profile::time(
+            || "J_tv, J_temporal and their gradients".into(),
+            || {
+                let (mut tv, mut temporal, mut gradient) = (0.0, 0.0, None);
+                if s.tv_weight > 0.0 {
+                    let (j, g) = loss::tv_cost_and_gradient(&pixels, (n_c, h, w), s.tv_weight);
+                    (tv, gradient) = (j, Some(g));
+                }
+                if s.temporal_weight > 0.0 && !content.temporal_host.is_empty() {
+                    let gradient = gradient.get_or_insert_with(|| vec![0f32; pixels.len()]);
+                    for (warped, reliability) in &content.temporal_host {
+                        temporal += loss::temporal_cost_and_gradient(&pixels, warped, reliability, s.temporal_weight, gradient);
+                    }
+                }
+                (tv, temporal, gradient)
+            },
+        );
+        let total = s.content_weight * j_content + s.style_weight * j_style + s.tv_weight * tv + s.temporal_weight * temporal;
+        let terms = LossTerms { total, content: j_content, style: j_style, style_layers, tv, temporal };
+        let evaluation = Evaluation::Kernels {
+            trace,
+            content_gradient: (s.content_layer, content_gradient),
+            style_gradients,
+            image_gradient,
+        };
+        Ok((evaluation, terms))
+    }
+
+    /// [`Self::optimise`] on the device (a GPU, `cpu-reference`): the evaluation, the backward
+    /// and the optimiser's step are queued on the device; per iteration the host reads J's terms
+    /// (one small vector, read after the step is queued so the device never waits for the host)
+    /// and nothing else; the image stays on the device.
+    fn optimise_on_device(
+        &self,
+        content: &ContentTarget,
+        start: &Tensor,
+        iterations: usize,
+        progress: &mut dyn Progress,
+        started: Instant,
+    ) -> Result<Stylized> {
+        let s = &self.settings;
+        let mut optimizer = DeviceOptimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
+            .with_gradient_resolution(self.vgg.precision().gradient_resolution());
+        let mut x = start.detach().to_dtype(DType::F32)?.contiguous()?;
+        let mut record = Record::new(iterations);
+        loop {
+            let (evaluation, terms_on_device) =
+                profile::time(|| "J: features and losses (queued)".into(), || self.device_evaluate(&x, content))?;
+            let next = if record.done == iterations {
+                None
+            } else {
+                let grad = profile::time(|| "∇J: backward (queued)".into(), || self.device_gradient(evaluation))?;
+                Some(profile::time(|| "optimiser step (queued)".into(), || optimizer.step(&x, &grad))?)
+            };
+            let terms = profile::time(|| "read J's terms (waits for the device)".into(), || self.read_terms(&terms_on_device))?;
+            record.evaluated(&terms, &x)?;
+            let Some(next) = next else { break };
+            if self.levelled_off(&record.history) {
+                break;
+            }
+            if progress.should_stop() {
+                return Err(Error::Interrupted(String::new()));
+            }
+            x = next;
+            record.done += 1;
+            progress.iteration(record.done, iterations, terms.total);
+        }
+        Ok(record.finish(started))
+    }
+
+    /// What the gradient needs and J's terms, on the device, nothing read back: the terms are
+    /// one f64 vector [J_content, J^[l]_style for each style layer, J_tv, J_temporal].
+    fn device_evaluate(&self, image: &Tensor, content: &ContentTarget) -> Result<(DeviceEvaluation, Tensor)> {
+        let s = &self.settings;
+        let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
+        let trace = self.vgg.device_trace(image, deepest)?;
+        let activation = |layer: LayerName| trace.activation(layer).expect("the trace reaches every tapped layer");
+        let (j_content, content_gradient) =
+            loss::content_cost_and_gradient_on_device(&content.activations, &activation(s.content_layer)?, s.content_weight)?;
+        let mut terms = vec![j_content];
+        let mut taps = vec![(s.content_layer, content_gradient)];
+        for ((&layer, &lambda), target) in s.style_layers.iter().zip(&s.style_layer_weights).zip(&self.style_targets) {
+            let a = activation(layer)?;
+            let (j_layer, gradient) = loss::layer_style_cost_and_gradient_on_device(&target.gram_for(&a)?, &a, s.style_weight * lambda)?;
+            terms.push(j_layer);
+            taps.push((layer, gradient));
+        }
+        let zero = || Tensor::zeros((), DType::F64, image.device());
+        let mut image_gradient: Option<Tensor> = None;
+        let mut add = |g: Tensor| -> Result<()> {
+            image_gradient = Some(match image_gradient.take() {
+                None => g,
+                Some(sum) => (sum + g)?,
+            });
+            Ok(())
+        };
+        let j_tv = if s.tv_weight > 0.0 {
+            let (j, g) = loss::tv_cost_and_gradient_on_device(image, s.tv_weight)?;
+            add(g)?;
+            j
+        } else {
+            zero()?
+        };
+        let mut j_temporal = zero()?;
+        if s.temporal_weight > 0.0 {
+            for target in &content.temporal {
+                let (j, g) = loss::temporal_cost_and_gradient_on_device(image, &target.warped_previous, &target.reliability, s.temporal_weight)?;
+                j_temporal = (j_temporal + j)?;
+                add(g)?;
+            }
+        }
+        terms.extend([j_tv, j_temporal]);
+        let terms = Tensor::stack(&terms.iter().map(|t| t.to_dtype(DType::F64)).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
+        Ok((DeviceEvaluation { trace, taps, image_gradient }, terms))
+    }
+
+    /// ∇J on the device, `(1, 3, H, W)` f32: the network's own backward from the taps, plus the
+    /// image terms' gradient.
+    fn device_gradient(&self, evaluation: DeviceEvaluation) -> Result<Tensor> {
+        let DeviceEvaluation { trace, taps, image_gradient } = evaluation;
+        let gradient = self.vgg.device_backward(&trace, taps)?;
+        Ok(match image_gradient {
+            Some(g) => (gradient + g)?,
+            None => gradient,
+        })
+    }
+
+    /// The terms [`Self::device_evaluate`] left on the device, read to the host (the one read of
+    /// an iteration).
+    fn read_terms(&self, terms: &Tensor) -> Result<LossTerms> {
+        let s = &self.settings;
+        let values = terms.to_vec1::<f64>()?;
+        let n = s.style_layers.len();
+        let (content, style_layers, tv, temporal) = (values[0], &values[1..=n], values[n + 1], values[n + 2]);
+        let style: f64 = style_layers.iter().zip(&s.style_layer_weights).map(|(j, lambda)| lambda * j).sum();
+        let total = s.content_weight * content + s.style_weight * style + s.tv_weight * tv + s.temporal_weight * temporal;
+        let style_layers = s.style_layers.iter().copied().zip(style_layers.iter().copied()).collect();
+        Ok(LossTerms { total, content, style, style_layers, tv, temporal })
+    }
+
+    /// γ_tv J_tv + γ_temp J_temporal as a candle graph on `image`, with J_tv and J_temporal.
+    fn image_terms(&self, image: &Tensor, content: &ContentTarget) -> Result<(Tensor, f64, f64)> {
+        let s = &self.settings;
+        let mut total = Tensor::zeros((), candle_core::DType::F64, image.device())?;
+        let mut tv = 0.0;
+        if s.tv_weight > 0.0 {
+            let j_tv = tv_cost(image)?;
+            tv = j_tv.to_scalar::<f64>()?;
+            total = (total + (j_tv * s.tv_weight)?)?;
+        }
+        let mut temporal = 0.0;
+        if s.temporal_weight > 0.0 {
+            for target in &content.temporal {
+                let j_temporal = temporal_cost(image, &target.warped_previous, &target.reliability)?;
+                temporal += j_temporal.to_scalar::<f64>()?;
+                total = (total + (j_temporal * s.temporal_weight)?)?;
+            }
+        }
+        Ok((total, tv, temporal))
+    }
+
+    fn levelled_off(&self, history: &[f64]) -> bool {
+        let (tol, w) = (self.settings.tol, self.settings.tol_window);
+        if tol <= 0.0 || w == 0 || history.len() <= w {
+            return false;
+        }
+        let (then, now) = (history[history.len() - 1 - w], history[history.len() - 1]);
+        (then - now).abs() / then.abs().max(f64::MIN_POSITIVE) < tol
+    }
+}
+
+/// What an optimisation keeps from its evaluations, on the host and on the device alike: J's
+/// history, the best image with its terms, the counts.
+struct Record {
+    history: Vec<f64>,
+    best: Option<(f64, Tensor, LossTerms)>,
+    /// Optimiser steps taken.
+    done: usize,
+    evaluations: usize,
+}
+
+impl Record {
+    fn new(iterations: usize) -> Self {
+        Self { history: Vec::with_capacity(iterations + 1), best: None, done: 0, evaluations: 0 }
+    }
+
+    /// J was evaluated at `image` (an immutable tensor: kept as it is if it is the best so far).
+    fn evaluated(&mut self, terms: &LossTerms, image: &Tensor) -> Result<()> {
+        self.evaluations += 1;
+        if !terms.total.is_finite() {
+            return Err(Error::Diverged(format!("J became {} after {} iterations", terms.total, self.done)));
+        }
+        self.history.push(terms.total);
+        if self.best.as_ref().is_none_or(|(b, _, _)| terms.total < *b) {
+            self.best = Some((terms.total, image.clone(), terms.clone()));
+        }
+        Ok(())
+    }
+
+    fn finish(self, started: Instant) -> Stylized {
+        let (_, image, terms) = self.best.expect("at least one evaluation");
+        let Record { history, done, evaluations, .. } = self;
+        Stylized { image, terms, iterations: done, evaluations, history, seconds: started.elapsed().as_secs_f64() }
+    }
+}
+
+/// One evaluation of J on the device ([`Stylizer::evaluate`] on a GPU or `cpu-reference`).
+pub struct DeviceEvaluation {
+    trace: DeviceTrace,
+    /// ∂J/∂a^[l] (weighted) at the content and style layers.
+    taps: Vec<(LayerName, Tensor)>,
+    /// ∇(γ_tv J_tv + γ_temp J_temporal), when either term is on.
+    image_gradient: Option<Tensor>,
+}
+
+/// One evaluation of J, holding what its gradient needs ([`Stylizer::evaluate`]).
+pub enum Evaluation {
+    /// On the device: the trace, the taps' gradients and the image terms' gradient as tensors.
+    Device(DeviceEvaluation),
+    /// The network's trace and the losses' gradients at the tapped layers (the style ones as the
+    /// matrices S of [`Gram::input_gradient`]), plus the image terms' gradient.
+    Kernels {
+        trace: Trace,
+        content_gradient: (LayerName, Vec<f32>),
+        style_gradients: Vec<(LayerName, Vec<f32>)>,
+        /// ∇(γ_tv J_tv + γ_temp J_temporal), when either term is on.
+        image_gradient: Option<Vec<f32>>,
+    },
+}
+
+impl Evaluation {
+    /// ∇J with respect to the image evaluated, flat.
+    pub fn gradient(self, stylizer: &Stylizer) -> Result<Vec<f32>> {
+        match self {
+            Evaluation::Device(evaluation) => Ok(stylizer.device_gradient(evaluation)?.flatten_all()?.to_vec1::<f32>()?),
+            Evaluation::Kernels { trace, content_gradient, style_gradients, image_gradient } => {
+                let mut taps = vec![content_gradient];
+                for (layer, s_matrix) in style_gradients {
+                    let a = trace.activation(layer).expect("the trace reaches every tapped layer");
+                    taps.push((layer, Gram::input_gradient(&s_matrix, &a.values, a.channels, a.h * a.w)));
+                }
+                let mut gradient = stylizer.vgg.backward(&trace, taps)?;
+                if let Some(g) = image_gradient {
+                    gradient.iter_mut().zip(&g).for_each(|(total, g)| *total += g);
+                }
+                Ok(gradient)
+            }
+        }
+    }
+}
