@@ -1,0 +1,50 @@
+//! The command line's help: `-h` is the summary (one line per option, under headings), `--help`
+//! the long form; typed options refuse bad values, naming the option and the values it takes.
+
+use std::process::Command;
+
+fn stylize_video(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_stylize-video")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+const HEADINGS: [&str; 7] =
+    ["Input and output:", "Style and weights:", "Optimisation:", "Video and motion:", "Performance:", "Cluster:", "Preview:"];
+
+#[test]
+fn short_help_is_a_line_per_option_under_headings_and_long_help_explains() {
+    let (code, short, _) = stylize_video(&["-h"]);
+    assert_eq!(code, 0);
+    let (code, long, _) = stylize_video(&["--help"]);
+    assert_eq!(code, 0);
+    for heading in HEADINGS {
+        assert_eq!(short.lines().filter(|l| *l == heading).count(), 1, "-h lacks the heading {heading}:\n{short}");
+        assert_eq!(long.lines().filter(|l| *l == heading).count(), 1, "--help lacks the heading {heading}");
+    }
+    // Every option once in each, and -h's explanations are the first sentence only.
+    let options = |text: &str| text.lines().filter(|l| l.trim_start().starts_with("--") || l.trim_start().starts_with('-')).count();
+    assert!(options(&short) >= 50, "-h lists {} options", options(&short));
+    assert!(short.lines().count() < long.lines().count() / 2, "-h ({}) is not the short form of --help ({})", short.lines().count(), long.lines().count());
+    assert!(!short.contains("SLURM_ARRAY_TASK_ID") && long.contains("SLURM_ARRAY_TASK_ID"));
+    assert!(long.contains("prev-warped: the previous stylized frame warped"));
+}
+
+#[test]
+fn typed_options_refuse_unknown_values_naming_the_choices() {
+    for (option, value, choices) in [
+        ("--pooling", "median", "max, avg"),
+        ("--codec", "vp9", "h264, ffv1, prores"),
+        ("--init-video", "warped", "prev-warped, prev, content"),
+        ("--optimizer", "sgd", "lbfgs, adam"),
+        ("--precision", "fp16", "fp32, tf32, bf16"),
+        ("--bit-depth", "12", "8, 16"),
+    ] {
+        let (code, _, err) = stylize_video(&["in.mp4", "--style", "s.jpg", option, value]);
+        assert_eq!(code, 2, "{option} {value}");
+        assert!(err.contains(option) && err.contains(value), "{option} {value}: {err}");
+        assert!(err.contains(choices), "{option} {value} should list {choices}: {err}");
+    }
+    // Aliases still parse: f32 for fp32.
+    let (code, _, err) = stylize_video(&["missing-input.mp4", "--style", "s.jpg", "--precision", "f32"]);
+    assert_ne!(code, 2, "--precision f32 should parse: {err}");
+}
