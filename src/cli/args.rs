@@ -9,7 +9,7 @@ use clap::Parser;
 use stylize_video::jobs::pipeline::{OutputSize, DEFAULT_FIRST_ITERATIONS};
 use stylize_video::jobs::preview::DEFAULT_PREVIEW_FRAMES;
 use stylize_video::jobs::segment::{SegmentSpec, DEFAULT_OVERLAP};
-use stylize_video::jobs::spec::Init;
+use stylize_video::jobs::spec::{Init, DEFAULT_BASE_SIZE};
 use stylize_video::media::sequence::BitDepth;
 use stylize_video::media::video::VideoCodec;
 use stylize_video::motion::flow::FlowMethod;
@@ -197,12 +197,13 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Pooling::Max, help_heading = STYLE)]
     pub pooling: Pooling,
 
-    /// Longest side of the processed (and written) image, in pixels [default: 256; 192 for --preview].
+    /// Longest side of the processed (and written) image in pixels, or `source` [default: 256; 192 for --preview].
     ///
-    /// Time per iteration grows with the pixel count: at 256 an iteration takes about 0.25 s on
-    /// 2 CPU cores, at 512 four times that.
+    /// `source`: the footage's (or photo's) own size. Time per iteration grows with the pixel
+    /// count: at 256 an iteration takes about 0.25 s on 2 CPU cores, at 512 four times that;
+    /// above about 450 px the image is painted coarse to fine (see --scales).
     #[arg(long, help_heading = OPTIMISATION)]
-    pub size: Option<u32>,
+    pub size: Option<WorkingSize>,
 
     /// Maximum iterations of an image, or of each video frame after the first.
     ///
@@ -231,6 +232,20 @@ pub struct Cli {
     /// later versions.
     #[arg(long, default_value_t = 0, help_heading = OPTIMISATION)]
     pub seed: u64,
+
+    /// Coarse-to-fine levels for large images (1: paint at --size only) [default: automatic].
+    ///
+    /// A large image (a still, a video's frames) is painted first at --base-size, then at sizes
+    /// growing about 2× per level up to --size, each level starting from the one below
+    /// upscaled and running a third of its iterations, at least two (--iterations and --first-iterations count
+    /// the coarsest level's). Automatic: one level up to √2 × --base-size, then one more per
+    /// doubling (1280: 3 levels, 1920: 4, 3840: 5). A preview's cells are painted in one.
+    #[arg(long, help_heading = OPTIMISATION)]
+    pub scales: Option<usize>,
+
+    /// Longest side of the coarsest level of --scales, in pixels.
+    #[arg(long, default_value_t = DEFAULT_BASE_SIZE, help_heading = OPTIMISATION)]
+    pub base_size: u32,
 
     /// Stop early when J changes by less than this fraction over 10 iterations (0: never).
     #[arg(long, default_value_t = Settings::default().tol, help_heading = OPTIMISATION)]
@@ -322,6 +337,26 @@ pub struct Cli {
     /// --preview: how many frames to spread over the clip (or over --start/--duration).
     #[arg(long, requires = "preview", default_value_t = DEFAULT_PREVIEW_FRAMES, help_heading = PREVIEW)]
     pub preview_frames: usize,
+}
+
+/// `--size`: a longest side in pixels, or the input's own size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkingSize {
+    Pixels(u32),
+    Source,
+}
+
+impl std::str::FromStr for WorkingSize {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "source" => Ok(WorkingSize::Source),
+            pixels => pixels
+                .parse()
+                .map(WorkingSize::Pixels)
+                .map_err(|_| format!("'{text}' is neither a number of pixels nor 'source'")),
+        }
+    }
 }
 
 /// The `--codec` names; [`Codec::with_crf`] makes the library's [`VideoCodec`].

@@ -11,11 +11,24 @@ use stylize_video::jobs::preview::{
     short_number, PreviewFrames, PreviewInput, PreviewJob, Sweep, SweptOption, DEFAULT_PREVIEW_ITERATIONS, DEFAULT_PREVIEW_SIZE,
 };
 use stylize_video::jobs::segment::SegmentSpec;
-use stylize_video::jobs::spec::{self, NetworkSpec, StyleSpec, StylizeOptions, DEFAULT_SIZE};
+use stylize_video::jobs::spec::{self, NetworkSpec, PyramidSpec, StyleSpec, StylizeOptions, DEFAULT_SIZE};
 use stylize_video::jobs::still::{StillJob, DEFAULT_ITERATIONS};
+use stylize_video::media::video::{DecodeOptions, VideoDecoder};
 use stylize_video::stylize::stylizer::{default_style_layers, Settings};
 
-use super::args::Cli;
+use super::args::{Cli, WorkingSize};
+
+/// The longest side of a still image or of a video's (or sequence's) displayed frames, for
+/// `--size source`; the default size where the input cannot be read here, so that the job
+/// itself reports what is wrong with it (and a batch's other inputs are still done).
+fn source_size(input: &Path) -> u32 {
+    let size = if spec::is_still_image(input) {
+        image::image_dimensions(input).ok()
+    } else {
+        VideoDecoder::open(input, &DecodeOptions::default()).ok().map(|d| (d.info().width, d.info().height))
+    };
+    size.map_or(DEFAULT_SIZE, |(w, h)| w.max(h))
+}
 
 /// The options a preview can sweep, with the values given for each.
 fn sweepable(cli: &Cli) -> [(SweptOption, &Vec<f64>); 4] {
@@ -57,6 +70,7 @@ impl Cli {
             init: self.init.clone(),
             seed: self.seed,
             original_colors: self.original_colors,
+            pyramid: PyramidSpec { scales: self.scales, base_size: self.base_size },
         }
     }
 
@@ -155,7 +169,11 @@ impl Cli {
     ) -> BatchItem {
         let blend_weights = self.style_weights.clone().unwrap_or_else(|| vec![1.0; self.style.len()]);
         let style = StyleSpec { paths: self.style.clone(), blend_weights, scale: self.style_scale[0] };
-        let size = self.size.unwrap_or(DEFAULT_SIZE);
+        let size = match self.size {
+            None => DEFAULT_SIZE,
+            Some(WorkingSize::Pixels(pixels)) => pixels,
+            Some(WorkingSize::Source) => source_size(input),
+        };
         if spec::is_still_image(input) {
             return BatchItem::Still(StillJob {
                 output: output.unwrap_or_else(|| spec::default_output(input, "png")),
@@ -221,7 +239,11 @@ impl Cli {
             start: self.start,
             duration: self.duration,
             sequence_rate: self.frame_rate,
-            size: self.size.unwrap_or(DEFAULT_PREVIEW_SIZE),
+            size: match self.size {
+                None => DEFAULT_PREVIEW_SIZE,
+                Some(WorkingSize::Pixels(pixels)) => pixels,
+                Some(WorkingSize::Source) => source_size(&self.input[0]),
+            },
             iterations: self.iterations.unwrap_or(DEFAULT_PREVIEW_ITERATIONS),
             options,
             output: self.preview.expect("preview mode"),

@@ -34,11 +34,12 @@ use crate::net::precision::Compute;
 use crate::net::precision::Precision;
 use crate::net::vgg::Pooling;
 use crate::progress::Progress;
-use crate::stylize::stylizer::{ContentTarget, Settings, Stylized, Stylizer, TemporalTarget};
+use crate::stylize::stylizer::{Settings, TemporalTarget};
 use crate::media::video::{
     DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
 };
 use crate::jobs::progress::FrameRecord;
+use crate::jobs::pyramid::{Painted, Painter};
 use crate::jobs::workdir::WorkDir;
 use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
 
@@ -253,12 +254,8 @@ pub fn run_video_with(
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     check_working_size(&job.input, job.size, (width, height), &job.options.settings)?;
-        let stylizer = cache.stylizer(&job.options.network, &job.options.settings, &job.style, (width, height))?;
-    let device = stylizer.vgg().device().clone();
-    let init_image = match &job.options.init {
-        Init::Image(path) => Some(load_init_image(path, width, height, &device)?),
-        _ => None,
-    };
+    let painter = painter(job, cache, (width, height))?;
+    let init_image = coarsest_init_image(job, &painter, (width, height))?;
     if let Some(dir) = &job.frames_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, format!("cannot create directory: {e}")))?;
     }
@@ -285,7 +282,7 @@ pub fn run_video_with(
     let mut records = Vec::new();
     let deep = deep_output(job, &info);
     let result =
-        stylize_frames(job, &stylizer, &workdir, init_image, deep, &frames, Some(&to_encoder), progress, stop, &mut records);
+        stylize_frames(job, &painter, &workdir, init_image, deep, &frames, Some(&to_encoder), progress, stop, &mut records);
     // Stop the decoder early if we stopped early; then learn how the encoder ended.
     drop(frames);
     let decoder_warning_kinds = decoder.join().unwrap_or_default();
@@ -351,7 +348,7 @@ pub fn run_video_with(
         seed: job.options.seed,
         pooling: job.options.network.pooling,
         device: job.options.network.compute,
-        precision: stylizer.vgg().precision(),
+        precision: painter.finest().vgg().precision(),
         settings: job.options.settings.clone(),
         totals,
         frames: records,
@@ -366,7 +363,7 @@ pub fn run_video_with(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn stylize_frames(
     job: &VideoJob,
-    stylizer: &Stylizer,
+    painter: &Painter,
     workdir: &WorkDir,
     init_image: Option<Tensor>,
     deep: bool,
@@ -376,7 +373,7 @@ pub(crate) fn stylize_frames(
     stop: &AtomicBool,
     records: &mut Vec<FrameRecord>,
 ) -> Result<()> {
-    let device = stylizer.vgg().device().clone();
+    let device = painter.finest().vgg().device().clone();
     // The frames of this shot before the current one, newest first, as far back as
     // J_temporal looks: stylized as written (8-bit), so a resumed run continues exactly as an
     // uninterrupted one would.
@@ -406,7 +403,6 @@ pub(crate) fn stylize_frames(
         }
         let frame_started = Instant::now();
         let content = input::to_tensor(&frame.image, &device)?;
-        let target = stylizer.content_target(&content)?;
         // What the previous frame offers this one: nothing for the first frame or after a cut.
         let cut = motion.as_ref().is_some_and(Motion::is_cut);
         if cut {
@@ -418,21 +414,24 @@ pub(crate) fn stylize_frames(
         };
         let mut frame_progress = StopAware { inner: progress, stop };
         let mut warped_previous = None;
-        let stylized = match follows {
+        let painted = match follows {
             None => {
+                let (width, height) = painter.coarsest_size(frame.image.dimensions());
                 let start = match &job.options.init {
-                    Init::Content => content.clone(),
-                    Init::Noise => input::noise_tensor(frame.image.width(), frame.image.height(), job.options.seed, &device)?,
+                    Init::Content if (width, height) == frame.image.dimensions() => content.clone(),
+                    Init::Content => input::to_tensor(&image_io::resize(&frame.image, width, height), &device)?,
+                    Init::Noise => input::noise_tensor(width, height, job.options.seed, &device)?,
                     Init::Image(_) => init_image.clone().expect("loaded before the loop"),
                 };
-                stylizer.optimise(&target, &start, job.first_iterations, &mut frame_progress)?
+                painter.paint(&frame.image, &start, job.first_iterations, &mut frame_progress)?
             }
             Some((_, motion)) => {
-                let (stylized, warped) = stylize_following(job, stylizer, target, &content, &earlier, motion, &mut frame_progress)?;
+                let (painted, warped) = stylize_following(job, painter, &frame.image, &content, &earlier, motion, &mut frame_progress)?;
                 warped_previous = Some(warped);
-                stylized
+                painted
             }
         };
+        let stylized = painted.stylized;
         // As written: at 16 bits for deep outputs (the 8-bit frame, which the next frame starts
         // from, is then its rounding, as a resumed run reads it back).
         let image = if deep {
@@ -457,6 +456,7 @@ pub(crate) fn stylize_frames(
             cut,
             unreliable_share: motion.as_ref().map(|m| m.unreliable_share),
             flow_seconds: motion.as_ref().map(|m| m.seconds),
+            levels: painted.levels,
             ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
         };
         workdir.save(&image, &record)?;
@@ -484,13 +484,13 @@ struct Previous {
 /// Returns the result and ω(x_{t−1}), the previous output warped to this frame.
 fn stylize_following(
     job: &VideoJob,
-    stylizer: &Stylizer,
-    target: ContentTarget,
+    painter: &Painter,
+    frame: &RgbImage,
     content: &Tensor,
     earlier: &VecDeque<Previous>,
     motion: &Motion,
     progress: &mut dyn Progress,
-) -> Result<(Stylized, Tensor)> {
+) -> Result<(Painted, Tensor)> {
     let device = content.device();
     let previous = &earlier[0];
     let previous_output = input::to_tensor(&previous.output, device)?;
@@ -522,8 +522,7 @@ fn stylize_following(
         };
         temporal.push(TemporalTarget { warped_previous: warped, reliability: motion.weights_tensor(&weights, device)? });
     }
-    let target = target.with_temporal(temporal)?;
-    Ok((stylizer.optimise(&target, &start, job.iterations, progress)?, warped_previous))
+    Ok((painter.paint_warm(frame, &start, &temporal, job.iterations, progress)?, warped_previous))
 }
 
 /// Passes iteration progress on and turns the stop flag into [`Progress::should_stop`].
@@ -657,8 +656,21 @@ pub(crate) fn with_resume_hint(error: Error, workdir: &WorkDir) -> Error {
 }
 
 /// The checks of a video job's settings and output before any work is spent.
+/// The stylizers of the job's pyramid levels for frames of `size`.
+pub(crate) fn painter(job: &VideoJob, cache: &StylizerCache, size: (u32, u32)) -> Result<Painter> {
+    let options = &job.options;
+    Painter::new(cache, &options.network, &options.settings, &job.style, &options.pyramid, size)
+}
+
+/// An `--init PATH` image at the coarsest level's size, where a cold start begins.
+pub(crate) fn coarsest_init_image(job: &VideoJob, painter: &Painter, size: (u32, u32)) -> Result<Option<Tensor>> {
+    let Init::Image(path) = &job.options.init else { return Ok(None) };
+    let (width, height) = painter.coarsest_size(size);
+    Ok(Some(load_init_image(path, width, height, painter.finest().vgg().device())?))
+}
+
 pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
-    check_before_work(&job.options.settings, job.size, &job.output, job.report.as_deref())?;
+    check_before_work(&job.options, job.size, &job.output, job.report.as_deref())?;
     if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {
         return Err(Error::Settings(format!(
             "--temporal-frames: each must be from 1 (the previous frame) to {MAX_TEMPORAL_FRAME}, got {:?}",
@@ -788,7 +800,7 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
         })
     };
     let weights = job.options.network.weights_path();
-    Ok(serde_json::json!({
+    let mut fingerprint = serde_json::json!({
         "input": file(&job.input),
         "styles": job.style.paths.iter().map(|p| file(p)).collect::<Vec<_>>(),
         "style_blend_weights": job.style.blend_weights,
@@ -807,7 +819,14 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
         "weights": file(&weights),
         "start": job.start,
         "duration": job.duration,
-    }))
+    });
+    // The levels, where there are several: a run painted in one level (every run at sizes up
+    // to √2 × the base size, as before there were levels) resumes as it did.
+    let pyramid = &job.options.pyramid;
+    if pyramid.sizes(job.size, job.size, 1).len() > 1 {
+        fingerprint["pyramid"] = serde_json::to_value(pyramid).unwrap_or_default();
+    }
+    Ok(fingerprint)
 }
 
 /// Removes temporary files an earlier, killed run left beside the output.

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
 use crate::jobs::progress::{CellRecord, PreviewProgress};
 use crate::jobs::spec::{check_before_work, check_working_size, write_json, OptionsReport, StyleSpec, StylizeOptions};
+use crate::jobs::pyramid::Painter;
 use crate::jobs::still::stylize_image;
 use crate::media::image_io;
 use crate::media::text::{self, Rect, TextStyle};
@@ -245,7 +246,7 @@ struct Column {
 pub fn run_preview(job: &PreviewJob, progress: &mut dyn PreviewProgress) -> Result<PreviewReport> {
     let started = Instant::now();
     image_io::output_format(&job.output)?;
-    check_before_work(&job.options.settings, job.size, &job.output, job.report.as_deref())?;
+    check_before_work(&job.options, job.size, &job.output, job.report.as_deref())?;
     let rows = rows(job)?;
     for row in &rows {
         row.settings.validate()?;
@@ -278,10 +279,13 @@ pub fn run_preview(job: &PreviewJob, progress: &mut dyn PreviewProgress) -> Resu
     progress.begin_cells(rows.len() * columns.len());
     let mut cells = Vec::with_capacity(rows.len() * columns.len());
     for ((r, row), stylizer) in rows.iter().enumerate().zip(&stylizers) {
+        // A cell is small: painted in one level.
+        let painter = Painter::single(stylizer.clone());
         for (c, column) in columns.iter().enumerate() {
             let cell_started = Instant::now();
-            let (image, result) =
-                stylize_image(stylizer, &column.image, &job.options.init, job.options.seed, job.iterations, job.options.original_colors, progress)?;
+            let (image, painted) =
+                stylize_image(&painter, &column.image, &job.options.init, job.options.seed, job.iterations, job.options.original_colors, progress)?;
+            let result = painted.stylized;
             let place = layout.cell(r, c);
             image::imageops::replace(&mut grid, &image, place.x as i64, place.y as i64);
             let record = CellRecord {

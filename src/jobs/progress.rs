@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::jobs::pyramid::LevelRecord;
 use crate::progress::{NoProgress, Progress};
 use crate::stylize::stylizer::{LossTerms, Stylized};
 
@@ -46,6 +47,10 @@ pub struct FrameRecord {
     /// True when the frame was taken from an earlier, interrupted run.
     #[serde(default)]
     pub resumed: bool,
+    /// Each level of the coarse-to-fine painting (one at the default size); none in records of
+    /// older runs.
+    #[serde(default)]
+    pub levels: Vec<LevelRecord>,
 }
 
 impl FrameRecord {
@@ -68,6 +73,7 @@ impl FrameRecord {
             unreliable_share: None,
             flow_seconds: None,
             resumed: false,
+            levels: Vec::new(),
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::jobs::cache::StylizerCache;
 use crate::jobs::pipeline::{self, OutputSize, ToEncoder, VideoJob};
 use crate::jobs::progress::FrameRecord;
 use crate::jobs::progress::VideoProgress;
-use crate::jobs::spec::{load_init_image, write_json, Init};
+use crate::jobs::spec::write_json;
 use crate::jobs::workdir::WorkDir;
 use crate::media::image_io::{FinishedFrame, Rgb16Image};
 use crate::media::video::{DecodeOptions, EncodeOptions, EncodedInfo, FrameSize, VideoDecoder};
@@ -293,16 +293,13 @@ pub fn run_segment(
     let options = decode_options(job, this.run.start, Some(this.run.len()));
     let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options, job.flow, job.temporal_frames.clone())?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
-        let stylizer = cache.stylizer(&job.options.network, &job.options.settings, &job.style, (width, height))?;
-    let init_image = match &job.options.init {
-        Init::Image(path) => Some(load_init_image(path, width, height, stylizer.vgg().device())?),
-        _ => None,
-    };
+    let painter = pipeline::painter(job, cache, (width, height))?;
+    let init_image = pipeline::coarsest_init_image(job, &painter, (width, height))?;
     let workdir = WorkDir::open_dir(&segment_dir(&job.output, segment.index, segment.count), &pipeline::fingerprint(job)?, job.fresh)?;
     progress.begin(Some(this.run.len()));
     let mut records = Vec::new();
     let deep = pipeline::deep_output(job, &info);
-    let result = pipeline::stylize_frames(job, &stylizer, &workdir, init_image, deep, &frames, None, progress, stop, &mut records);
+    let result = pipeline::stylize_frames(job, &painter, &workdir, init_image, deep, &frames, None, progress, stop, &mut records);
     drop(frames);
     let _ = decoder.join();
     result.map_err(|e| pipeline::with_resume_hint(e, &workdir))?;

@@ -40,6 +40,65 @@ impl NetworkSpec {
     }
 }
 
+/// Longest side of a pyramid's coarsest level by default (`--base-size`): VGG's receptive field
+/// then covers a good part of the frame (neural-style's multires scripts start at 256–512).
+pub const DEFAULT_BASE_SIZE: u32 = 320;
+
+/// How a large image is painted coarse to fine (`--scales`, `--base-size`; see
+/// [`crate::jobs::pyramid`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PyramidSpec {
+    /// Number of levels; `None`: as many as take the base size to the working size in steps of
+    /// about 2× (one level, the plain optimisation, up to √2 × the base size).
+    pub scales: Option<usize>,
+    /// Longest side of the coarsest level.
+    pub base_size: u32,
+}
+
+impl Default for PyramidSpec {
+    fn default() -> Self {
+        PyramidSpec { scales: None, base_size: DEFAULT_BASE_SIZE }
+    }
+}
+
+impl PyramidSpec {
+    /// The levels' sizes, coarse to fine, for a working size of `width × height` (the last):
+    /// longest sides in a geometric progression from the base size, the aspect ratio kept, the
+    /// base raised where the shorter side would fall under `min_side` (what the deepest layer
+    /// the cost reads needs, [`Settings::min_image_side`]).
+    pub fn sizes(&self, width: u32, height: u32, min_side: u32) -> Vec<(u32, u32)> {
+        let (longest, shortest) = (width.max(height), width.min(height).max(1));
+        let base_for_min_side = (min_side as u64 * longest as u64).div_ceil(shortest as u64) as u32;
+        let base = self.base_size.max(base_for_min_side).clamp(1, longest) as f64;
+        let ratio = longest as f64 / base;
+        let count = match self.scales {
+            Some(n) => n.max(1),
+            None if ratio < std::f64::consts::SQRT_2 => 1,
+            None => ratio.log2().round() as usize + 1,
+        };
+        let mut sizes: Vec<(u32, u32)> = (0..count - 1)
+            .map(|k| {
+                let side = (base * ratio.powf(k as f64 / (count - 1) as f64)).round() as u32;
+                image_io::size_for_longest_side(width, height, side)
+            })
+            .collect();
+        sizes.push((width, height));
+        sizes.dedup();
+        sizes
+    }
+
+    /// `--scales` and `--base-size` make sense.
+    pub fn validate(&self) -> Result<()> {
+        if self.scales == Some(0) {
+            return Err(Error::Settings("--scales: at least 1 (1 paints at the working size only)".into()));
+        }
+        if self.base_size == 0 {
+            return Err(Error::Settings("--base-size: must be at least 1 pixel".into()));
+        }
+        Ok(())
+    }
+}
+
 /// The options of the optimisation that the still, video and preview jobs share.
 #[derive(Debug, Clone, Default)]
 pub struct StylizeOptions {
@@ -52,6 +111,8 @@ pub struct StylizeOptions {
     pub seed: u64,
     /// Keep the content's colours: the stylized luminance with the content's chroma.
     pub original_colors: bool,
+    /// Coarse-to-fine levels for large images (stills, a video's frames; not a preview's cells).
+    pub pyramid: PyramidSpec,
 }
 
 /// What a still's or a preview's report records of the options it ran with: where the
@@ -151,8 +212,9 @@ impl StyleSpec {
 /// Default longest side of the processed image: about 0.3 s per iteration on 2 CPU cores.
 pub const DEFAULT_SIZE: u32 = 256;
 /// Checks shared by the still and video jobs, made before any work is spent on them.
-pub fn check_before_work(settings: &Settings, size: u32, output: &Path, report: Option<&Path>) -> Result<()> {
-    settings.validate()?;
+pub fn check_before_work(options: &StylizeOptions, size: u32, output: &Path, report: Option<&Path>) -> Result<()> {
+    options.settings.validate()?;
+    options.pyramid.validate()?;
     if size == 0 {
         return Err(Error::Settings("--size: must be at least 1".into()));
     }
@@ -210,4 +272,33 @@ pub fn default_output(input: &Path, extension: &str) -> PathBuf {
     }
     let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
     input.with_file_name(format!("{stem}-stylized.{extension}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn longest_sides(spec: PyramidSpec, (w, h): (u32, u32)) -> Vec<u32> {
+        spec.sizes(w, h, 16).into_iter().map(|(w, h)| w.max(h)).collect()
+    }
+
+    #[test]
+    fn levels_grow_about_twofold_from_the_base_to_the_working_size() {
+        let auto = PyramidSpec::default();
+        assert_eq!(auto.sizes(1280, 960, 16), [(320, 240), (640, 480), (1280, 960)]);
+        assert_eq!(longest_sides(auto, (1920, 1080)), [320, 581, 1057, 1920]);
+        assert_eq!(longest_sides(auto, (3840, 2160)), [320, 596, 1109, 2063, 3840]);
+        // One level (the plain optimisation) up to √2 × the base size: the default 256 too.
+        assert_eq!(auto.sizes(256, 192, 16), [(256, 192)]);
+        assert_eq!(longest_sides(auto, (452, 300)), [452]);
+        assert_eq!(longest_sides(auto, (453, 300)), [320, 453]);
+        // Explicit: --scales 3 --base-size 16 on 64 px.
+        let three = PyramidSpec { scales: Some(3), base_size: 16 };
+        assert_eq!(three.sizes(64, 64, 16), [(16, 16), (32, 32), (64, 64)]);
+        assert_eq!(PyramidSpec { scales: Some(1), base_size: 16 }.sizes(1920, 1080, 16), [(1920, 1080)]);
+        // A wide frame's base is raised so its shorter side still reaches the deepest layer.
+        assert_eq!(three.sizes(64, 32, 16), [(32, 16), (45, 23), (64, 32)]);
+        // Levels that would repeat a size are one.
+        assert_eq!(PyramidSpec { scales: Some(4), base_size: 64 }.sizes(64, 64, 16), [(64, 64)]);
+    }
 }

@@ -15,7 +15,8 @@ use crate::jobs::spec::{
 use crate::media::image_io;
 use crate::net::input;
 use crate::progress::Progress;
-use crate::stylize::stylizer::{LossTerms, Stylized, Stylizer};
+use crate::jobs::pyramid::{LevelRecord, Painted, Painter};
+use crate::stylize::stylizer::LossTerms;
 
 /// Default iteration budget of a still image (the early stop may end sooner).
 pub const DEFAULT_ITERATIONS: usize = 150;
@@ -65,6 +66,8 @@ pub struct StillReport {
     pub seconds: f64,
     /// Wall time of the optimisation alone.
     pub optimisation_seconds: f64,
+    /// Each level of the coarse-to-fine painting (one at the default size).
+    pub levels: Vec<LevelRecord>,
     #[serde(flatten)]
     pub options: OptionsReport,
 }
@@ -78,14 +81,15 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
 pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &StylizerCache) -> Result<StillReport> {
     let started = Instant::now();
     image_io::output_format(&job.output)?;
-    check_before_work(&job.options.settings, job.size, &job.output, job.report.as_deref())?;
+    check_before_work(&job.options, job.size, &job.output, job.report.as_deref())?;
     let content = image_io::load_rgb(&job.content)?;
     let (width, height) = image_io::size_for_longest_side(content.width(), content.height(), job.size);
     check_working_size(&job.content, job.size, (width, height), &job.options.settings)?;
-        let stylizer = cache.stylizer(&job.options.network, &job.options.settings, &job.style, (width, height))?;
+    let options = &job.options;
+    let painter = Painter::new(cache, &options.network, &options.settings, &job.style, &options.pyramid, (width, height))?;
     let content_image = image_io::resize(&content, width, height);
-    let (image, result) =
-        stylize_image(&stylizer, &content_image, &job.options.init, job.options.seed, job.iterations, job.options.original_colors, progress)?;
+    let (image, painted) = stylize_image(&painter, &content_image, &options.init, options.seed, job.iterations, options.original_colors, progress)?;
+    let result = painted.stylized;
     image_io::save_rgb(&image, &job.output)?;
 
     let report = StillReport {
@@ -99,7 +103,8 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
         evaluations: result.evaluations,
         seconds: started.elapsed().as_secs_f64(),
         optimisation_seconds: result.seconds,
-        options: OptionsReport::new(&job.options, stylizer.vgg().precision()),
+        levels: painted.levels,
+        options: OptionsReport::new(&job.options, painter.finest().vgg().precision()),
     };
     if let Some(path) = &job.report {
         write_json(path, &report)?;
@@ -107,30 +112,29 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
     Ok(report)
 }
 
-/// One still optimisation with a built stylizer: `content` (already at its working size) is the
-/// content image, the start is as `init` says, at most `iterations` steps. Returns the 8-bit
-/// result (with the content's colours when `original_colors`) and the optimisation's facts.
-/// The still job and the preview grid's cells are made by this.
+/// One still painting with built stylizers: `content` (already at its working size) is the
+/// content image, the start is as `init` says at the painter's coarsest level, at most
+/// `iterations` steps there (fewer at finer levels). Returns the 8-bit result (with the
+/// content's colours when `original_colors`) and the optimisation's facts. The still job and
+/// the preview grid's cells are made by this.
 pub fn stylize_image(
-    stylizer: &Stylizer,
+    painter: &Painter,
     content: &RgbImage,
     init: &Init,
     seed: u64,
     iterations: usize,
     original_colors: bool,
     progress: &mut dyn Progress,
-) -> Result<(RgbImage, Stylized)> {
-    let device = stylizer.vgg().device();
-    let (width, height) = content.dimensions();
-    let content_tensor = input::to_tensor(content, device)?;
+) -> Result<(RgbImage, Painted)> {
+    let device = painter.finest().vgg().device();
+    let (width, height) = painter.coarsest_size(content.dimensions());
     let start = match init {
-        Init::Content => content_tensor.clone(),
+        Init::Content => input::to_tensor(&image_io::resize(content, width, height), device)?,
         Init::Noise => input::noise_tensor(width, height, seed, device)?,
         Init::Image(path) => load_init_image(path, width, height, device)?,
     };
-    let target = stylizer.content_target(&content_tensor)?;
-    let result = stylizer.optimise(&target, &start, iterations, progress)?;
-    let mut image = input::from_tensor(&result.image)?;
+    let result = painter.paint(content, &start, iterations, progress)?;
+    let mut image = input::from_tensor(&result.stylized.image)?;
     if original_colors {
         image = image_io::keep_original_colors(&image, content);
     }

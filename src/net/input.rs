@@ -78,6 +78,37 @@ pub fn noise_tensor(width: u32, height: u32, seed: u64, device: &Device) -> Resu
     to_tensor(&image, device)
 }
 
+/// A planar tensor `(1, C, H, W)` (network input, or a per-pixel weight map) resized to
+/// `width × height`, each channel with a Catmull-Rom (bicubic) filter, widened to a box's extent
+/// when shrinking so that fine detail averages out rather than aliases; the filter's overshoot
+/// is cut at the channel's own range. The same size returns the tensor as it is.
+pub fn resize_planar(tensor: &Tensor, width: u32, height: u32) -> Result<Tensor> {
+    let (n, c, h, w) = tensor.dims4()?;
+    if (w as u32, h as u32) == (width, height) {
+        return Ok(tensor.clone());
+    }
+    if n != 1 {
+        return Err(Error::Settings(format!("resize_planar: expected one image, got {n}")));
+    }
+    let data = tensor.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = Vec::with_capacity(c * (width * height) as usize);
+    for plane in data.chunks_exact(w * h) {
+        // The image crate resizes f32 pixels within 0..1 (it clamps to that range), so each
+        // plane travels scaled to 0..1 by its own range.
+        let (low, high) = plane.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let span = high - low;
+        if span.is_nan() || span <= 0.0 {
+            out.extend(std::iter::repeat_n(low, (width * height) as usize));
+            continue;
+        }
+        let scaled = plane.iter().map(|v| (v - low) / span).collect();
+        let image = ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(w as u32, h as u32, scaled).expect("plane has w × h values");
+        let resized = image::imageops::resize(&image, width, height, image::imageops::FilterType::CatmullRom);
+        out.extend(resized.as_raw().iter().map(|v| low + v * span));
+    }
+    Ok(Tensor::from_vec(out, (1, c, height as usize, width as usize), tensor.device())?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +126,27 @@ mod tests {
         assert_eq!(first, again);
         let other = noise_tensor(3, 2, 8, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_ne!(first, other);
+    }
+
+    #[test]
+    fn resizing_keeps_values_outside_the_unit_range_and_a_constant_plane_constant() {
+        // Two planes: a ramp over -100..300 (as mean-subtracted pixels and changes span), and
+        // a constant.
+        let ramp: Vec<f32> = (0..8 * 4).map(|i| -100.0 + 400.0 * (i % 8) as f32 / 7.0).collect();
+        let data = [ramp, vec![42.5; 8 * 4]].concat();
+        let tensor = Tensor::from_vec(data, (1, 2, 4, 8), &Device::Cpu).unwrap();
+        let up = resize_planar(&tensor, 16, 8).unwrap();
+        assert_eq!(up.dims4().unwrap(), (1, 2, 8, 16));
+        let values = up.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (ramp, constant) = values.split_at(16 * 8);
+        let (low, high) = ramp.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        assert!((-100.0 - 1e-3..-90.0).contains(&low) && (290.0..=300.0 + 1e-3).contains(&high), "{low}..{high}");
+        // The ramp still rises along x, and the middle is near the middle value.
+        assert!(ramp[..16].windows(2).all(|p| p[1] >= p[0] - 1e-3));
+        assert!((ramp[8] - 100.0).abs() < 30.0, "{}", ramp[8]);
+        assert!(constant.iter().all(|&v| (v - 42.5).abs() < 1e-4));
+        let same = resize_planar(&tensor, 8, 4).unwrap();
+        assert_eq!(same.flatten_all().unwrap().to_vec1::<f32>().unwrap(), tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap());
     }
 
     const PINNED_RED_SEED_7: [f32; 6] = [190.0, 232.0, 153.0, 173.0, 210.0, 160.0];

@@ -1,0 +1,256 @@
+//! Coarse-to-fine painting for high resolutions (neural-style's multires; Gatys et al. 2017).
+//!
+//! VGG's receptive field covers a small patch of a large frame, so an optimisation at 1080p
+//! started from the photograph keeps the photograph and only tints it. Instead an image is
+//! painted first at a base size (about 320 px on its longest side), then at sizes growing by
+//! about 2× up to the working size ([`PyramidSpec::sizes`]); each level starts from the level
+//! below's result upscaled and runs a third of its iterations, at least two ([`schedule`]). Each level's
+//! style targets are computed at that level's size, so `--style-scale` keeps its meaning (style
+//! area = the level's content area × scale).
+//!
+//! A warm video frame climbs the same levels from its warped start x⁰ (the previous painting
+//! carried along the flow): level k starts from x⁰ downscaled plus, where the flow could not
+//! vouch for a pixel (1 − c), the change the coarser levels made, upscaled; J_temporal holds
+//! every level to the warped previous painting and c, downscaled. So the pixels the flow cannot
+//! vouch for (newly revealed areas) are painted where VGG sees their surroundings, not only at
+//! full size, and the carried painting is left as one level would leave it.
+//!
+//! At the default size (256) there is one level, and painting is exactly the plain
+//! optimisation.
+
+use std::sync::Arc;
+
+use candle_core::Tensor;
+use image::RgbImage;
+
+use crate::error::Result;
+use crate::jobs::cache::StylizerCache;
+use crate::jobs::spec::{NetworkSpec, PyramidSpec, StyleSpec};
+use crate::media::image_io;
+use crate::net::input;
+use crate::progress::Progress;
+use crate::stylize::stylizer::{Settings, Stylized, Stylizer, TemporalTarget};
+
+/// Each level above the coarsest runs this fraction of the iterations of the level below
+/// (neural-style's multires scripts fall by 2–3× per level; an iteration costs 4× more per 2×).
+const ITERATIONS_FALL: f64 = 1.0 / 3.0;
+
+/// The fewest iterations a level above the coarsest runs: L-BFGS's first step is a probe
+/// (min(1, 1/‖g‖₁) in fp32, a 1e-5-pixel move at these sizes), so a level of one iteration
+/// would cost an evaluation and change nothing.
+const MIN_LEVEL_ITERATIONS: usize = 2;
+
+/// Iterations of each of `levels` levels, coarse to fine, from `iterations` at the coarsest:
+/// each finer level a third of the one below, rounded up, and at least two (none above a
+/// coarsest level of none, one above a coarsest level of one).
+pub fn schedule(iterations: usize, levels: usize) -> Vec<usize> {
+    let floor = MIN_LEVEL_ITERATIONS.min(iterations);
+    (0..levels).map(|k| ((iterations as f64 * ITERATIONS_FALL.powi(k as i32)).ceil() as usize).max(floor)).collect()
+}
+
+/// What one level did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LevelRecord {
+    pub width: u32,
+    pub height: u32,
+    /// Optimiser steps taken (at most the level's budget; the early stop may end sooner).
+    pub iterations: usize,
+    /// Evaluations of J.
+    pub evaluations: usize,
+    pub seconds: f64,
+}
+
+/// The result of a painting: the finest level's image and loss terms, with iterations,
+/// evaluations and seconds summed over the levels, and what each level did.
+#[derive(Debug, Clone)]
+pub struct Painted {
+    pub stylized: Stylized,
+    pub levels: Vec<LevelRecord>,
+}
+
+/// The stylizers of a pyramid's levels, coarse to fine (the last at the working size), with the
+/// style targets of each level's size.
+pub struct Painter {
+    levels: Vec<Arc<Stylizer>>,
+    /// The size of each level but the last, which is the content's.
+    coarser_sizes: Vec<(u32, u32)>,
+}
+
+impl Painter {
+    /// The levels `pyramid` gives for a working size of `width × height`, their stylizers taken
+    /// from `cache` (built on first use).
+    pub fn new(
+        cache: &StylizerCache,
+        network: &NetworkSpec,
+        settings: &Settings,
+        style: &StyleSpec,
+        pyramid: &PyramidSpec,
+        (width, height): (u32, u32),
+    ) -> Result<Painter> {
+        let mut sizes = pyramid.sizes(width, height, settings.min_image_side());
+        let levels = sizes.iter().map(|&size| cache.stylizer(network, settings, style, size)).collect::<Result<Vec<_>>>()?;
+        sizes.pop();
+        Ok(Painter { levels, coarser_sizes: sizes })
+    }
+
+    /// One level: the plain optimisation with `stylizer`.
+    pub fn single(stylizer: Arc<Stylizer>) -> Painter {
+        Painter { levels: vec![stylizer], coarser_sizes: Vec::new() }
+    }
+
+    /// The stylizer of level `k` (0: the coarsest).
+    pub fn level(&self, k: usize) -> &Arc<Stylizer> {
+        &self.levels[k]
+    }
+
+    /// The size of each level, coarse to fine, for content of `width × height`.
+    pub fn sizes(&self, content: (u32, u32)) -> Vec<(u32, u32)> {
+        self.coarser_sizes.iter().copied().chain([content]).collect()
+    }
+
+    /// The stylizer of the working size.
+    pub fn finest(&self) -> &Stylizer {
+        self.levels.last().expect("a painter has at least one level")
+    }
+
+    /// The size of the coarsest level, where a cold start begins, for content of `width × height`.
+    pub fn coarsest_size(&self, (width, height): (u32, u32)) -> (u32, u32) {
+        self.coarser_sizes.first().copied().unwrap_or((width, height))
+    }
+
+    /// Paints `content` (at the working size) from `start`, an image at the coarsest level's
+    /// size, with `iterations` at the coarsest level and fewer above ([`schedule`]).
+    pub fn paint(&self, content: &RgbImage, start: &Tensor, iterations: usize, progress: &mut dyn Progress) -> Result<Painted> {
+        self.climb(content, Start::Cold(start), &[], iterations, progress)
+    }
+
+    /// Paints a warm frame: `start` and the `temporal` targets are at the working size; each
+    /// level starts from `start` at its size plus the coarser levels' change, upscaled.
+    pub fn paint_warm(
+        &self,
+        content: &RgbImage,
+        start: &Tensor,
+        temporal: &[TemporalTarget],
+        iterations: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<Painted> {
+        self.climb(content, Start::Warm(start), temporal, iterations, progress)
+    }
+
+    fn climb(
+        &self,
+        content: &RgbImage,
+        start: Start,
+        temporal: &[TemporalTarget],
+        iterations: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<Painted> {
+        let budgets = schedule(iterations, self.levels.len());
+        let total: usize = budgets.iter().sum();
+        let mut records = Vec::with_capacity(self.levels.len());
+        // The previous level's result, and (warm) the start it was optimised from.
+        let mut below: Option<(Tensor, Option<Tensor>)> = None;
+        let mut last = None;
+        for (level, (stylizer, &budget)) in self.levels.iter().zip(&budgets).enumerate() {
+            let (width, height) = self.coarser_sizes.get(level).copied().unwrap_or(content.dimensions());
+            let device = stylizer.vgg().device();
+            let content_here = if content.dimensions() == (width, height) {
+                input::to_tensor(content, device)?
+            } else {
+                input::to_tensor(&image_io::resize(content, width, height), device)?
+            };
+            let mut target = stylizer.content_target(&content_here)?;
+            if !temporal.is_empty() {
+                let here = temporal
+                    .iter()
+                    .map(|t| {
+                        Ok(TemporalTarget {
+                            warped_previous: input::resize_planar(&t.warped_previous, width, height)?,
+                            reliability: input::resize_planar(&t.reliability, width, height)?.clamp(0f32, 1f32)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                target = target.with_temporal(here)?;
+            }
+            let (level_start, warm_start) = match (&start, &below) {
+                (Start::Cold(start), None) => (input::resize_planar(start, width, height)?, None),
+                (Start::Cold(_), Some((result, _))) => (input::resize_planar(result, width, height)?, None),
+                (Start::Warm(start), None) => {
+                    let here = input::resize_planar(start, width, height)?;
+                    (here.clone(), Some(here))
+                }
+                (Start::Warm(start), Some((result, Some(started_from)))) => {
+                    let here = input::resize_planar(start, width, height)?;
+                    let mut change = input::resize_planar(&(result - started_from)?, width, height)?;
+                    // Only where the flow could not vouch (1 − c): elsewhere the warped painting
+                    // is the start, as in a one-level warm frame. Measured on a 64-px pan
+                    // (tests/pyramid.rs): unmasked, the coarse levels' blurred change moved the
+                    // carried painting by 7.7 levels (of 255) on average, 30% more than one
+                    // level's iterations did; masked, not at all, the band as painted.
+                    if let Some(previous) = temporal.first() {
+                        let c = input::resize_planar(&previous.reliability, width, height)?.clamp(0f32, 1f32)?;
+                        change = change.broadcast_mul(&(1.0 - c)?)?;
+                    }
+                    ((&here + change)?, Some(here))
+                }
+                (Start::Warm(_), Some((_, None))) => unreachable!("a warm level records its start"),
+            };
+            let done_before: usize = budgets[..level].iter().sum();
+            let mut level_progress = LevelProgress { inner: progress, done_before, total };
+            let stylized = stylizer.optimise(&target, &level_start, budget, &mut level_progress)?;
+            records.push(LevelRecord {
+                width,
+                height,
+                iterations: stylized.iterations,
+                evaluations: stylized.evaluations,
+                seconds: stylized.seconds,
+            });
+            below = Some((stylized.image.clone(), warm_start));
+            last = Some(stylized);
+        }
+        let mut stylized = last.expect("a painter has at least one level");
+        stylized.iterations = records.iter().map(|r| r.iterations).sum();
+        stylized.evaluations = records.iter().map(|r| r.evaluations).sum();
+        stylized.seconds = records.iter().map(|r| r.seconds).sum();
+        Ok(Painted { stylized, levels: records })
+    }
+}
+
+/// Where a painting starts: a cold start at the coarsest size, or a warm frame's start at the
+/// working size.
+enum Start<'a> {
+    Cold(&'a Tensor),
+    Warm(&'a Tensor),
+}
+
+/// Passes a level's iterations on as steps of the whole pyramid.
+struct LevelProgress<'a> {
+    inner: &'a mut dyn Progress,
+    done_before: usize,
+    total: usize,
+}
+
+impl Progress for LevelProgress<'_> {
+    fn iteration(&mut self, done: usize, _: usize, cost: f64) {
+        self.inner.iteration(self.done_before + done, self.total, cost);
+    }
+
+    fn should_stop(&self) -> bool {
+        self.inner.should_stop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_level_runs_a_third_of_the_one_below() {
+        assert_eq!(schedule(100, 3), [100, 34, 12]);
+        assert_eq!(schedule(150, 5), [150, 50, 17, 6, 2]);
+        assert_eq!(schedule(10, 4), [10, 4, 2, 2]);
+        assert_eq!(schedule(0, 3), [0, 0, 0]);
+        assert_eq!(schedule(1, 3), [1, 1, 1]);
+        assert_eq!(schedule(7, 1), [7]);
+    }
+}

@@ -1,0 +1,224 @@
+//! Coarse-to-fine painting on tiny frames: the levels a still climbs (sizes and iterations,
+//! from its report), each level's style targets against directly computed ones, and a warm
+//! frame's newly revealed band painted where the flow could not carry the painting.
+
+mod common;
+
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+use stylize_video::jobs::cache::StylizerCache;
+use stylize_video::jobs::pyramid::Painter;
+use stylize_video::jobs::spec::{NetworkSpec, PyramidSpec, StyleSpec, StylizeOptions};
+use stylize_video::jobs::still::{run_still, StillJob};
+use stylize_video::media::image_io::resize;
+use stylize_video::net::input::to_tensor;
+use stylize_video::net::vgg::Pooling;
+use stylize_video::progress::{NoProgress, Progress};
+use stylize_video::stylize::stylizer::{Settings, Stylizer, TemporalTarget};
+
+/// The (done, total) pairs a run reports.
+#[derive(Default)]
+struct Steps(Vec<(usize, usize)>);
+
+impl Progress for Steps {
+    fn iteration(&mut self, done: usize, total: usize, _: f64) {
+        self.0.push((done, total));
+    }
+}
+
+fn quick() -> Settings {
+    Settings { tol: 0.0, ..Settings::default() }
+}
+
+#[test]
+fn a_three_level_still_climbs_the_expected_sizes_and_iterations() {
+    let dir = common::scratch_dir("pyramid-still");
+    let (content, style) = (dir.join("content.png"), dir.join("style.png"));
+    common::synthetic_content(64, 64).save(&content).unwrap();
+    common::synthetic_style(48, 48).save(&style).unwrap();
+    let job = StillJob {
+        size: 64,
+        iterations: 9,
+        options: StylizeOptions { settings: quick(), pyramid: PyramidSpec { scales: Some(3), base_size: 16 }, ..Default::default() },
+        ..StillJob::with_defaults(content, style, dir.join("out.png"))
+    };
+    let mut steps = Steps::default();
+    let report = run_still(&job, &mut steps).unwrap();
+    let levels: Vec<(u32, u32, usize, usize)> = report.levels.iter().map(|l| (l.width, l.height, l.iterations, l.evaluations)).collect();
+    // 9 iterations at the base, a third of them (rounded up, at least 2) at each level above; J
+    // is evaluated once per iteration and once more for the level's last image.
+    assert_eq!(levels, [(16, 16, 9, 10), (32, 32, 3, 4), (64, 64, 2, 3)]);
+    assert_eq!((report.width, report.height, report.iterations, report.evaluations), (64, 64, 14, 17));
+    assert_eq!(steps.0, (1..=14).map(|done| (done, 14)).collect::<Vec<_>>(), "progress counts the whole pyramid");
+    assert_eq!(image::open(dir.join("out.png")).unwrap().to_rgb8().dimensions(), (64, 64));
+
+    // The default at this size is one level: the plain optimisation, as before there were levels.
+    let plain = StillJob { options: StylizeOptions { settings: quick(), ..Default::default() }, ..job.clone() };
+    let report = run_still(&plain, &mut NoProgress).unwrap();
+    assert_eq!(report.levels.iter().map(|l| (l.width, l.height, l.iterations)).collect::<Vec<_>>(), [(64, 64, 9)]);
+}
+
+#[test]
+fn each_level_has_the_style_targets_of_its_own_size() {
+    let vgg = Arc::new(common::vgg(Pooling::Max));
+    let dir = common::scratch_dir("pyramid-targets");
+    let style_path = dir.join("style.png");
+    common::synthetic_style(50, 40).save(&style_path).unwrap();
+    // --style-scale 0.8: the style's area is 0.8 × each level's content area.
+    let style = StyleSpec { paths: vec![style_path], blend_weights: vec![1.0], scale: 0.8 };
+    let content = common::synthetic_content(128, 96);
+    let cache = StylizerCache::new();
+    let pyramid = PyramidSpec { scales: Some(3), base_size: 32 };
+    let painter = Painter::new(&cache, &NetworkSpec::default(), &quick(), &style, &pyramid, (128, 96)).unwrap();
+    let sizes = painter.sizes((128, 96));
+    assert_eq!(sizes, [(32, 24), (64, 48), (128, 96)]);
+    let direct_style_cost = |(w, h): (u32, u32), image: &Tensor, content: &Tensor| {
+        let direct = Stylizer::new(vgg.clone(), quick(), &style.load(w, h, &Device::Cpu).unwrap()).unwrap();
+        direct.cost(image, &direct.content_target(content).unwrap()).unwrap().1.style
+    };
+    for (k, &(w, h)) in sizes.iter().enumerate() {
+        let here = to_tensor(&resize(&content, w, h), &Device::Cpu).unwrap();
+        let image = (&here + Tensor::randn(0f32, 20.0, here.shape(), &Device::Cpu).unwrap()).unwrap();
+        let level = painter.level(k);
+        let from_painter = level.cost(&image, &level.content_target(&here).unwrap()).unwrap().1.style;
+        let direct = direct_style_cost((w, h), &image, &here);
+        assert!((from_painter - direct).abs() <= 1e-9 * direct, "level {k} ({w}×{h}): {from_painter} vs {direct}");
+        if k < sizes.len() - 1 {
+            // …and not the working size's targets (so this comparison could fail).
+            let finest = direct_style_cost((128, 96), &image, &here);
+            assert!((finest - direct).abs() > 0.01 * direct, "level {k}: the style scale made no difference");
+        }
+    }
+}
+
+/// J_style of `image`'s columns `x0..x1`, judged (as the two-scale figures are) with the content,
+/// style and image all at half size: is the band a painting when seen small?
+fn band_style_cost(vgg: &Arc<Vgg>, style: &RgbImage, image: &RgbImage, x0: u32, x1: u32) -> f64 {
+    let crop = image::imageops::crop_imm(image, x0, 0, x1 - x0, image.height()).to_image();
+    let (w, h) = ((x1 - x0) / 2, image.height() / 2);
+    let style = to_tensor(&resize(style, w, h), &Device::Cpu).unwrap();
+    let judge = Stylizer::new(vgg.clone(), quick(), &[(style, 1.0)]).unwrap();
+    let small = to_tensor(&resize(&crop, w, h), &Device::Cpu).unwrap();
+    judge.cost(&small, &judge.content_target(&small).unwrap()).unwrap().1.style
+}
+
+type Vgg = stylize_video::net::vgg::Vgg16;
+
+#[test]
+fn a_warm_frame_paints_the_band_the_flow_revealed() {
+    // A pan: frame 1 is frame 0's scene moved 32 px left, with a new 32-px band on the right.
+    let (w, h, shift) = (256u32, 192u32, 64u32);
+    let photo = stylize_video::media::image_io::load_rgb(&common::repo_path("samples/pedestrians_frame0.jpg")).unwrap();
+    let scene = resize(&photo, w + shift, h);
+    let frame0 = image::imageops::crop_imm(&scene, 0, 0, w, h).to_image();
+    let frame1 = image::imageops::crop_imm(&scene, shift, 0, w, h).to_image();
+    let style_path = common::repo_path("samples/starry_night.jpg");
+    let style_image = stylize_video::media::image_io::load_rgb(&style_path).unwrap();
+    let style = StyleSpec { paths: vec![style_path], blend_weights: vec![1.0], scale: 1.0 };
+    let cache = StylizerCache::new();
+    let pyramid = PyramidSpec { scales: Some(3), base_size: 64 };
+    let painter = Painter::new(&cache, &NetworkSpec::default(), &quick(), &style, &pyramid, (w, h)).unwrap();
+    let dev = Device::Cpu;
+    let start0 = to_tensor(&resize(&frame0, 64, 48), &dev).unwrap();
+    let painted0 = painter.paint(&frame0, &start0, 40, &mut NoProgress).unwrap();
+    eprintln!("frame 0: {:?} {:?}", painted0.levels, painted0.stylized.terms);
+    let painting0 = stylize_video::net::input::from_tensor(&painted0.stylized.image).unwrap();
+
+    // The warm start: the previous painting carried along (c = 1), the band from the frame
+    // itself (c = 0), as --init-video prev-warped has it where the flow cannot vouch.
+    let mut warped = frame1.clone();
+    image::imageops::replace(&mut warped, &image::imageops::crop_imm(&painting0, shift, 0, w - shift, h).to_image(), 0, 0);
+    let reliability: Vec<f32> = (0..h).flat_map(|_| (0..w).map(|x| if x < w - shift { 1.0 } else { 0.0 })).collect();
+    let temporal = [TemporalTarget {
+        warped_previous: to_tensor(&warped, &dev).unwrap(),
+        reliability: Tensor::from_vec(reliability, (1, 1, h as usize, w as usize), &dev).unwrap(),
+    }];
+    let start = to_tensor(&warped, &dev).unwrap();
+    let paint = |painter: &Painter| {
+        let painted = painter.paint_warm(&frame1, &start, &temporal, 10, &mut NoProgress).unwrap();
+        (stylize_video::net::input::from_tensor(&painted.stylized.image).unwrap(), painted.levels.len())
+    };
+    let (pyramid_result, levels) = paint(&painter);
+    assert_eq!(levels, 3);
+    let (direct_result, _) = paint(&Painter::single(painter.level(2).clone()));
+    if let Ok(dir) = std::env::var("PYRAMID_TEST_IMAGES") {
+        for (name, image) in [("painting0", &painting0), ("warped", &warped), ("pyramid", &pyramid_result), ("direct", &direct_result)] {
+            image.save(std::path::Path::new(&dir).join(format!("{name}.png"))).unwrap();
+        }
+    }
+
+    let vgg = Arc::new(common::vgg(Pooling::Max));
+    let band = |image: &RgbImage| band_style_cost(&vgg, &style_image, image, w - shift, w);
+    let rest = |image: &RgbImage| band_style_cost(&vgg, &style_image, image, 0, shift);
+    let (start_band, start_rest) = (band(&warped), rest(&warped));
+    let (pyramid_band, pyramid_rest) = (band(&pyramid_result), rest(&pyramid_result));
+    let direct_band = band(&direct_result);
+    eprintln!("band/rest J_style at half size: start {start_band:.3e}/{start_rest:.3e}, pyramid {pyramid_band:.3e}/{pyramid_rest:.3e}, one level {direct_band:.3e}");
+    // How far each result moved from the carried painting where the flow vouched for it (away
+    // from the band's edge): J_temporal holds it at every level.
+    let held = |image: &RgbImage| -> f64 {
+        let (mut sum, mut n) = (0.0, 0.0);
+        for y in 0..h {
+            for x in 0..w - shift - 16 {
+                let (a, b) = (image.get_pixel(x, y).0, warped.get_pixel(x, y).0);
+                sum += (0..3).map(|c| a[c].abs_diff(b[c]) as f64).sum::<f64>() / 3.0;
+                n += 1.0;
+            }
+        }
+        sum / n
+    };
+    let (pyramid_held, direct_held) = (held(&pyramid_result), held(&direct_result));
+    eprintln!("mean change where reliable: pyramid {pyramid_held:.2}, one level {direct_held:.2}");
+    // Unpainted, the band is far from the style; painted through the levels it is as painted
+    // as the carried painting (within 1.5×), and more than by the working size's iterations alone.
+    assert!(start_band > 2.0 * start_rest, "the band starts unpainted: {start_band} vs {start_rest}");
+    assert!(pyramid_band < 1.5 * pyramid_rest, "band {pyramid_band} vs the rest {pyramid_rest}");
+    assert!(pyramid_band < 0.8 * direct_band, "levels {pyramid_band} vs one level {direct_band}");
+    // …while the carried painting moves no more than one level's iterations move it.
+    assert!(pyramid_held <= direct_held, "the pyramid moved the reliable pixels by {pyramid_held}, one level by {direct_held}");
+}
+
+fn stylize_video_cli(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_stylize-video")).args(args).output().unwrap()
+}
+
+#[test]
+fn size_source_paints_at_the_inputs_own_size_and_reports_the_levels_per_frame() {
+    use common::clips::{make_clip, ClipSpec};
+    let dir = common::scratch_dir("pyramid-size-source");
+    let style = common::repo_path("samples/starry_night.jpg");
+    // A still of 72×40: written at 72×40, not at the default 256.
+    let photo = dir.join("photo.png");
+    common::synthetic_content(72, 40).save(&photo).unwrap();
+    let out = dir.join("painted.png");
+    let report_path = dir.join("still.json");
+    let args = [photo.as_os_str(), "-s".as_ref(), style.as_os_str(), "--size".as_ref(), "source".as_ref(), "--iterations".as_ref(),
+        "2".as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str(), "--report".as_ref(), report_path.as_os_str()];
+    let run = stylize_video_cli(&args);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(image::open(&out).unwrap().to_rgb8().dimensions(), (72, 40));
+
+    // A 3-frame clip of 80×48 painted at its own size in two levels (base 40): each frame's
+    // record lists the levels it ran, the first frame with --first-iterations at the base, the
+    // warm ones with --iterations.
+    let clip = dir.join("clip.mkv");
+    make_clip(&clip, &ClipSpec { frames: 3, ..ClipSpec::new(80, 48) });
+    let (video_out, video_report) = (dir.join("out.mkv"), dir.join("video.json"));
+    let args = [clip.as_os_str(), "-s".as_ref(), style.as_os_str(), "--size".as_ref(), "source".as_ref(), "--scales".as_ref(),
+        "2".as_ref(), "--base-size".as_ref(), "40".as_ref(), "--first-iterations".as_ref(), "6".as_ref(), "--iterations".as_ref(),
+        "3".as_ref(), "--tol".as_ref(), "0".as_ref(), "--codec".as_ref(), "ffv1".as_ref(), "-q".as_ref(), "-o".as_ref(),
+        video_out.as_os_str(), "--report".as_ref(), video_report.as_os_str()];
+    let run = stylize_video_cli(&args);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&video_report).unwrap()).unwrap();
+    assert_eq!((report["output"]["width"].as_u64(), report["output"]["height"].as_u64()), (Some(80), Some(48)));
+    let levels: Vec<Vec<(u64, u64, u64)>> = report["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["levels"].as_array().unwrap().iter().map(|l| (l["width"].as_u64().unwrap(), l["height"].as_u64().unwrap(), l["iterations"].as_u64().unwrap())).collect())
+        .collect();
+    assert_eq!(levels, vec![vec![(40, 24, 6), (80, 48, 2)], vec![(40, 24, 3), (80, 48, 2)], vec![(40, 24, 3), (80, 48, 2)]]);
+}
