@@ -40,24 +40,24 @@ fn a_three_level_still_climbs_the_expected_sizes_and_iterations() {
     common::synthetic_style(48, 48).save(&style).unwrap();
     let job = StillJob {
         size: 64,
-        iterations: 9,
+        iterations: 12,
         options: StylizeOptions { settings: quick(), pyramid: PyramidSpec { scales: Some(3), base_size: 16 }, ..Default::default() },
         ..StillJob::with_defaults(content, style, dir.join("out.png"))
     };
     let mut steps = Steps::default();
     let report = run_still(&job, &mut steps).unwrap();
     let levels: Vec<(u32, u32, usize, usize)> = report.levels.iter().map(|l| (l.width, l.height, l.iterations, l.evaluations)).collect();
-    // 9 iterations at the base, a third of them (rounded up, at least 2) at each level above; J
-    // is evaluated once per iteration and once more for the level's last image.
-    assert_eq!(levels, [(16, 16, 9, 10), (32, 32, 3, 4), (64, 64, 2, 3)]);
-    assert_eq!((report.width, report.height, report.iterations, report.evaluations), (64, 64, 14, 17));
-    assert_eq!(steps.0, (1..=14).map(|done| (done, 14)).collect::<Vec<_>>(), "progress counts the whole pyramid");
+    // 12 iterations at the base, a fifth of them (rounded up, at least 2) at each level above;
+    // J is evaluated once per iteration and once more for the level's last image.
+    assert_eq!(levels, [(16, 16, 12, 13), (32, 32, 3, 4), (64, 64, 2, 3)]);
+    assert_eq!((report.width, report.height, report.iterations, report.evaluations), (64, 64, 17, 20));
+    assert_eq!(steps.0, (1..=17).map(|done| (done, 17)).collect::<Vec<_>>(), "progress counts the whole pyramid");
     assert_eq!(image::open(dir.join("out.png")).unwrap().to_rgb8().dimensions(), (64, 64));
 
     // The default at this size is one level: the plain optimisation, as before there were levels.
     let plain = StillJob { options: StylizeOptions { settings: quick(), ..Default::default() }, ..job.clone() };
     let report = run_still(&plain, &mut NoProgress).unwrap();
-    assert_eq!(report.levels.iter().map(|l| (l.width, l.height, l.iterations)).collect::<Vec<_>>(), [(64, 64, 9)]);
+    assert_eq!(report.levels.iter().map(|l| (l.width, l.height, l.iterations)).collect::<Vec<_>>(), [(64, 64, 12)]);
 }
 
 #[test]

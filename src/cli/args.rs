@@ -237,7 +237,7 @@ pub struct Cli {
     ///
     /// A large image (a still, a video's frames) is painted first at --base-size, then at sizes
     /// growing about 2× per level up to --size, each level starting from the one below
-    /// upscaled and running a third of its iterations, at least two (--iterations and --first-iterations count
+    /// upscaled and running a fifth of its iterations, at least two (--iterations and --first-iterations count
     /// the coarsest level's). Automatic: one level up to √2 × --base-size, then one more per
     /// doubling (1280: 3 levels, 1920: 4, 3840: 5). A preview's cells are painted in one.
     #[arg(long, help_heading = OPTIMISATION)]
