@@ -31,14 +31,14 @@ use crate::net::input;
 use crate::progress::Progress;
 use crate::stylize::stylizer::{Settings, Stylized, Stylizer, TemporalTarget};
 
-/// Each level above the coarsest runs this fraction of the iterations of the level below (an
+/// Each level above the coarsest runs 1/this of the iterations of the level below (an
 /// iteration costs about 4× more per 2× in size). Measured on a 1280×720 frame (fp32, 2 cores,
 /// the two-scale judgement; C is the 320-px painting upscaled): 150/50/17 iterations took
 /// 142 s, J_style 0.65× C's seen at 320 px and 0.10× at full size; 100/20/5 took 67 s, 0.65×
 /// and 0.12×; 60/12/3 took 44 s, 0.70× and 0.28×. The finer levels sharpen what the coarsest
 /// painted, and a fifth of the iterations per level keeps most of it at well under half the
 /// time of a third.
-const ITERATIONS_FALL: f64 = 1.0 / 5.0;
+const ITERATIONS_FALL: usize = 5;
 
 /// The fewest iterations a level above the coarsest runs: L-BFGS's first step is a probe
 /// (min(1, 1/‖g‖₁) in fp32, a 1e-5-pixel move at these sizes), so a level of one iteration
@@ -50,7 +50,7 @@ const MIN_LEVEL_ITERATIONS: usize = 2;
 /// coarsest level of none, one above a coarsest level of one).
 pub fn schedule(iterations: usize, levels: usize) -> Vec<usize> {
     let floor = MIN_LEVEL_ITERATIONS.min(iterations);
-    (0..levels).map(|k| ((iterations as f64 * ITERATIONS_FALL.powi(k as i32)).ceil() as usize).max(floor)).collect()
+    (0..levels as u32).map(|k| iterations.div_ceil(ITERATIONS_FALL.saturating_pow(k)).max(floor)).collect()
 }
 
 /// What one level did.
