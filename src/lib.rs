@@ -28,6 +28,7 @@
 //!     optimised from a starting image;
 //! - [`jobs`]: what a user runs:
 //!   - [`jobs::spec`]: what the jobs share (network, style images, starting image, checks);
+//!   - [`jobs::pyramid`]: coarse-to-fine painting of large images and warm frames, level by level;
 //!   - [`jobs::still`]: a still image;
 //!   - [`jobs::pipeline`]: a video: decode → warm-started stylization → encode, on three threads;
 //!   - [`jobs::preview`]: a grid of frames × styles × one swept option;
