@@ -123,7 +123,7 @@ impl VideoJob {
     pub fn with_defaults(input: PathBuf, style: PathBuf, output: PathBuf) -> Self {
         VideoJob {
             input,
-            style: StyleSpec { paths: vec![style], blend_weights: vec![1.0], scale: 1.0 },
+            style: StyleSpec::one(style),
             output,
             size: crate::jobs::spec::DEFAULT_SIZE,
             output_size: OutputSize::Processing,

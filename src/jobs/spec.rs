@@ -180,6 +180,11 @@ pub struct StyleSpec {
 }
 
 impl StyleSpec {
+    /// One style image, at scale 1 (the CLI's defaults).
+    pub fn one(path: PathBuf) -> Self {
+        StyleSpec { paths: vec![path], blend_weights: vec![1.0], scale: 1.0 }
+    }
+
     /// Loads and resizes the style images for a content image of `width × height`, as network
     /// inputs paired with their blend weights.
     pub fn load(&self, width: u32, height: u32, device: &candle_core::Device) -> Result<Vec<(Tensor, f64)>> {

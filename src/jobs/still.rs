@@ -39,7 +39,7 @@ impl StillJob {
     pub fn with_defaults(content: PathBuf, style: PathBuf, output: PathBuf) -> Self {
         StillJob {
             content,
-            style: StyleSpec { paths: vec![style], blend_weights: vec![1.0], scale: 1.0 },
+            style: StyleSpec::one(style),
             output,
             size: DEFAULT_SIZE,
             iterations: DEFAULT_ITERATIONS,
