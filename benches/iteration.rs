@@ -220,7 +220,7 @@ fn video(frames: u64) {
     let t = report.totals;
     println!(
         "video device={} frames={} size={}x{} first_s={:.2} warm_s={:.2} total_s={:.1} frames_per_minute={:.1} peak_rss_mib={:.0}",
-        report.device,
+        report.options.device,
         t.frames,
         report.width,
         report.height,

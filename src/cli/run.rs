@@ -124,7 +124,7 @@ fn print_video_summary(report: &VideoReport) {
         t.frames,
         report.output.width,
         report.output.height,
-        report.precision,
+        report.options.precision,
         t.seconds
     );
     for note in &report.output.notes {

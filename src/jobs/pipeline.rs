@@ -24,24 +24,20 @@ use image::RgbImage;
 
 use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
-use crate::jobs::progress::VideoProgress;
-use crate::jobs::spec::{check_before_work, check_working_size, load_init_image, write_json, Init, StyleSpec, StylizeOptions};
+use crate::jobs::progress::{FrameRecord, VideoProgress};
+use crate::jobs::pyramid::{Painted, Painter};
+use crate::jobs::spec::{check_before_work, check_working_size, load_init_image, write_json, Init, OptionsReport, StyleSpec, StylizeOptions};
+use crate::jobs::workdir::WorkDir;
 use crate::media::image_io::{self, FinishedFrame};
-use crate::motion::flow::FlowMethod;
-use crate::motion::temporal::{warping_error, Motion, MotionEstimator, VideoInit};
-use crate::net::input;
-use crate::net::precision::Compute;
-use crate::net::precision::Precision;
-use crate::net::vgg::Pooling;
-use crate::progress::Progress;
-use crate::stylize::stylizer::{Settings, TemporalTarget};
+use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
 use crate::media::video::{
     DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
 };
-use crate::jobs::progress::FrameRecord;
-use crate::jobs::pyramid::{Painted, Painter};
-use crate::jobs::workdir::WorkDir;
-use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
+use crate::motion::flow::FlowMethod;
+use crate::motion::temporal::{warping_error, Motion, MotionEstimator, VideoInit};
+use crate::net::input;
+use crate::progress::Progress;
+use crate::stylize::stylizer::TemporalTarget;
 
 /// Frames decoded ahead of the stylizer, and stylized frames queued for the encoder.
 const CHANNEL_FRAMES: usize = 4;
@@ -185,17 +181,11 @@ pub struct VideoReport {
     pub height: u32,
     pub first_iterations: usize,
     pub iterations: usize,
-    pub init: Init,
     pub init_video: VideoInit,
     pub flow: FlowMethod,
     pub temporal_frames: Vec<usize>,
-    pub original_colors: bool,
-    pub seed: u64,
-    pub pooling: Pooling,
-    pub device: Compute,
-    /// The precision the convolutions ran in (after the device's fallbacks).
-    pub precision: Precision,
-    pub settings: Settings,
+    #[serde(flatten)]
+    pub options: OptionsReport,
     pub totals: Totals,
     pub frames: Vec<FrameRecord>,
 }
@@ -340,16 +330,10 @@ pub fn run_video_with(
         height,
         first_iterations: job.first_iterations,
         iterations: job.iterations,
-        init: job.options.init.clone(),
         init_video: job.init_video,
         flow: job.flow,
         temporal_frames: job.temporal_frames.clone(),
-        original_colors: job.options.original_colors,
-        seed: job.options.seed,
-        pooling: job.options.network.pooling,
-        device: job.options.network.compute,
-        precision: painter.finest().vgg().precision(),
-        settings: job.options.settings.clone(),
+        options: OptionsReport::new(&job.options, painter.finest().vgg().precision()),
         totals,
         frames: records,
     };

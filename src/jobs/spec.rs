@@ -115,7 +115,7 @@ pub struct StylizeOptions {
     pub pyramid: PyramidSpec,
 }
 
-/// What a still's or a preview's report records of the options it ran with: where the
+/// What a still's, a video's or a preview's report records of the options it ran with: where the
 /// optimisation started, the network as it ran (the precision after the device's fallbacks),
 /// and the settings.
 #[derive(Debug, Clone, serde::Serialize)]
