@@ -153,8 +153,9 @@ impl Painter {
         let budgets = schedule(iterations, self.levels.len());
         let total: usize = budgets.iter().sum();
         let mut records = Vec::with_capacity(self.levels.len());
-        // The previous level's result, and (warm) the start it was optimised from.
-        let mut below: Option<(Tensor, Option<Tensor>)> = None;
+        // The level below's result, and the start its change is measured from (warm: the warped
+        // start at that level's size).
+        let mut below: Option<(Tensor, Tensor)> = None;
         let mut last = None;
         for (level, (stylizer, &budget)) in self.levels.iter().zip(&budgets).enumerate() {
             let (width, height) = self.coarser_sizes.get(level).copied().unwrap_or(content.dimensions());
@@ -171,20 +172,22 @@ impl Painter {
                     .map(|t| {
                         Ok(TemporalTarget {
                             warped_previous: input::resize_planar(&t.warped_previous, width, height)?,
-                            reliability: input::resize_planar(&t.reliability, width, height)?.clamp(0f32, 1f32)?,
+                            reliability: weights_at(&t.reliability, width, height)?,
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
                 target = target.with_temporal(here)?;
             }
-            let (level_start, warm_start) = match (&start, &below) {
-                (Start::Cold(start), None) => (input::resize_planar(start, width, height)?, None),
-                (Start::Cold(_), Some((result, _))) => (input::resize_planar(result, width, height)?, None),
-                (Start::Warm(start), None) => {
+            let (level_start, change_from) = match (&start, &below) {
+                (Start::Cold(start) | Start::Warm(start), None) => {
                     let here = input::resize_planar(start, width, height)?;
-                    (here.clone(), Some(here))
+                    (here.clone(), here)
                 }
-                (Start::Warm(start), Some((result, Some(started_from)))) => {
+                (Start::Cold(_), Some((result, _))) => {
+                    let here = input::resize_planar(result, width, height)?;
+                    (here.clone(), here)
+                }
+                (Start::Warm(start), Some((result, started_from))) => {
                     let here = input::resize_planar(start, width, height)?;
                     // The change goes everywhere, not only where the flow could not vouch:
                     // measured on 4 frames of 720p footage (scripts/bench-hd's clip), the
@@ -194,9 +197,8 @@ impl Painter {
                     // carried painting, refined only at full size, lost its large strokes
                     // within three frames.
                     let change = input::resize_planar(&(result - started_from)?, width, height)?;
-                    ((&here + change)?, Some(here))
+                    ((&here + change)?, here)
                 }
-                (Start::Warm(_), Some((_, None))) => unreachable!("a warm level records its start"),
             };
             let done_before: usize = budgets[..level].iter().sum();
             let mut level_progress = LevelProgress { inner: progress, done_before, total };
@@ -208,7 +210,7 @@ impl Painter {
                 evaluations: stylized.evaluations,
                 seconds: stylized.seconds,
             });
-            below = Some((stylized.image.clone(), warm_start));
+            below = Some((stylized.image.clone(), change_from));
             last = Some(stylized);
         }
         let mut stylized = last.expect("a painter has at least one level");
@@ -217,6 +219,15 @@ impl Painter {
         stylized.seconds = records.iter().map(|r| r.seconds).sum();
         Ok(Painted { stylized, levels: records })
     }
+}
+
+/// Per-pixel weights (reliability c) at `width × height`: resized, they stay within 0..1.
+fn weights_at(weights: &Tensor, width: u32, height: u32) -> Result<Tensor> {
+    let (_, _, h, w) = weights.dims4()?;
+    if (w as u32, h as u32) == (width, height) {
+        return Ok(weights.clone());
+    }
+    Ok(input::resize_planar(weights, width, height)?.clamp(0f32, 1f32)?)
 }
 
 /// Where a painting starts: a cold start at the coarsest size, or a warm frame's start at the
