@@ -192,8 +192,15 @@ fn an_interrupted_run_resumes_without_recomputing_finished_frames() {
     let stop = AtomicBool::new(false);
     let again = VideoJob { overwrite: true, ..the_job.clone() };
     run_video(&again, &mut StopAfter { after: 2, finished: 0, stop: &stop }, &stop).unwrap_err();
-    let report = run(&VideoJob { fresh: true, ..again });
-    assert_eq!(report.totals.resumed_frames, 0);
+    let fresh = run(&VideoJob { fresh: true, ..again });
+    assert_eq!(fresh.totals.resumed_frames, 0);
+    // The first frame computed after the resume is the one an uninterrupted run computes: it
+    // starts from the work directory's frame (as written) and its L-BFGS from the curvature that
+    // frame's record kept.
+    assert!(report.frames[2].levels[0].curvature_scale.is_some_and(|s| s > 0.0), "{:?}", report.frames[2].levels);
+    assert_eq!(report.frames[3].total, fresh.frames[3].total);
+    let steps = |f: &FrameRecord| f.levels.iter().map(|l| (l.iterations, l.evaluations, l.curvature_scale)).collect::<Vec<_>>();
+    assert_eq!(steps(&report.frames[3]), steps(&fresh.frames[3]));
 }
 
 // ---- the command line ----

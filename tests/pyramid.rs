@@ -137,7 +137,7 @@ fn a_warm_frame_paints_the_band_the_flow_revealed() {
     }];
     let start = to_tensor(&warped, &dev).unwrap();
     let paint = |painter: &Painter| {
-        let painted = painter.paint_warm(&frame1, &start, &temporal, 10, &mut NoProgress).unwrap();
+        let painted = painter.paint_warm(&frame1, &start, &temporal, 10, &[], &mut NoProgress).unwrap();
         (stylize_video::net::input::from_tensor(&painted.stylized.image).unwrap(), painted.levels.len())
     };
     let (pyramid_result, levels) = paint(&painter);
@@ -203,7 +203,8 @@ fn size_source_paints_at_the_inputs_own_size_and_reports_the_levels_per_frame() 
 
     // A 3-frame clip of 80×48 painted at its own size in two levels (base 40): each frame's
     // record lists the levels it ran, the first frame with --first-iterations at the base, the
-    // warm ones with --iterations.
+    // warm ones with --iterations, their finer level with one (its L-BFGS starts from the
+    // previous frame's curvature there, which the record keeps).
     let clip = dir.join("clip.mkv");
     make_clip(&clip, &ClipSpec { frames: 3, ..ClipSpec::new(80, 48) });
     let (video_out, video_report) = (dir.join("out.mkv"), dir.join("video.json"));
@@ -221,5 +222,10 @@ fn size_source_paints_at_the_inputs_own_size_and_reports_the_levels_per_frame() 
         .iter()
         .map(|f| f["levels"].as_array().unwrap().iter().map(|l| (l["width"].as_u64().unwrap(), l["height"].as_u64().unwrap(), l["iterations"].as_u64().unwrap())).collect())
         .collect();
-    assert_eq!(levels, vec![vec![(40, 24, 6), (80, 48, 2)], vec![(40, 24, 3), (80, 48, 2)], vec![(40, 24, 3), (80, 48, 2)]]);
+    assert_eq!(levels, vec![vec![(40, 24, 6), (80, 48, 2)], vec![(40, 24, 3), (80, 48, 1)], vec![(40, 24, 3), (80, 48, 1)]]);
+    for frame in report["frames"].as_array().unwrap() {
+        for level in frame["levels"].as_array().unwrap() {
+            assert!(level["curvature_scale"].as_f64().is_some_and(|s| s > 0.0), "{level}");
+        }
+    }
 }

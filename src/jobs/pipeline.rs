@@ -25,7 +25,7 @@ use image::RgbImage;
 use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
 use crate::jobs::progress::{FrameRecord, VideoProgress};
-use crate::jobs::pyramid::{Painted, Painter};
+use crate::jobs::pyramid::{LevelRecord, Painted, Painter};
 use crate::jobs::spec::{check_before_work, check_working_size, load_init_image, write_json, Init, OptionsReport, StyleSpec, StylizeOptions};
 use crate::jobs::workdir::WorkDir;
 use crate::media::image_io::{self, FinishedFrame};
@@ -410,7 +410,9 @@ pub(crate) fn stylize_frames(
                 painter.paint(&frame.image, &start, job.first_iterations, &mut frame_progress)?
             }
             Some((_, motion)) => {
-                let (painted, warped) = stylize_following(job, painter, &frame.image, &content, &earlier, motion, &mut frame_progress)?;
+                let previous_levels = records.last().map_or(&[][..], |r: &FrameRecord| &r.levels);
+                let (painted, warped) =
+                    stylize_following(job, painter, &frame.image, &content, &earlier, motion, previous_levels, &mut frame_progress)?;
                 warped_previous = Some(warped);
                 painted
             }
@@ -465,7 +467,9 @@ struct Previous {
 
 /// Stylizes a frame that follows the `earlier` frames (newest first) with `motion` from them:
 /// the start image as `--init-video` says, J_temporal against the warped earlier outputs.
+/// `previous_levels` is what the previous frame's levels did (their L-BFGS curvature).
 /// Returns the result and ω(x_{t−1}), the previous output warped to this frame.
+#[allow(clippy::too_many_arguments)]
 fn stylize_following(
     job: &VideoJob,
     painter: &Painter,
@@ -473,6 +477,7 @@ fn stylize_following(
     content: &Tensor,
     earlier: &VecDeque<Previous>,
     motion: &Motion,
+    previous_levels: &[LevelRecord],
     progress: &mut dyn Progress,
 ) -> Result<(Painted, Tensor)> {
     let device = content.device();
@@ -506,7 +511,7 @@ fn stylize_following(
         };
         temporal.push(TemporalTarget { warped_previous: warped, reliability: motion.weights_tensor(&weights, device)? });
     }
-    Ok((painter.paint_warm(frame, &start, &temporal, job.iterations, progress)?, warped_previous))
+    Ok((painter.paint_warm(frame, &start, &temporal, job.iterations, previous_levels, progress)?, warped_previous))
 }
 
 /// Passes iteration progress on and turns the stop flag into [`Progress::should_stop`].

@@ -61,6 +61,27 @@ impl Optimizer {
         self
     }
 
+    /// Starts L-BFGS from what a similar problem taught it: its first step (and the first
+    /// after a reset) is −γ·g with γ = (y·s)/(y·y) of that problem's newest curvature pair (see
+    /// [`Self::curvature_scale`]) instead of Torch's probe min(1, 1/‖g‖₁)·g, a 1e-5-pixel move
+    /// that changes nothing but gives the first pair. For a warm video frame, whose J has the
+    /// previous frame's curvature, the first iteration is then a real step. (None: the probe.)
+    pub fn with_curvature_scale(mut self, scale: Option<f64>) -> Self {
+        if let Optimizer::Lbfgs(o) = &mut self {
+            o.first_scale = scale.filter(|s| s.is_finite() && *s > 0.0);
+        }
+        self
+    }
+
+    /// γ = (y·s)/(y·y) of the newest curvature pair L-BFGS accepted, or else the γ it was
+    /// started with (None: neither, or Adam).
+    pub fn curvature_scale(&self) -> Option<f64> {
+        match self {
+            Optimizer::Lbfgs(o) => o.newest_scale.or(o.first_scale),
+            Optimizer::Adam(_) => None,
+        }
+    }
+
     pub fn step(&mut self, x: &mut [f32], grad: &[f32]) {
         match self {
             Optimizer::Lbfgs(o) => o.step(x, grad),
@@ -71,8 +92,9 @@ impl Optimizer {
 
 /// Limited-memory BFGS without line search, the variant neural-style runs (Torch's `optim.lbfgs`
 /// with a fixed step): the direction is the two-loop recursion's −H·g over the last `history`
-/// curvature pairs, the first step is scaled by min(1, 1/‖g‖₁) and later steps by the learning
-/// rate (1 by default). A non-descent direction resets the memory.
+/// curvature pairs, the first step is scaled by min(1, 1/‖g‖₁) (or by a known γ, see
+/// [`Optimizer::with_curvature_scale`]) and later steps by the learning rate (1 by default). A
+/// non-descent direction resets the memory.
 ///
 /// A step makes a few passes over `history` pairs of image-sized vectors, so it is written for
 /// speed (at 640×360 the textbook version took 70 ms a step, 7% of an iteration): the vectors
@@ -94,6 +116,10 @@ pub struct Lbfgs {
     h_diag: f64,
     /// Longest pixel move of a first step, at least (see [`Optimizer::with_gradient_resolution`]).
     min_first_step: f64,
+    /// γ a first step is scaled by, when known (see [`Optimizer::with_curvature_scale`]).
+    first_scale: Option<f64>,
+    /// γ of the newest pair accepted.
+    newest_scale: Option<f64>,
     /// The direction being built (q of the two-loop recursion).
     q: Vec<f32>,
     /// α of each pair in the recursion.
@@ -121,6 +147,8 @@ impl Lbfgs {
             alphas: Vec::new(),
             spare: Vec::new(),
             min_first_step: 0.0,
+            first_scale: None,
+            newest_scale: None,
         }
     }
 
@@ -136,6 +164,7 @@ impl Lbfgs {
                     self.spare.extend([old.s, old.y]);
                 }
                 self.h_diag = ys / yy;
+                self.newest_scale = Some(self.h_diag);
                 self.pairs.push_back(Pair { s, y, rho: 1.0 / ys });
             } else {
                 self.spare.extend([s, y]);
@@ -152,10 +181,15 @@ impl Lbfgs {
             self.q.iter_mut().zip(grad).for_each(|(q, g)| *q = -g);
         }
         let step_size = if self.pairs.is_empty() {
-            let [g_l1] = sum_blocks(n, |at, len| [kernel::abs_sum(&grad[at..at + len])]);
-            let torch_step = (1.0f64).min(1.0 / g_l1.max(f64::MIN_POSITIVE)) * self.learning_rate;
+            let first_step = match self.first_scale {
+                Some(scale) => scale * self.learning_rate,
+                None => {
+                    let [g_l1] = sum_blocks(n, |at, len| [kernel::abs_sum(&grad[at..at + len])]);
+                    (1.0f64).min(1.0 / g_l1.max(f64::MIN_POSITIVE)) * self.learning_rate
+                }
+            };
             let g_max = grad.iter().fold(0f32, |m, g| m.max(g.abs())) as f64;
-            if g_max > 0.0 { torch_step.max(self.min_first_step / g_max) } else { torch_step }
+            if g_max > 0.0 { first_step.max(self.min_first_step / g_max) } else { first_step }
         } else {
             self.learning_rate
         };
@@ -622,6 +656,33 @@ mod tests {
             assert!(x.iter().all(|v| (v + 0.2 * k as f32).abs() < 1e-6), "step {k}: {x:?}");
         }
         assert!(lbfgs.spare.len() <= 2, "{} spare vectors", lbfgs.spare.len());
+    }
+
+    #[test]
+    fn lbfgs_with_a_known_curvature_starts_with_a_step_of_that_scale() {
+        let g = [2.0f32, -1.0, 0.5];
+        let mut optimizer = Optimizer::new(OptimizerKind::Lbfgs, 1.0, 3).with_curvature_scale(Some(0.25));
+        let mut x = vec![1f32; 3];
+        optimizer.step(&mut x, &g);
+        assert_eq!(x, [0.5, 1.25, 0.875], "x − γ·g");
+        assert_eq!(optimizer.curvature_scale(), Some(0.25), "no pair yet: the γ it started with");
+        // On f = Σ c_i x_i² / 2 (gradient c·x) the next pair's γ = y·s / y·y.
+        let c = [4.0f32, 4.0, 4.0];
+        let mut optimizer = Optimizer::new(OptimizerKind::Lbfgs, 1.0, 3).with_curvature_scale(Some(0.1));
+        let mut x = vec![1f32, 2.0, 3.0];
+        for _ in 0..2 {
+            let g: Vec<f32> = x.iter().zip(&c).map(|(x, c)| x * c).collect();
+            optimizer.step(&mut x, &g);
+        }
+        let scale = optimizer.curvature_scale().unwrap();
+        assert!((scale - 0.25).abs() < 1e-6, "γ = 1/c on a quadratic: {scale}");
+        // Not a positive number: Torch's first step, min(1, 1/‖g‖₁) = 1/3.5.
+        for bad in [Some(0.0), Some(-1.0), Some(f64::INFINITY), None] {
+            let mut optimizer = Optimizer::new(OptimizerKind::Lbfgs, 1.0, 3).with_curvature_scale(bad);
+            let mut x = vec![0f32; 3];
+            optimizer.step(&mut x, &g);
+            assert!(x.iter().zip(&g).all(|(x, g)| (x + g / 3.5).abs() < 1e-6), "{bad:?}: {x:?}");
+        }
     }
 
     #[test]

@@ -43,6 +43,24 @@ impl DeviceOptimizer {
         self
     }
 
+    /// See [`crate::stylize::optim::Optimizer::with_curvature_scale`].
+    pub fn with_curvature_scale(mut self, scale: Option<f64>) -> Self {
+        if let DeviceOptimizer::Lbfgs(o) = &mut self {
+            o.first_scale = scale.filter(|s| s.is_finite() && *s > 0.0);
+        }
+        self
+    }
+
+    /// See [`crate::stylize::optim::Optimizer::curvature_scale`] (read from the device: call it
+    /// once, after the last step).
+    pub fn curvature_scale(&self) -> Result<Option<f64>> {
+        match self {
+            DeviceOptimizer::Lbfgs(DeviceLbfgs { h_diag: Some(h), .. }) => Ok(Some(h.to_dtype(DType::F64)?.to_scalar::<f64>()?)),
+            DeviceOptimizer::Lbfgs(DeviceLbfgs { first_scale, .. }) => Ok(*first_scale),
+            _ => Ok(None),
+        }
+    }
+
     /// x_{k+1} (the shape of `x`) from x_k and the gradient of J there.
     pub fn step(&mut self, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
         let (shape, x_flat, g_flat) = (x.shape().clone(), x.flatten_all()?, grad.flatten_all()?);
@@ -71,6 +89,8 @@ pub struct DeviceLbfgs {
     learning_rate: f64,
     history: usize,
     min_first_step: f64,
+    /// γ a first step is scaled by, when known.
+    first_scale: Option<f64>,
     /// Oldest first.
     pairs: VecDeque<Pair>,
     /// The step taken last and the gradient it started from.
@@ -81,7 +101,7 @@ pub struct DeviceLbfgs {
 
 impl DeviceLbfgs {
     pub fn new(learning_rate: f64, history: usize) -> Self {
-        Self { learning_rate, history: history.max(1), min_first_step: 0.0, pairs: VecDeque::new(), last: None, h_diag: None }
+        Self { learning_rate, history: history.max(1), min_first_step: 0.0, first_scale: None, pairs: VecDeque::new(), last: None, h_diag: None }
     }
 
     fn step(&mut self, x: &Tensor, g: &Tensor) -> Result<Tensor> {
@@ -120,11 +140,15 @@ impl DeviceLbfgs {
         Ok(next)
     }
 
-    /// Torch's first step, min(1, 1/‖g‖₁)·learning rate, lengthened so that the largest pixel
-    /// move is at least `min_first_step` (see [`crate::stylize::optim::Optimizer::with_gradient_resolution`]).
+    /// Torch's first step, min(1, 1/‖g‖₁)·learning rate (or γ·learning rate where γ is known),
+    /// lengthened so that the largest pixel move is at least `min_first_step` (see
+    /// [`crate::stylize::optim::Optimizer::with_gradient_resolution`]).
     fn first_step(&self, g: &Tensor) -> Result<Tensor> {
         let g_abs = g.abs()?;
-        let torch = (g_abs.sum_all()?.maximum(f64::from(f32::MIN_POSITIVE))?.recip()?.minimum(1.0)? * self.learning_rate)?;
+        let torch = match self.first_scale {
+            Some(scale) => Tensor::new(scale as f32 * self.learning_rate as f32, g.device())?,
+            None => (g_abs.sum_all()?.maximum(f64::from(f32::MIN_POSITIVE))?.recip()?.minimum(1.0)? * self.learning_rate)?,
+        };
         if self.min_first_step <= 0.0 {
             return Ok(torch);
         }
@@ -204,9 +228,17 @@ mod tests {
     /// the trajectories drift apart by ~1e-5 per step on this problem), then both get near the minimum.
     #[test]
     fn device_optimisers_follow_the_host_ones() {
-        for (kind, lr, resolution) in [(OptimizerKind::Lbfgs, 1.0, 0.0), (OptimizerKind::Lbfgs, 1.0, 0.5), (OptimizerKind::Adam, 0.3, 0.0)] {
-            let mut host = Optimizer::new(kind, lr, 4).with_gradient_resolution(resolution);
-            let mut device = DeviceOptimizer::new(kind, lr, 4).with_gradient_resolution(resolution);
+        // (Started from a known curvature the trajectory takes longer steps early and drifts
+        // sooner: compared for 12 steps.)
+        for (kind, lr, resolution, curvature, compared) in [
+            (OptimizerKind::Lbfgs, 1.0, 0.0, None, 20),
+            (OptimizerKind::Lbfgs, 1.0, 0.5, None, 20),
+            (OptimizerKind::Lbfgs, 1.0, 0.0, Some(0.02), 12),
+            (OptimizerKind::Adam, 0.3, 0.0, None, 20),
+        ] {
+            let mut host = Optimizer::new(kind, lr, 4).with_gradient_resolution(resolution).with_curvature_scale(curvature);
+            let mut device =
+                DeviceOptimizer::new(kind, lr, 4).with_gradient_resolution(resolution).with_curvature_scale(curvature);
             let mut x_host = vec![0f32, 0.0, 0.0, 0.0, 5.0, -3.0];
             let mut x_device = Tensor::from_vec(x_host.clone(), (1, 6), &Device::Cpu).unwrap();
             for k in 0..60 {
@@ -216,8 +248,18 @@ mod tests {
                 x_device = device.step(&x_device, &g_device).unwrap();
                 assert_eq!(x_device.dims(), &[1, 6]);
                 let got = x_device.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                for (i, (d, h)) in got.iter().zip(&x_host).enumerate().filter(|_| k < 20) {
-                    assert!((d - h).abs() <= 1e-4 * h.abs().max(1.0), "{kind} (resolution {resolution}) step {k}, x_{i}: device {d}, host {h}");
+                if k == compared - 1 {
+                    let (host_scale, device_scale) = (host.curvature_scale(), device.curvature_scale().unwrap());
+                    assert_eq!(host_scale.is_some(), device_scale.is_some(), "{kind}");
+                    if let (Some(h), Some(d)) = (host_scale, device_scale) {
+                        assert!((h - d).abs() <= 1e-3 * h.abs(), "{kind}: γ host {h}, device {d}");
+                    }
+                }
+                for (i, (d, h)) in got.iter().zip(&x_host).enumerate().filter(|_| k < compared) {
+                    assert!(
+                        (d - h).abs() <= 1e-4 * h.abs().max(1.0),
+                        "{kind} (resolution {resolution}, curvature {curvature:?}) step {k}, x_{i}: device {d}, host {h}"
+                    );
                 }
             }
             let x_device = x_device.flatten_all().unwrap().to_vec1::<f32>().unwrap();

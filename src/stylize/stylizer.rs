@@ -217,6 +217,9 @@ pub struct Stylized {
     pub evaluations: usize,
     /// J after each evaluation (index 0: the starting image).
     pub history: Vec<f64>,
+    /// L-BFGS's γ = (y·s)/(y·y) of its newest curvature pair: the scale of the inverse Hessian
+    /// where it stopped, for starting a similar problem ([`Stylizer::optimise_with_curvature`]).
+    pub curvature_scale: Option<f64>,
     pub seconds: f64,
 }
 
@@ -321,6 +324,20 @@ impl Stylizer {
         iterations: usize,
         progress: &mut dyn Progress,
     ) -> Result<Stylized> {
+        self.optimise_with_curvature(content, start, iterations, None, progress)
+    }
+
+    /// [`Self::optimise`], with L-BFGS's first step scaled by `curvature_scale` where it is known
+    /// (a similar problem's [`Stylized::curvature_scale`], such as the previous video frame's at
+    /// the same size; see [`Optimizer::with_curvature_scale`]).
+    pub fn optimise_with_curvature(
+        &self,
+        content: &ContentTarget,
+        start: &Tensor,
+        iterations: usize,
+        curvature_scale: Option<f64>,
+        progress: &mut dyn Progress,
+    ) -> Result<Stylized> {
         let started = Instant::now();
         if start.dims4()? != content.dims {
             return Err(Error::Settings(format!(
@@ -330,13 +347,14 @@ impl Stylizer {
             )));
         }
         if !self.vgg.compute().uses_crate_kernels() {
-            return self.optimise_on_device(content, start, iterations, progress, started);
+            return self.optimise_on_device(content, start, iterations, curvature_scale, progress, started);
         }
         let s = &self.settings;
         let mut image = start.detach();
         let mut x = start.flatten_all()?.to_vec1::<f32>()?;
         let mut optimizer = Optimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
-            .with_gradient_resolution(self.vgg.precision().gradient_resolution());
+            .with_gradient_resolution(self.vgg.precision().gradient_resolution())
+            .with_curvature_scale(curvature_scale);
         let mut record = Record::new(iterations);
         loop {
             let (evaluation, terms) = profile::time(|| "J: features and losses".into(), || self.evaluate(&image, content))?;
@@ -361,7 +379,7 @@ impl Stylizer {
             record.done += 1;
             progress.iteration(record.done, iterations, terms.total);
         }
-        Ok(record.finish(started))
+        Ok(record.finish(optimizer.curvature_scale(), started))
     }
 
     /// J(G) and what its gradient needs, without candle's autograd: the network's own forward
@@ -441,12 +459,14 @@ impl Stylizer {
         content: &ContentTarget,
         start: &Tensor,
         iterations: usize,
+        curvature_scale: Option<f64>,
         progress: &mut dyn Progress,
         started: Instant,
     ) -> Result<Stylized> {
         let s = &self.settings;
         let mut optimizer = DeviceOptimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
-            .with_gradient_resolution(self.vgg.precision().gradient_resolution());
+            .with_gradient_resolution(self.vgg.precision().gradient_resolution())
+            .with_curvature_scale(curvature_scale);
         let mut x = start.detach().to_dtype(DType::F32)?.contiguous()?;
         let mut record = Record::new(iterations);
         loop {
@@ -471,7 +491,7 @@ impl Stylizer {
             record.done += 1;
             progress.iteration(record.done, iterations, terms.total);
         }
-        Ok(record.finish(started))
+        Ok(record.finish(optimizer.curvature_scale()?, started))
     }
 
     /// What the gradient needs and J's terms, on the device, nothing read back: the terms are
@@ -603,10 +623,11 @@ impl Record {
         Ok(())
     }
 
-    fn finish(self, started: Instant) -> Stylized {
+    fn finish(self, curvature_scale: Option<f64>, started: Instant) -> Stylized {
         let (_, image, terms) = self.best.expect("at least one evaluation");
         let Record { history, done, evaluations, .. } = self;
-        Stylized { image, terms, iterations: done, evaluations, history, seconds: started.elapsed().as_secs_f64() }
+        let seconds = started.elapsed().as_secs_f64();
+        Stylized { image, terms, iterations: done, evaluations, history, curvature_scale, seconds }
     }
 }
 
