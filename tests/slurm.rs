@@ -34,7 +34,7 @@ fn missing_prerequisite() -> Option<String> {
     for tool in ["munged", "slurmctld", "slurmd", "sbatch", "squeue"] {
         let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().ok()?.status.success();
         if !found {
-            return Some(format!("{tool} is not installed (Debian's slurm-wlm and munge; scripts/install-deps installs them)"));
+            return Some(format!("{tool} is not installed (Debian's slurm-wlm and munge; scripts/install-deps --tests installs them)"));
         }
     }
     None
