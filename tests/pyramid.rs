@@ -55,7 +55,7 @@ fn a_three_level_still_climbs_the_expected_sizes_and_iterations() {
     assert_eq!(image::open(dir.join("out.png")).unwrap().to_rgb8().dimensions(), (64, 64));
 
     // The default at this size is one level: the plain optimisation, as before there were levels.
-    let plain = StillJob { options: StylizeOptions { settings: quick(), ..Default::default() }, ..job.clone() };
+    let plain = StillJob { options: StylizeOptions { settings: quick(), ..Default::default() }, overwrite: true, ..job.clone() };
     let report = run_still(&plain, &mut NoProgress).unwrap();
     assert_eq!(report.levels.iter().map(|l| (l.width, l.height, l.iterations)).collect::<Vec<_>>(), [(64, 64, 12)]);
 }

@@ -183,6 +183,7 @@ impl Cli {
                 iterations: self.iterations.unwrap_or(DEFAULT_ITERATIONS),
                 options: options.clone(),
                 report,
+                overwrite: self.overwrite,
             });
         }
         let codec = self.codec.with_crf(self.crf);

@@ -3,7 +3,7 @@
 //! is loaded once and the style targets are computed once per distinct working size. A file
 //! that fails is reported and the others are still done; the outcome of every file is in the
 //! [`BatchReport`]. Only an interruption (Ctrl-C) stops the batch early; the same batch run
-//! again skips the videos whose output exists and resumes the one that was interrupted.
+//! again skips the files whose output exists and resumes the video that was interrupted.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,8 @@ use crate::jobs::cache::StylizerCache;
 use crate::jobs::pipeline::{run_video_with, VideoJob, VideoReport};
 use crate::jobs::progress::VideoProgress;
 use crate::jobs::still::{run_still_with, StillJob, StillReport};
+use crate::media::paths::{self, Named};
+use crate::progress::NoProgress;
 
 /// One input's job.
 #[derive(Debug, Clone)]
@@ -33,6 +35,28 @@ impl BatchItem {
         match self {
             BatchItem::Still(job) => &job.output,
             BatchItem::Video(job) => &job.output,
+        }
+    }
+
+    /// Whether the output exists and may not be replaced (no `-y`): an earlier run's.
+    fn already_done(&self) -> bool {
+        match self {
+            BatchItem::Still(job) => job.output.exists() && !job.overwrite,
+            BatchItem::Video(job) => job.output.exists() && !job.overwrite,
+        }
+    }
+
+    fn reads(&self) -> Vec<Named> {
+        match self {
+            BatchItem::Still(job) => job.reads(),
+            BatchItem::Video(job) => job.reads(),
+        }
+    }
+
+    fn writes(&self) -> Vec<Named> {
+        match self {
+            BatchItem::Still(job) => job.writes(),
+            BatchItem::Video(job) => job.writes(),
         }
     }
 }
@@ -78,7 +102,7 @@ impl BatchPlace {
 pub enum Outcome {
     Still(Box<StillReport>),
     Video(Box<VideoReport>),
-    /// A video whose output was already there (and no `--overwrite`): done by an earlier run,
+    /// A file whose output was already there (and no `--overwrite`): done by an earlier run,
     /// so that running an interrupted batch again resumes it.
     AlreadyDone,
 }
@@ -136,6 +160,11 @@ pub trait BatchProgress: VideoProgress {
     fn file_done(&mut self, index: usize, count: usize, result: &FileResult);
 }
 
+impl BatchProgress for NoProgress {
+    fn file(&mut self, _: usize, _: usize, _: &BatchItem) {}
+    fn file_done(&mut self, _: usize, _: usize, _: &FileResult) {}
+}
+
 /// Runs every job, each after the one before, after making `directories` (where the outputs and
 /// reports go). Errors of the batch as a whole (no inputs, two inputs that would write the same
 /// output, a directory that cannot be made) come before any work; a file's own error is recorded in its [`FileResult`] and the next file
@@ -158,6 +187,10 @@ pub fn run_batch(
             ));
         }
     }
+    // No file's output may be another's input (a batch `a.jpg a-stylized.png`).
+    let reads: Vec<Named> = items.iter().flat_map(BatchItem::reads).collect();
+    let writes: Vec<Named> = items.iter().flat_map(BatchItem::writes).collect();
+    paths::check_writes_spare_reads(&reads, &writes)?;
     for dir in directories {
         std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, format!("cannot create directory: {e}")))?;
     }
@@ -171,8 +204,8 @@ pub fn run_batch(
         }
         progress.file(index, items.len(), item);
         let result = match item {
+            _ if item.already_done() => Ok(Outcome::AlreadyDone),
             BatchItem::Still(job) => run_still_with(job, progress, &cache).map(|report| Outcome::Still(Box::new(report))),
-            BatchItem::Video(job) if job.output.exists() && !job.overwrite => Ok(Outcome::AlreadyDone),
             BatchItem::Video(job) => run_video_with(job, progress, stop, &cache).map(|r| Outcome::Video(Box::new(r))),
         };
         interrupted = matches!(result, Err(Error::Interrupted(_)));

@@ -26,9 +26,12 @@ use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
 use crate::jobs::progress::{FrameRecord, VideoProgress};
 use crate::jobs::pyramid::{LevelRecord, Painted, Painter};
-use crate::jobs::spec::{check_before_work, check_working_size, load_init_image, write_json, Init, OptionsReport, StyleSpec, StylizeOptions};
+use crate::jobs::spec::{
+    check_before_work, check_working_size, load_init_image, option_reads, write_json, Init, OptionsReport, StyleSpec, StylizeOptions,
+};
 use crate::jobs::workdir::WorkDir;
 use crate::media::image_io::{self, FinishedFrame};
+use crate::media::paths::{self, Named};
 use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
 use crate::media::video::{
     DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
@@ -68,6 +71,10 @@ pub const MAX_TEMPORAL_FRAME: usize = 100;
 
 /// Default warm-frame iteration budget (frames after the first).
 pub const DEFAULT_WARM_ITERATIONS: usize = 10;
+
+/// The names of the frames `--frames-dir` gets (`frame_000001.png`, … as the encoder thread
+/// writes them).
+const FRAMES_DIR_PATTERN: &str = "frame_%06d.png";
 /// Default first-frame iteration budget.
 pub const DEFAULT_FIRST_ITERATIONS: usize = 100;
 
@@ -143,6 +150,22 @@ impl VideoJob {
             report: None,
         }
     }
+
+    /// Every file the job reads, named by its option.
+    pub fn reads(&self) -> Vec<Named> {
+        let mut reads = vec![Named::new("the input", self.input.clone())];
+        reads.extend(option_reads(&self.style.paths, &self.options));
+        reads
+    }
+
+    /// Every file the job writes, named by its option: the output, the report, the frames of
+    /// `--frames-dir`, and the work directory.
+    pub fn writes(&self) -> Vec<Named> {
+        let mut writes = vec![Named::new("-o", self.output.clone()), Named::new("-o (its work directory)", WorkDir::path_for(&self.output))];
+        writes.extend(self.report.clone().map(|r| Named::new("--report", r)));
+        writes.extend(self.frames_dir.as_ref().map(|d| Named::new("--frames-dir", d.join(FRAMES_DIR_PATTERN))));
+        writes
+    }
 }
 
 /// Totals of a run, for the report and the closing line.
@@ -212,6 +235,7 @@ pub fn run_video_with(
     cache: &StylizerCache,
 ) -> Result<VideoReport> {
     let started = Instant::now();
+    paths::check_writes_spare_reads(&job.reads(), &job.writes())?;
     if job.output.exists() && !job.overwrite {
         return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
     }

@@ -14,10 +14,11 @@ use image::{Rgb, RgbImage};
 use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
 use crate::jobs::progress::{CellRecord, PreviewProgress};
-use crate::jobs::spec::{check_before_work, check_working_size, write_json, OptionsReport, StyleSpec, StylizeOptions};
+use crate::jobs::spec::{check_before_work, check_working_size, option_reads, write_json, OptionsReport, StyleSpec, StylizeOptions};
 use crate::jobs::pyramid::Painter;
 use crate::jobs::still::stylize_image;
 use crate::media::image_io;
+use crate::media::paths::{self, Named};
 use crate::media::text::{self, Rect, TextStyle};
 use crate::media::video::{DecodeOptions, DecodedFrame, FrameSize, VideoDecoder};
 use crate::stylize::stylizer::Settings;
@@ -140,6 +141,20 @@ impl PreviewJob {
             report: None,
         }
     }
+
+    /// Every file the job reads, named by its option.
+    pub fn reads(&self) -> Vec<Named> {
+        let mut reads = vec![Named::new("the input", self.input.path().to_path_buf())];
+        reads.extend(option_reads(&self.styles, &self.options));
+        reads
+    }
+
+    /// Every file the job writes, named by its option.
+    pub fn writes(&self) -> Vec<Named> {
+        let mut writes = vec![Named::new("--preview", self.output.clone())];
+        writes.extend(self.report.clone().map(|r| Named::new("--report", r)));
+        writes
+    }
 }
 
 /// Where everything goes in the grid image: a band of row labels on the left, a band of column
@@ -246,6 +261,7 @@ struct Column {
 pub fn run_preview(job: &PreviewJob, progress: &mut dyn PreviewProgress) -> Result<PreviewReport> {
     let started = Instant::now();
     image_io::output_format(&job.output)?;
+    paths::check_writes_spare_reads(&job.reads(), &job.writes())?;
     check_before_work(&job.options, job.size, &job.output, job.report.as_deref())?;
     let rows = rows(job)?;
     for row in &rows {

@@ -9,6 +9,7 @@ use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 use crate::media::image_io;
+use crate::media::paths::Named;
 use crate::net::input;
 use crate::net::precision::{Compute, Precision};
 use crate::net::vgg::{self, Pooling};
@@ -228,6 +229,19 @@ pub fn check_before_work(options: &StylizeOptions, size: u32, output: &Path, rep
         image_io::check_writable_destination(report)?;
     }
     Ok(())
+}
+
+/// The files a job reads besides its input: `styles`, an `--init` image and the weights file,
+/// each named by its option (for [`crate::media::paths::check_writes_spare_reads`]).
+pub fn option_reads(styles: &[PathBuf], options: &StylizeOptions) -> Vec<Named> {
+    let mut reads: Vec<Named> = styles.iter().map(|p| Named::new("--style", p.clone())).collect();
+    if let Init::Image(path) = &options.init {
+        reads.push(Named::new("--init", path.clone()));
+    }
+    if let Some(weights) = &options.network.weights {
+        reads.push(Named::new("--weights", weights.clone()));
+    }
+    reads
 }
 
 /// The working size must leave at least one position at the deepest layer the costs read.

@@ -7,15 +7,17 @@ use std::time::Instant;
 
 use image::RgbImage;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
 use crate::jobs::spec::{
-    check_before_work, check_working_size, load_init_image, write_json, Init, OptionsReport, StyleSpec, StylizeOptions, DEFAULT_SIZE,
+    check_before_work, check_working_size, load_init_image, option_reads, write_json, Init, OptionsReport, StyleSpec, StylizeOptions,
+    DEFAULT_SIZE,
 };
+use crate::jobs::pyramid::{LevelRecord, Painted, Painter};
 use crate::media::image_io;
+use crate::media::paths::{self, Named};
 use crate::net::input;
 use crate::progress::Progress;
-use crate::jobs::pyramid::{LevelRecord, Painted, Painter};
 use crate::stylize::stylizer::LossTerms;
 
 /// Default iteration budget of a still image (the early stop may end sooner).
@@ -32,6 +34,8 @@ pub struct StillJob {
     /// The network and the optimisation's options shared with the other jobs.
     pub options: StylizeOptions,
     pub report: Option<PathBuf>,
+    /// Replace an existing output (`-y`).
+    pub overwrite: bool,
 }
 
 impl StillJob {
@@ -45,7 +49,22 @@ impl StillJob {
             iterations: DEFAULT_ITERATIONS,
             options: StylizeOptions::default(),
             report: None,
+            overwrite: false,
         }
+    }
+
+    /// Every file the job reads, named by its option.
+    pub fn reads(&self) -> Vec<Named> {
+        let mut reads = vec![Named::new("the input", self.content.clone())];
+        reads.extend(option_reads(&self.style.paths, &self.options));
+        reads
+    }
+
+    /// Every file the job writes, named by its option.
+    pub fn writes(&self) -> Vec<Named> {
+        let mut writes = vec![Named::new("-o", self.output.clone())];
+        writes.extend(self.report.clone().map(|r| Named::new("--report", r)));
+        writes
     }
 }
 
@@ -80,6 +99,10 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
 /// [`run_still`] taking the network and style targets from `cache` (a batch shares one).
 pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &StylizerCache) -> Result<StillReport> {
     let started = Instant::now();
+    paths::check_writes_spare_reads(&job.reads(), &job.writes())?;
+    if job.output.exists() && !job.overwrite {
+        return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
+    }
     image_io::output_format(&job.output)?;
     check_before_work(&job.options, job.size, &job.output, job.report.as_deref())?;
     let content = image_io::load_rgb(&job.content)?;

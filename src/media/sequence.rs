@@ -85,6 +85,16 @@ impl Pattern {
         if all_digits && canonical { digits.parse().ok() } else { None }
     }
 
+    /// Whether `file_name` is one of this pattern's frames.
+    pub fn matches(&self, file_name: &str) -> bool {
+        self.number_of(file_name).is_some()
+    }
+
+    /// The directory the frames are in (`.` for the current one).
+    pub fn frames_directory(&self) -> PathBuf {
+        self.directory()
+    }
+
     fn directory(&self) -> PathBuf {
         if self.directory.as_os_str().is_empty() { PathBuf::from(".") } else { self.directory.clone() }
     }

@@ -1,0 +1,121 @@
+//! The tool never writes over a file it reads, not even with -y: each case of the hostile-user
+//! battery (issue: reliability, round two) is refused before any work, with a line that names
+//! both files, and the file is left byte for byte as it was.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use common::clips::{make_clip, ClipSpec};
+use stylize_video::jobs::batch::{run_batch, BatchItem};
+use stylize_video::jobs::pipeline::{run_video, VideoJob};
+use stylize_video::jobs::still::{run_still, StillJob};
+use stylize_video::progress::NoProgress;
+
+fn style_copy(dir: &Path) -> PathBuf {
+    let style = dir.join("st.jpg");
+    std::fs::copy(common::repo_path("samples/starry_night.jpg"), &style).unwrap();
+    style
+}
+
+fn photo(dir: &Path) -> PathBuf {
+    let photo = dir.join("photo.png");
+    common::synthetic_content(48, 40).save(&photo).unwrap();
+    photo
+}
+
+/// Runs `attempt` and checks it fails naming `expected` parts, and that `kept` is unchanged.
+fn refused(kept: &[&Path], attempt: impl FnOnce() -> String, expected: &[&str]) {
+    let before: Vec<Vec<u8>> = kept.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let err = attempt();
+    for part in expected.iter().chain(&["never writes over a file it reads"]) {
+        assert!(err.contains(part), "{part:?} not in: {err}");
+    }
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for (path, bytes) in kept.iter().zip(before) {
+        assert_eq!(std::fs::read(path).unwrap(), bytes, "{} changed", path.display());
+    }
+}
+
+fn still(content: &Path, style: &Path, output: &Path) -> StillJob {
+    StillJob { size: 32, iterations: 1, overwrite: true, ..StillJob::with_defaults(content.into(), style.into(), output.into()) }
+}
+
+#[test]
+fn a_still_never_writes_over_its_input_style_or_init_even_with_y() {
+    let dir = common::scratch_dir("safety-still");
+    let (photo, style) = (photo(&dir), style_copy(&dir));
+    let run = |job: StillJob| run_still(&job, &mut NoProgress).unwrap_err().to_string();
+    refused(&[&photo], || run(still(&photo, &style, &photo)), &["-o would write over the input", "photo.png"]);
+    refused(&[&style], || run(still(&photo, &style, &style)), &["-o would write over --style", "st.jpg"]);
+    refused(&[&photo], || run(StillJob { report: Some(photo.clone()), ..still(&photo, &style, &dir.join("out.png")) }), &["--report"]);
+    // The same file under another spelling.
+    let spelled = dir.join(".").join("photo.png");
+    refused(&[&photo], || run(still(&photo, &style, &spelled)), &["the input"]);
+    assert!(!dir.join("out.png").exists(), "nothing written before the refusal");
+
+    // Stills obey -y like videos: an existing output is replaced only with it.
+    let out = dir.join("out.png");
+    run_still(&still(&photo, &style, &out), &mut NoProgress).unwrap();
+    let err = run_still(&StillJob { overwrite: false, ..still(&photo, &style, &out) }, &mut NoProgress).unwrap_err().to_string();
+    assert!(err.contains("already exists") && err.contains("-y"), "{err}");
+    run_still(&still(&photo, &style, &out), &mut NoProgress).unwrap();
+}
+
+#[test]
+fn a_video_never_writes_over_its_input_even_with_y() {
+    let dir = common::scratch_dir("safety-video");
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec::new(64, 48));
+    let style = style_copy(&dir);
+    let job = |output: &Path| VideoJob { size: 32, first_iterations: 1, iterations: 1, overwrite: true, ..VideoJob::with_defaults(input.clone(), style.clone(), output.into()) };
+    let run = |job: VideoJob| run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
+    refused(&[&input], || run(job(&input)), &["-o would write over the input", "in.mp4"]);
+    refused(&[&input], || run(VideoJob { report: Some(input.clone()), ..job(&dir.join("out.mp4")) }), &["--report would write over the input"]);
+    refused(&[&style], || run(VideoJob { report: Some(style.clone()), ..job(&dir.join("out.mp4")) }), &["--report would write over --style"]);
+    assert!(!dir.join("out.mp4").exists() && !dir.join("out.mp4.partial").exists());
+}
+
+#[test]
+fn a_sequence_output_never_names_the_input_frames_even_with_y() {
+    let dir = common::scratch_dir("safety-sequence");
+    let frames = dir.join("shots");
+    std::fs::create_dir_all(&frames).unwrap();
+    for i in 1..=3 {
+        common::clips::frame_image(i, 48, 32).save(frames.join(format!("f_{i:04}.png"))).unwrap();
+    }
+    let pattern = frames.join("f_%04d.png");
+    let first = frames.join("f_0001.png");
+    let style = style_copy(&dir);
+    let job = |input: &Path, output: &Path| VideoJob {
+        size: 32,
+        first_iterations: 1,
+        iterations: 1,
+        overwrite: true,
+        ..VideoJob::with_defaults(input.into(), style.clone(), output.into())
+    };
+    let run = |job: VideoJob| run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
+    refused(&[&first], || run(job(&pattern, &pattern)), &["-o would write over", "f_0001.png"]);
+    refused(&[&first], || run(job(&frames, &frames.join("g_%04d.png"))), &["-o would write over the input"]);
+    refused(&[&first], || run(VideoJob { frames_dir: Some(frames.clone()), ..job(&frames, &dir.join("out.mp4")) }), &["--frames-dir"]);
+}
+
+#[test]
+fn a_batch_never_writes_one_files_output_over_anothers_input() {
+    let dir = common::scratch_dir("safety-batch");
+    let (a, style) = (photo(&dir), style_copy(&dir));
+    // `stylize-video photo.png photo-stylized.png`: the first output is the second input.
+    let b = dir.join("photo-stylized.png");
+    common::synthetic_content(40, 40).save(&b).unwrap();
+    let items = vec![
+        BatchItem::Still(still(&a, &style, &b)),
+        BatchItem::Still(still(&b, &style, &dir.join("photo-stylized-stylized.png"))),
+    ];
+    refused(
+        &[&a, &b],
+        || run_batch(&items, &[], &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string(),
+        &["-o would write over the input", "photo-stylized.png"],
+    );
+    assert!(!dir.join("photo-stylized-stylized.png").exists(), "no file was started");
+}
