@@ -203,6 +203,74 @@ fn an_interrupted_run_resumes_without_recomputing_finished_frames() {
     assert_eq!(steps(&report.frames[3]), steps(&fresh.frames[3]));
 }
 
+#[test]
+fn a_damaged_work_frame_is_recomputed_with_the_rest_of_its_shot_not_fatal() {
+    let dir = common::scratch_dir("pipeline-repair");
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec::new(64, 48));
+    let output = dir.join("out.mp4");
+    let the_job = job(&input, &output);
+    let uninterrupted = run(&VideoJob { output: dir.join("whole.mp4"), ..the_job.clone() });
+
+    let stop = AtomicBool::new(false);
+    run_video(&the_job, &mut StopAfter { after: 5, finished: 0, stop: &stop }, &stop).unwrap_err();
+    // What a power cut can leave: frame 3's image cut short.
+    let workdir = WorkDir::path_for(&output);
+    let damaged = workdir.join("frame_000003.png");
+    let bytes = std::fs::read(&damaged).unwrap();
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
+
+    let report = run(&the_job);
+    let what: Vec<(bool, bool)> = report.frames.iter().map(|f| (f.resumed, f.repaired.is_some())).collect();
+    // Frames 1–2 resumed; 3 (damaged) and 4–5 (its shot: started from it) recomputed and said
+    // so; the rest computed as new.
+    let mut expected = vec![(true, false), (true, false), (false, true), (false, true), (false, true)];
+    expected.resize(12, (false, false));
+    assert_eq!(what, expected);
+    assert!(report.frames[2].repaired.as_deref().is_some_and(|why| why.contains("frame_000003.png")), "{:?}", report.frames[2].repaired);
+    assert!(report.frames[3].repaired.as_deref().is_some_and(|why| why.contains("frame 3")), "{:?}", report.frames[3].repaired);
+    assert_eq!((report.totals.resumed_frames, report.totals.repaired_frames), (2, 3));
+    // The repaired run is the uninterrupted one, frame for frame.
+    let totals = |r: &VideoReport| r.frames.iter().map(|f| f.total).collect::<Vec<_>>();
+    assert_eq!(totals(&report), totals(&uninterrupted));
+    assert_same_timing(&input, &output);
+
+    // A record that is not JSON, and an image replaced by another (the checksum): both
+    // recomputed.
+    let stop = AtomicBool::new(false);
+    let again = VideoJob { overwrite: true, ..the_job.clone() };
+    run_video(&again, &mut StopAfter { after: 4, finished: 0, stop: &stop }, &stop).unwrap_err();
+    std::fs::write(workdir.join("frame_000004.json"), "{ not json").unwrap();
+    std::fs::copy(workdir.join("frame_000001.png"), workdir.join("frame_000002.png")).unwrap();
+    let report = run(&again);
+    let repaired: Vec<usize> = report.frames.iter().filter(|f| f.repaired.is_some()).map(|f| f.index as usize + 1).collect();
+    assert_eq!(repaired, [2, 3, 4]);
+    assert!(report.frames[1].repaired.as_deref().is_some_and(|why| why.contains("checksum")), "{:?}", report.frames[1].repaired);
+    assert_eq!(totals(&report), totals(&uninterrupted));
+}
+
+#[test]
+fn a_rerun_with_a_smaller_max_frames_keeps_the_frames_it_does_not_use() {
+    let dir = common::scratch_dir("pipeline-max-frames");
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec::new(64, 48));
+    let output = dir.join("out.mp4");
+    let the_job = job(&input, &output);
+    let stop = AtomicBool::new(false);
+    run_video(&the_job, &mut StopAfter { after: 5, finished: 0, stop: &stop }, &stop).unwrap_err();
+
+    let report = run(&VideoJob { max_frames: Some(2), ..the_job.clone() });
+    assert_eq!((report.frames.len(), report.totals.resumed_frames, report.totals.kept_beyond), (2, 2, 3));
+    assert_eq!(decode_all(&output).1.len(), 2);
+    let workdir = WorkDir::path_for(&output);
+    assert!((1..=5).all(|i| workdir.join(format!("frame_{i:06}.png")).is_file()), "the finished frames are kept");
+
+    // The whole clip afterwards uses all five.
+    let report = run(&VideoJob { overwrite: true, ..the_job });
+    assert_eq!((report.frames.len(), report.totals.resumed_frames, report.totals.kept_beyond), (12, 5, 0));
+    assert!(!workdir.exists());
+}
+
 // ---- the command line ----
 
 fn cli() -> Command {

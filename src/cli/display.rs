@@ -145,6 +145,13 @@ impl VideoProgress for FrameBar {
         }
         let first_computed = !record.resumed && self.computed_seconds.len() == 1;
         self.last = Some(record.clone());
+        if let Some(why) = &record.repaired {
+            let note = format!("{}note: frame {} of the earlier run recomputed ({why})", self.prefix, record.index + 1);
+            match &self.bar {
+                Some(bar) => bar.println(note),
+                None => eprintln!("{note}"),
+            }
+        }
         match &self.bar {
             Some(bar) => {
                 if first_computed {

@@ -14,6 +14,7 @@ use stylize_video::jobs::preview::{run_preview, PreviewJob};
 use stylize_video::jobs::progress::{FrameRecord, PreviewProgress, VideoProgress};
 use stylize_video::jobs::segment::{assemble, run_segment, Assembled, SegmentSpec};
 use stylize_video::jobs::still::{run_still, StillJob, StillReport};
+use stylize_video::jobs::workdir::WorkDir;
 use stylize_video::progress::{NoProgress, Progress};
 
 use super::build::Job;
@@ -117,7 +118,17 @@ fn print_video_summary(report: &VideoReport) {
         (Some(first), None) => format!("; {first:.1} s"),
         (None, None) => String::new(),
     };
-    let resumed = if t.resumed_frames > 0 { format!(", {} resumed", t.resumed_frames) } else { String::new() };
+    let mut resumed = if t.resumed_frames > 0 { format!(", {} resumed", t.resumed_frames) } else { String::new() };
+    if t.repaired_frames > 0 {
+        resumed += &format!(", {} recomputed from a damaged work directory", t.repaired_frames);
+    }
+    if t.kept_beyond > 0 {
+        eprintln!(
+            "note: kept {}: it holds {} finished frames after this run's last (run without --max-frames to use them)",
+            WorkDir::path_for(&report.output.path).display(),
+            t.kept_beyond
+        );
+    }
     eprintln!(
         "wrote {} ({} frames{resumed}, {}×{}, {}, {:.1} s{speed})",
         report.output.path.display(),
@@ -254,7 +265,7 @@ struct BatchDisplay {
 }
 
 enum FileBar {
-    Video(FrameBar),
+    Video(Box<FrameBar>),
     Still(IterationBar),
 }
 
@@ -305,7 +316,7 @@ impl BatchProgress for BatchDisplay {
         let name = item.input().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let prefix = format!("file {}/{count} {name} · ", index + 1);
         self.bar = Some(match item {
-            BatchItem::Video(_) => FileBar::Video(FrameBar::new().with_prefix(prefix)),
+            BatchItem::Video(_) => FileBar::Video(Box::new(FrameBar::new().with_prefix(prefix))),
             BatchItem::Still(job) => FileBar::Still(IterationBar::new(job.iterations).with_prefix(prefix)),
         });
     }

@@ -29,7 +29,7 @@ use crate::jobs::pyramid::{LevelRecord, Painted, Painter};
 use crate::jobs::spec::{
     check_before_work, check_working_size, load_init_image, option_reads, write_json, Init, OptionsReport, StyleSpec, StylizeOptions,
 };
-use crate::jobs::workdir::WorkDir;
+use crate::jobs::workdir::{Finished, WorkDir};
 use crate::media::image_io::{self, FinishedFrame};
 use crate::media::paths::{self, Named};
 use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
@@ -174,6 +174,12 @@ pub struct Totals {
     pub frames: u64,
     pub computed_frames: u64,
     pub resumed_frames: u64,
+    /// Frames an earlier run had finished that were recomputed: damaged, or after a damaged
+    /// one in its shot (see [`FrameRecord::repaired`]).
+    pub repaired_frames: u64,
+    /// Finished frames of an earlier run beyond this run's last (it stopped sooner: a smaller
+    /// `--max-frames`), kept in the work directory for a later run instead of deleted.
+    pub kept_beyond: u64,
     pub iterations: usize,
     /// Evaluations of J over the computed frames (see [`crate::stylize::stylizer::Stylized::evaluations`]).
     pub evaluations: usize,
@@ -299,7 +305,11 @@ pub fn run_video_with(
         stylize_frames(job, &painter, &workdir, init_image, deep, &frames, Some(&to_encoder), progress, stop, &mut records);
     // Stop the decoder early if we stopped early; then learn how the encoder ended.
     drop(frames);
-    let decoder_warning_kinds = decoder.join().unwrap_or_default();
+    let (result, decoder_warning_kinds) = match join_decoder(decoder, &job.input) {
+        Ok(kinds) => (result, kinds),
+        // A panic on the decoder thread ended the frames early: that is the error to report.
+        Err(failed) => (Err(failed), Vec::new()),
+    };
     let decoder_warnings = decoder_warning_kinds.iter().map(|k| k.count).sum();
     let encoded = match result {
         Ok(()) => {
@@ -323,7 +333,10 @@ pub fn run_video_with(
             return Err(with_resume_hint(e, &workdir));
         }
     }?;
-    if !job.keep_work {
+    // Finished frames beyond this run's (a rerun with a smaller --max-frames) stay for a later
+    // run: nothing the user paid for is deleted.
+    let kept_beyond = workdir.finished_from(records.len() as u64);
+    if !job.keep_work && kept_beyond == 0 {
         workdir.remove()?;
     }
 
@@ -335,6 +348,8 @@ pub fn run_video_with(
         frames: records.len() as u64,
         computed_frames: computed.len() as u64,
         resumed_frames: (records.len() - computed.len()) as u64,
+        repaired_frames: records.iter().filter(|r| r.repaired.is_some()).count() as u64,
+        kept_beyond,
         iterations: computed.iter().map(|r| r.iterations).sum(),
         evaluations: computed.iter().map(|r| r.evaluations).sum(),
         seconds: started.elapsed().as_secs_f64(),
@@ -375,7 +390,7 @@ pub(crate) fn stylize_frames(
     workdir: &WorkDir,
     init_image: Option<Tensor>,
     deep: bool,
-    frames: &Receiver<Result<FrameWithMotion>>,
+    frames: &Receiver<DecoderMessage>,
     to_encoder: Option<&SyncSender<ToEncoder>>,
     progress: &mut dyn VideoProgress,
     stop: &AtomicBool,
@@ -392,23 +407,37 @@ pub(crate) fn stylize_frames(
         earlier.truncate(keep);
     };
     let encoder_gone = || Error::output(&job.output, "the encoder stopped");
+    let mut ended = false;
+    // Set after a damaged frame of the work directory was recomputed: what happened, for the
+    // frames after it in its shot.
+    let mut repairing: Option<String> = None;
     for message in frames.iter() {
-        let FrameWithMotion { frame, motion } = message?;
+        let Some(FrameWithMotion { frame, motion }) = message? else {
+            ended = true;
+            break;
+        };
         if stop.load(Ordering::SeqCst) {
             return Err(Error::Interrupted(String::new()));
         }
-        if let Some((image, record)) = workdir.load(frame.index)? {
-            if record.cut {
-                earlier.clear();
+        // An earlier run's frame is taken as it is, unless an earlier frame of its shot was
+        // recomputed (it was started from that one).
+        let (repaired, cause) = match (workdir.load(frame.index), repairing.take()) {
+            (Finished::Frame(_, record), Some(cause)) if !record.cut => (Some(format!("recomputed: {cause}")), Some(cause)),
+            (Finished::Frame(image, record), _) => {
+                if record.cut {
+                    earlier.clear();
+                }
+                remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
+                progress.frame(&record);
+                records.push(*record);
+                if let Some(to_encoder) = to_encoder {
+                    to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
+                }
+                continue;
             }
-            remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
-            progress.frame(&record);
-            records.push(record);
-            if let Some(to_encoder) = to_encoder {
-                to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
-            }
-            continue;
-        }
+            (Finished::Damaged(why), _) => (Some(why), Some(format!("frame {} of its shot was damaged", frame.index + 1))),
+            (Finished::Missing, _) => (None, None),
+        };
         let frame_started = Instant::now();
         let content = input::to_tensor(&frame.image, &device)?;
         // What the previous frame offers this one: nothing for the first frame or after a cut.
@@ -467,8 +496,11 @@ pub(crate) fn stylize_frames(
             unreliable_share: motion.as_ref().map(|m| m.unreliable_share),
             flow_seconds: motion.as_ref().map(|m| m.seconds),
             levels: painted.levels,
+            repaired,
             ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
         };
+        // The frames after a repaired one in its shot were started from the damaged copy.
+        repairing = cause;
         workdir.save(&image, &record)?;
         remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
         progress.frame(&record);
@@ -476,6 +508,9 @@ pub(crate) fn stylize_frames(
         if let Some(to_encoder) = to_encoder {
             to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
         }
+    }
+    if !ended {
+        return Err(Error::input(&job.input, "decoding stopped before the end of the video (the decoder thread failed)"));
     }
     if records.is_empty() {
         return Err(Error::input(&job.input, "contains no video frames in the requested range"));
@@ -555,7 +590,25 @@ impl Progress for StopAware<'_> {
 
 /// The decoder thread (it returns the decoder's warnings), the input's facts, and the channel
 /// of its frames.
-pub(crate) type DecoderThread = (JoinHandle<Vec<DecoderWarning>>, VideoInfo, Receiver<Result<FrameWithMotion>>);
+pub(crate) type DecoderThread = (JoinHandle<Vec<DecoderWarning>>, VideoInfo, Receiver<DecoderMessage>);
+
+/// What the decoder thread sends: a frame, an error, or `Ok(None)` at the end of the stream. A
+/// channel that closes without `Ok(None)` means the thread died (a panic): the video is not
+/// finished, whatever was decoded so far.
+pub(crate) type DecoderMessage = Result<Option<FrameWithMotion>>;
+
+/// Joins the decoder thread: the decoder's warnings, or an error naming `input` if the thread
+/// panicked.
+pub(crate) fn join_decoder(decoder: JoinHandle<Vec<DecoderWarning>>, input: &Path) -> Result<Vec<DecoderWarning>> {
+    decoder.join().map_err(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Error::input(input, format!("decoding failed (the decoder thread panicked: {why})"))
+    })
+}
 
 /// A decoded frame with the motion from the frame before it (`None` for the first).
 pub(crate) struct FrameWithMotion {
@@ -573,7 +626,7 @@ pub(crate) fn spawn_decoder(
     temporal_frames: Vec<usize>,
 ) -> Result<DecoderThread> {
     let (info_tx, info_rx) = sync_channel::<Result<VideoInfo>>(1);
-    let (frames_tx, frames_rx) = sync_channel::<Result<FrameWithMotion>>(CHANNEL_FRAMES);
+    let (frames_tx, frames_rx) = sync_channel::<DecoderMessage>(CHANNEL_FRAMES);
     let handle = std::thread::Builder::new()
         .name("decoder".into())
         .spawn(move || {
@@ -588,14 +641,13 @@ pub(crate) fn spawn_decoder(
             };
             let _ = info_tx.send(Ok(decoder.info().clone()));
             loop {
-                let next = decoder.next_frame();
-                let end = !matches!(next, Ok(Some(_)));
-                let message = match next {
-                    Ok(Some(frame)) => motion.next(&frame.image).map(|motion| FrameWithMotion { frame, motion }),
-                    Ok(None) => break,
+                let message = match decoder.next_frame() {
+                    Ok(Some(frame)) => motion.next(&frame.image).map(|motion| Some(FrameWithMotion { frame, motion })),
+                    Ok(None) => Ok(None),
                     Err(e) => Err(e),
                 };
-                if frames_tx.send(message).is_err() || end {
+                let last = !matches!(message, Ok(Some(_)));
+                if frames_tx.send(message).is_err() || last {
                     break;
                 }
             }
@@ -857,5 +909,20 @@ fn remove_stale_temporaries(output: &Path) {
                 let _ = std::fs::remove_file(entry.path()).or_else(|_| std::fs::remove_dir_all(entry.path()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_decoder_thread_is_an_error_naming_the_input_not_a_short_video() {
+        let decoder = std::thread::spawn(|| -> Vec<DecoderWarning> { panic!("flow: frames of different sizes") });
+        let err = join_decoder(decoder, Path::new("clip.mp4")).unwrap_err().to_string();
+        assert!(err.contains("clip.mp4") && err.contains("flow: frames of different sizes"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+        let decoder = std::thread::spawn(Vec::new);
+        assert!(join_decoder(decoder, Path::new("clip.mp4")).unwrap().is_empty());
     }
 }

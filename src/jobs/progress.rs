@@ -47,6 +47,11 @@ pub struct FrameRecord {
     /// True when the frame was taken from an earlier, interrupted run.
     #[serde(default)]
     pub resumed: bool,
+    /// Why the earlier run's copy of this frame was recomputed instead of resumed: its image
+    /// or record did not read back whole, or an earlier frame of its shot was recomputed (it
+    /// was started from that one). None when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<String>,
     /// Each level of the coarse-to-fine painting (one at the default size); none in records of
     /// older runs.
     #[serde(default)]
@@ -73,6 +78,7 @@ impl FrameRecord {
             unreliable_share: None,
             flow_seconds: None,
             resumed: false,
+            repaired: None,
             levels: Vec::new(),
         }
     }

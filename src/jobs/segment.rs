@@ -27,7 +27,7 @@ use crate::jobs::pipeline::{self, OutputSize, ToEncoder, VideoJob};
 use crate::jobs::progress::FrameRecord;
 use crate::jobs::progress::VideoProgress;
 use crate::jobs::spec::write_json;
-use crate::jobs::workdir::WorkDir;
+use crate::jobs::workdir::{Finished, WorkDir};
 use crate::media::image_io::{FinishedFrame, Rgb16Image};
 use crate::media::video::{DecodeOptions, EncodeOptions, EncodedInfo, FrameSize, VideoDecoder};
 use crate::motion::temporal::{histogram_change, CUT_HISTOGRAM_CHANGE};
@@ -301,7 +301,7 @@ pub fn run_segment(
     let deep = pipeline::deep_output(job, &info);
     let result = pipeline::stylize_frames(job, &painter, &workdir, init_image, deep, &frames, None, progress, stop, &mut records);
     drop(frames);
-    let _ = decoder.join();
+    let result = pipeline::join_decoder(decoder, &job.input).and(result);
     result.map_err(|e| pipeline::with_resume_hint(e, &workdir))?;
     Ok(SegmentReport {
         segment,
@@ -381,7 +381,14 @@ pub fn assemble(job: &VideoJob) -> Result<Assembled> {
         (0..count).map(|i| WorkDir::open_dir(&segment_dir(&job.output, i, count), &fingerprint, false)).collect::<Result<_>>()?;
     let load = |segment: usize, frame: u64| -> Result<(FinishedFrame, FrameRecord)> {
         let local = frame - plan.segments[segment].run.start;
-        dirs[segment].load(local)?.ok_or_else(|| Error::output(dirs[segment].path(), format!("frame {} is missing", local + 1)))
+        match dirs[segment].load(local) {
+            Finished::Frame(image, record) => Ok((image, *record)),
+            Finished::Missing => Err(Error::output(dirs[segment].path(), format!("frame {} is missing", local + 1))),
+            Finished::Damaged(why) => Err(Error::output(
+                dirs[segment].path(),
+                format!("{why}; run --segment {segment}/{count} again to recompute it, then --assemble"),
+            )),
+        }
     };
     let mut records = Vec::with_capacity(plan.frames as usize);
     let mut blended_frames = 0;

@@ -4,16 +4,37 @@
 //! last finished frame instead of recomputing what the user already paid for.
 //!
 //! A frame counts as finished once its record (`frame_NNNNNN.json`) exists; the record is
-//! written after the image, and both through a temporary name and a rename.
+//! written after the image, both through a temporary name, an fsync and a rename (and an fsync
+//! of the directory), and the record holds the image file's CRC-32. A frame whose record or
+//! image does not read back whole, or whose image does not match its record's checksum (what
+//! a power cut or a full disk can leave), is [`Finished::Damaged`]: the run recomputes it
+//! instead of failing.
 
 use std::path::{Path, PathBuf};
 
-use crate::media::image_io::FinishedFrame;
-
 use crate::error::{Error, Result};
 use crate::jobs::progress::FrameRecord;
-use crate::media::image_io;
+use crate::media::image_io::{self, FinishedFrame};
 
+/// The on-disk record of a finished frame: the report's record and the image's checksum.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredRecord {
+    #[serde(flatten)]
+    record: FrameRecord,
+    /// CRC-32 of the image file's bytes (none in records of older runs: not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image_crc32: Option<u32>,
+}
+
+/// What the work directory holds of one frame.
+pub enum Finished {
+    /// Nothing: the frame was not finished.
+    Missing,
+    /// The finished frame and its record.
+    Frame(FinishedFrame, Box<FrameRecord>),
+    /// Something that does not read back whole; says what.
+    Damaged(String),
+}
 
 pub struct WorkDir {
     dir: PathBuf,
@@ -93,27 +114,55 @@ impl WorkDir {
         (0..).take_while(|&i| self.record_path(i).is_file()).count() as u64
     }
 
-    /// A finished frame and its record, if this index was finished by an earlier run.
-    pub fn load(&self, index: u64) -> Result<Option<(FinishedFrame, FrameRecord)>> {
-        let record_path = self.record_path(index);
+    /// What an earlier run left of frame `index`.
+    pub fn load(&self, index: u64) -> Finished {
+        let (record_path, image_path) = (self.record_path(index), self.image_path(index));
         if !record_path.is_file() {
-            return Ok(None);
+            return Finished::Missing;
         }
-        let text = std::fs::read_to_string(&record_path).map_err(|e| Error::input(&record_path, e))?;
-        let mut record: FrameRecord =
-            serde_json::from_str(&text).map_err(|e| Error::input(&record_path, format!("not a frame record: {e}")))?;
-        record.resumed = true;
-        let image = image_io::load_finished(&self.image_path(index))?;
-        Ok(Some((image, record)))
+        let name = |path: &Path| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stored = std::fs::read_to_string(&record_path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<StoredRecord>(&text).map_err(|e| e.to_string()));
+        let mut stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => return Finished::Damaged(format!("{}: not a readable frame record ({e})", name(&record_path))),
+        };
+        let bytes = match std::fs::read(&image_path) {
+            Ok(bytes) => bytes,
+            Err(e) => return Finished::Damaged(format!("{}: {e}", name(&image_path))),
+        };
+        if let Some(expected) = stored.image_crc32 {
+            let found = crc32fast::hash(&bytes);
+            if found != expected {
+                return Finished::Damaged(format!("{}: its checksum is not its record's (damaged or replaced)", name(&image_path)));
+            }
+        }
+        match image_io::finished_from_bytes(&bytes) {
+            Ok(image) => {
+                stored.record.resumed = true;
+                Finished::Frame(image, Box::new(stored.record))
+            }
+            Err(e) => Finished::Damaged(format!("{}: not a readable image ({e})", name(&image_path))),
+        }
     }
 
     /// Keeps a finished frame (16-bit PNG when it is deep): the image first, then its record
-    /// (which marks it finished).
+    /// with the image's checksum (which marks it finished).
     pub fn save(&self, image: &FinishedFrame, record: &FrameRecord) -> Result<()> {
-        image_io::save_finished(image, &self.image_path(record.index))?;
+        let image_path = self.image_path(record.index);
+        image_io::save_finished(image, &image_path)?;
+        let bytes = std::fs::read(&image_path).map_err(|e| Error::output(&image_path, format!("cannot read back: {e}")))?;
+        let stored = StoredRecord { record: record.clone(), image_crc32: Some(crc32fast::hash(&bytes)) };
         let record_path = self.record_path(record.index);
-        let text = serde_json::to_string_pretty(record).map_err(|e| Error::output(&record_path, e))?;
+        let text = serde_json::to_string_pretty(&stored).map_err(|e| Error::output(&record_path, e))?;
         image_io::write_atomically(&record_path, |tmp| std::fs::write(tmp, text).map_err(|e| format!("cannot write: {e}")))
+    }
+
+    /// Number of finished frames from index `first` on (an earlier run's, beyond what a run with
+    /// a smaller `--max-frames` used).
+    pub fn finished_from(&self, first: u64) -> u64 {
+        (first..).take_while(|&i| self.record_path(i).is_file()).count() as u64
     }
 
     /// Removes the directory after a successful run.

@@ -47,10 +47,9 @@ impl FinishedFrame {
     }
 }
 
-/// Reads a frame kept by [`save_finished`]: 16-bit PNGs come back deep.
-pub fn load_finished(path: &Path) -> Result<FinishedFrame> {
-    let image = image::open(path).map_err(|e| Error::input(path, format!("not a readable image: {e}")))?;
-    Ok(match image {
+/// A finished frame from the bytes of its PNG (16-bit PNGs give a deep frame).
+pub fn finished_from_bytes(bytes: &[u8]) -> std::result::Result<FinishedFrame, image::ImageError> {
+    Ok(match image::load_from_memory(bytes)? {
         image::DynamicImage::ImageRgb16(deep) => FinishedFrame::deep(deep),
         other => FinishedFrame { rgb8: other.to_rgb8(), rgb16: None },
     })
@@ -182,18 +181,43 @@ pub fn check_writable_destination(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temporary sibling and a rename, so that `path` either
-/// holds the complete file or is untouched.
+/// Writes a file to `path` through a temporary sibling and a rename, so that `path` either
+/// holds the complete file or is untouched; durably: the file is flushed to the disk (fsync)
+/// before the rename and the directory after it, so that after a power cut the name never
+/// points at an empty or partly written file.
 pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> std::result::Result<(), String>) -> Result<()> {
     let tmp = temporary_sibling(path);
-    if let Err(problem) = write(&tmp) {
+    let written = write(&tmp).and_then(|()| sync_file(&tmp).map_err(|e| format!("cannot flush to disk: {e}")));
+    if let Err(problem) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::output(path, problem));
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::output(path, format!("cannot move the finished file into place: {e}"))
-    })
+    })?;
+    sync_directory_of(path).map_err(|e| Error::output(path, format!("cannot flush its directory to disk: {e}")))
+}
+
+/// Flushes a written file's contents to the disk.
+pub fn sync_file(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// Flushes the directory entry of `path` (a rename or a new name) to the disk. A no-op where
+/// directories cannot be opened (not Unix).
+pub fn sync_directory_of(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let directory = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(directory)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Saves an RGB image (PNG or JPEG by extension, JPEG at quality 95) atomically.
