@@ -12,7 +12,7 @@ use candle_core::{DType, Tensor};
 use crate::error::{Error, Result};
 use crate::net::cpu::layers::Gram;
 use crate::net::profile;
-use crate::net::vgg::{DeviceTrace, LayerName, Trace, Vgg16};
+use crate::net::vgg::{Activation, DeviceTrace, LayerName, Trace, Vgg16};
 use crate::progress::Progress;
 use crate::stylize::loss::{self, content_cost, layer_style_cost, temporal_cost, tv_cost, StyleTarget};
 use crate::stylize::optim::{Optimizer, OptimizerKind};
@@ -661,12 +661,24 @@ impl Evaluation {
         match self {
             Evaluation::Device(evaluation) => Ok(stylizer.device_gradient(evaluation)?.flatten_all()?.to_vec1::<f32>()?),
             Evaluation::Kernels { trace, content_gradient, style_gradients, image_gradient } => {
-                let mut taps = vec![content_gradient];
-                for (layer, s_matrix) in style_gradients {
-                    let a = trace.activation(layer).expect("the trace reaches every tapped layer");
-                    taps.push((layer, Gram::input_gradient(&s_matrix, &a.values, a.channels, a.h * a.w)));
-                }
-                let mut gradient = stylizer.vgg.backward(&trace, taps)?;
+                // ∂J/∂a^[l] at a tapped layer, made when the backward reaches it: the content
+                // term's, plus the style term's from its S matrix (G^[l] − G^[l](S) scaled).
+                let mut content_gradient = Some(content_gradient);
+                let tap_gradient = |a: &Activation| -> Option<Vec<f32>> {
+                    let mut sum = content_gradient.take_if(|(layer, _)| *layer == a.layer).map(|(_, g)| g);
+                    for (_, s_matrix) in style_gradients.iter().filter(|(layer, _)| *layer == a.layer) {
+                        let style = Gram::input_gradient(s_matrix, &a.values, a.channels, a.h * a.w);
+                        sum = Some(match sum {
+                            None => style,
+                            Some(mut sum) => {
+                                sum.iter_mut().zip(&style).for_each(|(s, t)| *s += t);
+                                sum
+                            }
+                        });
+                    }
+                    sum
+                };
+                let mut gradient = stylizer.vgg.backward(trace, tap_gradient)?;
                 if let Some(g) = image_gradient {
                     gradient.iter_mut().zip(&g).for_each(|(total, g)| *total += g);
                 }
