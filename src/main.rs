@@ -1,5 +1,6 @@
 //! The `stylize-video` command: parses the options, builds the job, runs it with a progress
-//! display, and reports errors in one line. The work is the library's (`stylize_video`).
+//! display, and reports errors (ours in one line; clap's as clap writes them). The work is the
+//! library's (`stylize_video`).
 
 mod cli;
 
@@ -11,19 +12,9 @@ use cli::args::Cli;
 
 fn main() -> ExitCode {
     stylize_video::net::memory::reuse_freed_memory();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
-        Err(e) => {
-            // One line: what clap says is wrong and the values it would take, without its
-            // usage line and pointer to --help.
-            let message = e.render().to_string();
-            let said: Vec<&str> =
-                message.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")).collect();
-            eprintln!("stylize-video: {}", if said.is_empty() { "invalid arguments".into() } else { said.join(" ") });
-            return ExitCode::from(2);
-        }
-    };
+    // clap's own errors whole (what is wrong, the possible values, "did you mean", the usage
+    // line), with its exit status 2; --help and --version on stdout.
+    let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
     let quiet = cli.quiet;
     match cli.job() {
         Ok(job) => cli::run::run(job, quiet),

@@ -48,3 +48,16 @@ fn typed_options_refuse_unknown_values_naming_the_choices() {
     let (code, _, err) = stylize_video(&["missing-input.mp4", "--style", "s.jpg", "--precision", "f32"]);
     assert_ne!(code, 2, "--precision f32 should parse: {err}");
 }
+
+#[test]
+fn clap_errors_reach_the_user_whole() {
+    // A missing required option: the list of what is missing, the usage line, --help's pointer.
+    let (code, _, err) = stylize_video(&["in.mp4"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("the following required arguments were not provided") && err.contains("--style <STYLE>"), "{err}");
+    assert!(err.contains("Usage:") && err.contains("--help"), "{err}");
+    // A misspelt option: clap's suggestion.
+    let (code, _, err) = stylize_video(&["in.mp4", "--style", "s.jpg", "--iteration", "3"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--iteration") && err.contains("tip:") && err.contains("--iterations"), "{err}");
+}

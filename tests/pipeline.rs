@@ -393,8 +393,7 @@ fn bad_inputs_are_one_line_errors_that_leave_no_output() {
         let result = cli().args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert!(!result.status.success(), "{args:?} should fail");
-        assert!(stderr.contains(names) && stderr.contains(problem), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        common::assert_one_error(&stderr, names, problem);
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert_eq!(names_in(&dir), before, "{args:?} left files behind");
     }

@@ -247,8 +247,7 @@ fn errors_name_the_file_and_leave_no_grid() {
         args.extend(["--size", "32", "--iterations", "1", "--quiet"]);
         let (ok, stderr) = cli(&args);
         assert!(!ok, "{args:?} should fail");
-        assert!(stderr.contains(names) && stderr.contains(problem), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        common::assert_one_error(&stderr, names, problem);
         let mut left: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();
         assert_eq!(left, ["clip.mp4", "notes.jpg"], "no grid or temporary file left");

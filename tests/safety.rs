@@ -119,3 +119,31 @@ fn a_batch_never_writes_one_files_output_over_anothers_input() {
     );
     assert!(!dir.join("photo-stylized-stylized.png").exists(), "no file was started");
 }
+
+#[test]
+fn bad_values_are_refused_before_any_work_naming_the_option_and_value() {
+    let dir = common::scratch_dir("safety-values");
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec::new(64, 48)); // 12 frames at 25 fps: 0.48 s
+    let style = style_copy(&dir);
+    let job = VideoJob { size: 32, first_iterations: 1, iterations: 1, ..VideoJob::with_defaults(input.clone(), style.clone(), dir.join("out.mp4")) };
+    let run = |job: VideoJob| run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
+    let err = run(VideoJob { max_frames: Some(0), ..job.clone() });
+    assert!(err.contains("--max-frames") && err.contains("got 0"), "{err}");
+    let err = run(VideoJob { start: Some(159.0), ..job.clone() });
+    assert!(err.contains("--start 159") && err.contains("past the end") && err.contains("in.mp4"), "{err}");
+    let err = run(VideoJob { duration: Some(0.0), ..job.clone() });
+    assert!(err.contains("--duration") && err.contains("got 0"), "{err}");
+    for rate in [-1.0, 0.0] {
+        let mut bad = job.clone();
+        bad.options.settings.learning_rate = rate;
+        let err = run(bad);
+        assert!(err.contains("--learning-rate: must be a finite number > 0") && err.contains(&format!("got {rate}")), "{err}");
+    }
+    // An output that is a directory: refused at once, not after the work.
+    let taken = dir.join("taken.mp4");
+    std::fs::create_dir_all(&taken).unwrap();
+    let err = run(VideoJob { output: taken.clone(), overwrite: true, ..job.clone() });
+    assert!(err.contains("taken.mp4") && err.contains("is a directory"), "{err}");
+    assert!(!dir.join("out.mp4").exists() && !dir.join("out.mp4.partial").exists(), "nothing written");
+}

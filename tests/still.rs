@@ -161,8 +161,7 @@ fn cli_errors_are_one_line_name_the_file_and_leave_no_output() {
         args.extend(["--iterations", "1", "--quiet"]);
         let (ok, stderr) = cli(&args);
         assert!(!ok, "{args:?} should fail");
-        assert!(stderr.contains(names) && stderr.contains(problem), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        common::assert_one_error(&stderr, names, problem);
         assert!(!stderr.contains("panicked"), "{stderr}");
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers.len(), 3, "no output or temporary file left: {leftovers:?}");

@@ -272,6 +272,11 @@ pub fn run_video_with(
         ..Default::default()
     };
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
+    if let (Some(start), Some(length)) = (job.start, info.duration_seconds) {
+        if start >= length {
+            return Err(Error::Settings(format!("--start {start} s is past the end of {} ({length:.3} s long)", job.input.display())));
+        }
+    }
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     check_working_size(&job.input, job.size, (width, height), &job.options.settings)?;
     let painter = painter(job, cache, (width, height))?;
@@ -736,6 +741,15 @@ pub(crate) fn coarsest_init_image(job: &VideoJob, painter: &Painter, size: (u32,
 
 pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
     check_before_work(&job.options, job.size, &job.output, job.report.as_deref())?;
+    if job.max_frames == Some(0) {
+        return Err(Error::Settings("--max-frames: must be at least 1 (got 0)".into()));
+    }
+    if let Some(duration) = job.duration.filter(|d| d.is_nan() || *d <= 0.0) {
+        return Err(Error::Settings(format!("--duration: must be more than 0 seconds (got {duration})")));
+    }
+    if let Some(start) = job.start.filter(|s| s.is_nan() || *s < 0.0) {
+        return Err(Error::Settings(format!("--start: must be 0 seconds or later (got {start})")));
+    }
     if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {
         return Err(Error::Settings(format!(
             "--temporal-frames: each must be from 1 (the previous frame) to {MAX_TEMPORAL_FRAME}, got {:?}",

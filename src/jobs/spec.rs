@@ -224,6 +224,9 @@ pub fn check_before_work(options: &StylizeOptions, size: u32, output: &Path, rep
     if size == 0 {
         return Err(Error::Settings("--size: must be at least 1".into()));
     }
+    if output.is_dir() {
+        return Err(Error::output(output, "is a directory; name a file to write"));
+    }
     image_io::check_writable_destination(output)?;
     if let Some(report) = report {
         image_io::check_writable_destination(report)?;

@@ -99,7 +99,6 @@ impl Settings {
             ("--style-weight", self.style_weight),
             ("--tv-weight", self.tv_weight),
             ("--temporal-weight", self.temporal_weight),
-            ("--learning-rate", self.learning_rate),
             ("--tol", self.tol),
         ];
         for (name, w) in weights.into_iter().chain(self.style_layer_weights.iter().map(|&w| ("--style-layer-weights", w))) {
@@ -107,8 +106,8 @@ impl Settings {
                 return Err(Error::Settings(format!("{name}: must be a finite number ≥ 0, got {w}")));
             }
         }
-        if self.learning_rate.is_nan() || self.learning_rate <= 0.0 {
-            return Err(Error::Settings("--learning-rate: must be > 0".into()));
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(Error::Settings(format!("--learning-rate: must be a finite number > 0, got {}", self.learning_rate)));
         }
         Ok(())
     }

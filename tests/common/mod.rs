@@ -124,3 +124,16 @@ pub fn assert_same_timing(input: &Path, output: &Path) -> (VideoInfo, Vec<Decode
     assert!((d_in - d_out).abs() <= in_info.frame_seconds() + 1e-6, "duration {d_in} vs {d_out}");
     (out_info, out_frames)
 }
+
+/// A failed command's standard error: ours is one line naming `names` and `problem`; clap's (an
+/// argument it cannot parse) is clap's whole message, whose first line names both.
+pub fn assert_one_error(stderr: &str, names: &str, problem: &str) {
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if stderr.starts_with("error:") {
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.contains(names) && first.contains(problem) && stderr.contains("--help"), "{stderr}");
+    } else {
+        assert!(stderr.contains(names) && stderr.contains(problem), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    }
+}
