@@ -133,13 +133,21 @@ fn bad_values_are_refused_before_any_work_naming_the_option_and_value() {
     let err = run(VideoJob { start: Some(159.0), ..job.clone() });
     assert!(err.contains("--start 159") && err.contains("past the end") && err.contains("in.mp4"), "{err}");
     let err = run(VideoJob { duration: Some(0.0), ..job.clone() });
-    assert!(err.contains("--duration") && err.contains("got 0"), "{err}");
+    assert!(err.contains("--duration 0 s is not a usable time"), "{err}");
     for rate in [-1.0, 0.0] {
         let mut bad = job.clone();
         bad.options.settings.learning_rate = rate;
         let err = run(bad);
         assert!(err.contains("--learning-rate: must be a finite number > 0") && err.contains(&format!("got {rate}")), "{err}");
     }
+    // Sizes beyond FFmpeg's scaler (it panicked on the decoder thread), and beyond memory.
+    let err = run(VideoJob { size: 100_000, ..job.clone() });
+    assert!(err.contains("--size 100000") && err.contains("at most 16384"), "{err}");
+    let err = run(VideoJob { size: 16_000, ..job.clone() });
+    assert!(err.contains("--size 16000") && err.contains("16000×12000") && err.contains("GiB"), "{err}");
+    let photo = photo(&dir);
+    let err = run_still(&StillJob { size: 16_000, ..still(&photo, &style, &dir.join("big.png")) }, &mut NoProgress).unwrap_err().to_string();
+    assert!(err.contains("--size 16000") && err.contains("needs about"), "{err}");
     // An output that is a directory: refused at once, not after the work.
     let taken = dir.join("taken.mp4");
     std::fs::create_dir_all(&taken).unwrap();

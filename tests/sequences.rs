@@ -172,3 +172,39 @@ fn an_interrupted_sequence_leaves_no_frames_under_its_names_and_resumes() {
     let resumed = image::open(dir.join("out/f_0001.png")).unwrap().into_rgb16();
     assert!(resumed.as_raw().iter().any(|v| v % 257 != 0), "a resumed frame keeps its 16 bits");
 }
+
+#[test]
+fn an_empty_damaged_or_odd_sized_frame_in_a_sequence_is_an_error_before_any_work() {
+    let dir = common::scratch_dir("sequence-damaged");
+    let frames = dir.join("shots");
+    write_frames(&frames, "f_", 4, 1, 6, "png");
+    let pattern = frames.join("f_%04d.png");
+    let out = dir.join("out.mp4");
+    let fails = |what: &str| {
+        let err = run_video(&job(&pattern, &out), &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
+        assert!(!out.exists() && !dir.join("out.mp4.partial").exists(), "{what}: nothing written");
+        err
+    };
+    // An empty frame (FFmpeg's reader skipped it: 5 of 6 frames and exit 0, before).
+    let third = frames.join("f_0003.png");
+    let original = std::fs::read(&third).unwrap();
+    std::fs::write(&third, b"").unwrap();
+    let err = fails("empty");
+    assert!(err.contains("f_0003.png") && err.contains("frame 3") && err.contains("empty"), "{err}");
+    // Its header cut off.
+    std::fs::write(&third, &original[..10]).unwrap();
+    let err = fails("cut");
+    assert!(err.contains("f_0003.png") && err.contains("not a readable image"), "{err}");
+    // Another size (FFmpeg squashes it).
+    frame_image(2, 40, 32).save(&third).unwrap();
+    let err = fails("size");
+    assert!(err.contains("f_0003.png") && err.contains("40×32") && err.contains("frame 1 is 48×32"), "{err}");
+    // Its header whole, the rest cut off: FFmpeg skips it, which the frame count catches.
+    std::fs::write(&third, &original[..original.len() / 2]).unwrap();
+    let err = run_video(&job(&pattern, &out), &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
+    assert!(err.contains("only 5 of the sequence's 6 frames") && err.contains("--fresh"), "{err}");
+    assert!(!out.exists(), "no short output");
+    // Whole again: all six frames.
+    std::fs::write(&third, &original).unwrap();
+    assert_eq!(run(&VideoJob { fresh: true, ..job(&pattern, &out) }).frames.len(), 6);
+}

@@ -271,7 +271,8 @@ pub fn run_video_with(
         sequence_rate: job.sequence_rate,
         ..Default::default()
     };
-    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
+    // What the input gives, checked before the decoder thread starts decoding (at --size).
+    let info = VideoDecoder::open(&job.input, &decode_options)?.info().clone();
     if let (Some(start), Some(length)) = (job.start, info.duration_seconds) {
         if start >= length {
             return Err(Error::Settings(format!("--start {start} s is past the end of {} ({length:.3} s long)", job.input.display())));
@@ -279,6 +280,7 @@ pub fn run_video_with(
     }
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     check_working_size(&job.input, job.size, (width, height), &job.options.settings)?;
+    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
     let painter = painter(job, cache, (width, height))?;
     let init_image = coarsest_init_image(job, &painter, (width, height))?;
     if let Some(dir) = &job.frames_dir {
@@ -315,6 +317,21 @@ pub fn run_video_with(
         // A panic on the decoder thread ended the frames early: that is the error to report.
         Err(failed) => (Err(failed), Vec::new()),
     };
+    // FFmpeg's image reader skips a frame it cannot decode: a sequence read whole must give
+    // every frame, or the output would be silently short.
+    let result = result.and_then(|()| match &info.sequence {
+        Some(sequence) if job.start.is_none() && job.duration.is_none() && job.max_frames.is_none() && (records.len() as u64) < sequence.frames => {
+            Err(Error::input(
+                &job.input,
+                format!(
+                    "only {} of the sequence's {} frames could be decoded (a frame is damaged); replace it and run again with --fresh",
+                    records.len(),
+                    sequence.frames
+                ),
+            ))
+        }
+        _ => Ok(()),
+    });
     let decoder_warnings = decoder_warning_kinds.iter().map(|k| k.count).sum();
     let encoded = match result {
         Ok(()) => {
@@ -743,12 +760,6 @@ pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
     check_before_work(&job.options, job.size, &job.output, job.report.as_deref())?;
     if job.max_frames == Some(0) {
         return Err(Error::Settings("--max-frames: must be at least 1 (got 0)".into()));
-    }
-    if let Some(duration) = job.duration.filter(|d| d.is_nan() || *d <= 0.0) {
-        return Err(Error::Settings(format!("--duration: must be more than 0 seconds (got {duration})")));
-    }
-    if let Some(start) = job.start.filter(|s| s.is_nan() || *s < 0.0) {
-        return Err(Error::Settings(format!("--start: must be 0 seconds or later (got {start})")));
     }
     if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {
         return Err(Error::Settings(format!(

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::media::image_io;
 use crate::media::paths::Named;
 use crate::net::input;
+use crate::net::memory;
 use crate::net::precision::{Compute, Precision};
 use crate::net::vgg::{self, Pooling};
 use crate::stylize::stylizer::Settings;
@@ -224,6 +225,9 @@ pub fn check_before_work(options: &StylizeOptions, size: u32, output: &Path, rep
     if size == 0 {
         return Err(Error::Settings("--size: must be at least 1".into()));
     }
+    if size > MAX_SIZE {
+        return Err(Error::Settings(format!("--size {size}: at most {MAX_SIZE} pixels on the longest side")));
+    }
     if output.is_dir() {
         return Err(Error::output(output, "is a directory; name a file to write"));
     }
@@ -247,8 +251,14 @@ pub fn option_reads(styles: &[PathBuf], options: &StylizeOptions) -> Vec<Named> 
     reads
 }
 
-/// The working size must leave at least one position at the deepest layer the costs read.
+/// The largest `--size`: FFmpeg's scaler stops at 16384 pixels a side, and a 16:9 frame that
+/// wide needs about 200 GiB to paint ([`memory::estimated_peak_bytes`]).
+pub const MAX_SIZE: u32 = 16384;
+
+/// The working size must leave at least one position at the deepest layer the costs read, and
+/// fit in this machine's memory.
 pub fn check_working_size(input: &Path, size: u32, (width, height): (u32, u32), settings: &Settings) -> Result<()> {
+    memory::check_fits(width, height).map_err(|why| Error::Settings(format!("--size {size}: {why}")))?;
     let min_side = settings.min_image_side();
     if width.min(height) < min_side {
         return Err(Error::input(

@@ -193,6 +193,45 @@ impl SequenceInput {
     }
 }
 
+impl SequenceInput {
+    /// Checks, before any work, that every frame is there and readable, and all of one size:
+    /// FFmpeg's image reader skips a frame it cannot decode (an empty or cut-short file) and
+    /// squashes one of another size, and either way the output would be silently short or
+    /// wrong. Reads each frame's header only (PNG, JPEG and TIFF; other formats are checked
+    /// for being non-empty).
+    pub fn check_frames(&self) -> Result<()> {
+        let mut first: Option<(u64, (u32, u32))> = None;
+        for number in self.start_number..self.start_number + self.frames {
+            let path = self.pattern.path(number);
+            let problem = |what: String| Error::input(&path, format!("frame {number} of the sequence {what}; replace it, or move it and the frames after it out of the sequence"));
+            let length = std::fs::metadata(&path).map_err(|e| problem(format!("cannot be read ({e})")))?.len();
+            if length == 0 {
+                return Err(problem("is empty (0 bytes)".into()));
+            }
+            let Ok(format) = image::ImageFormat::from_path(&path) else { continue };
+            if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::Tiff) {
+                continue;
+            }
+            let size = image::ImageReader::open(&path)
+                .and_then(|r| r.with_guessed_format())
+                .map_err(|e| problem(format!("cannot be read ({e})")))?
+                .into_dimensions()
+                .map_err(|e| problem(format!("is not a readable image ({e})")))?;
+            match first {
+                None => first = Some((number, size)),
+                Some((first_number, first_size)) if first_size != size => {
+                    return Err(problem(format!(
+                        "is {}×{} while frame {first_number} is {}×{} (a sequence has one frame size)",
+                        size.0, size.1, first_size.0, first_size.1
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The pattern of the numbered frames in `directory`: the largest group of image files named
 /// `<prefix><digits>.<ext>` with one prefix and extension.
 fn pattern_in_directory(directory: &Path) -> Result<Pattern> {

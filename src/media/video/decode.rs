@@ -205,6 +205,9 @@ impl VideoDecoder {
     pub fn open(path: &Path, options: &DecodeOptions) -> Result<VideoDecoder> {
         init_ffmpeg();
         let sequence = if is_sequence(path) { Some(SequenceInput::find(path)?) } else { None };
+        if let Some(sequence) = &sequence {
+            sequence.check_frames()?;
+        }
         if sequence.is_none() && !path.exists() {
             return Err(Error::input(path, "file not found"));
         }
@@ -501,12 +504,12 @@ fn check_range(path: &Path, options: &DecodeOptions) -> Result<()> {
     let bad = |what: &str, v: f64| Error::input(path, format!("{what} {v} s is not a usable time"));
     if let Some(s) = options.start {
         if !s.is_finite() || s < 0.0 {
-            return Err(bad("start", s));
+            return Err(bad("--start", s));
         }
     }
     if let Some(d) = options.duration {
         if !d.is_finite() || d <= 0.0 {
-            return Err(bad("duration", d));
+            return Err(bad("--duration", d));
         }
     }
     Ok(())
