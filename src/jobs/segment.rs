@@ -321,7 +321,7 @@ fn missing_frames(job: &VideoJob, plan: &Plan) -> Result<Vec<(usize, u64)>> {
     let mut missing = Vec::new();
     for (index, segment) in plan.segments.iter().enumerate() {
         let dir = segment_dir(&job.output, index, count);
-        let done = if dir.exists() { WorkDir::open_dir(&dir, &fingerprint, false)?.finished_count() } else { 0 };
+        let done = WorkDir::finished_in(&dir, &fingerprint)?;
         if done < segment.run.len() {
             missing.push((index, segment.run.len() - done));
         }

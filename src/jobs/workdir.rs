@@ -38,9 +38,12 @@ pub enum Finished {
 
 pub struct WorkDir {
     dir: PathBuf,
+    /// Held while the run uses the directory: a second run on the same output is refused.
+    _lock: std::fs::File,
 }
 
 const SETTINGS_FILE: &str = "settings.json";
+const LOCK_FILE: &str = "lock";
 
 impl WorkDir {
     /// The work directory that belongs to `output`.
@@ -66,35 +69,55 @@ impl WorkDir {
         let text = serde_json::to_string_pretty(settings).map_err(|e| Error::output(&settings_path, e))?;
         let settings: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::output(&settings_path, e))?;
         let settings = &settings;
-        if dir.exists() && !fresh {
-            let existing: Option<serde_json::Value> =
-                std::fs::read_to_string(&settings_path).ok().and_then(|t| serde_json::from_str(&t).ok());
-            match existing {
-                Some(existing) if &existing == settings => return Ok(WorkDir { dir }),
-                Some(existing) => {
-                    let differing = differing_keys(&existing, settings);
-                    let done = WorkDir { dir: dir.clone() }.finished_count();
-                    return Err(Error::Settings(format!(
-                        "{} holds {done} finished frames made with different settings ({}); rerun with --fresh to discard them",
-                        dir.display(),
-                        differing.join(", ")
-                    )));
-                }
-                None if dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) => {
-                    return Err(Error::Settings(format!(
-                        "{} exists but its settings.json is missing or unreadable; rerun with --fresh to discard it",
-                        dir.display()
-                    )));
-                }
-                None => {}
-            }
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::output(&dir, "is a file, not a work directory; move it out of the way (it is not deleted, even with --fresh)"));
+        }
+        // Another run on the same output holds the lock: say so at once, touch nothing.
+        let lock = if dir.exists() { Some(Self::lock(&dir)?) } else { None };
+        if dir.exists() && !fresh && compare_settings(&dir, settings)? == Kept::Matching {
+            let lock = lock.expect("taken: the directory exists");
+            return Ok(WorkDir { dir, _lock: lock });
         }
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::output(&dir, format!("cannot remove: {e}")))?;
         }
+        drop(lock);
         std::fs::create_dir_all(&dir).map_err(|e| Error::output(&dir, format!("cannot create: {e}")))?;
+        let lock = Self::lock(&dir)?;
         image_io::write_atomically(&settings_path, |tmp| std::fs::write(tmp, text).map_err(|e| format!("cannot write: {e}")))?;
-        Ok(WorkDir { dir })
+        Ok(WorkDir { dir, _lock: lock })
+    }
+
+    /// Number of consecutive finished frames in the work directory `dir` made with `settings`
+    /// (0 when there is none), read without taking it: another process may be running it (a
+    /// segment counting the others' progress).
+    pub fn finished_in(dir: &Path, settings: &serde_json::Value) -> Result<u64> {
+        let text = serde_json::to_string_pretty(settings).map_err(|e| Error::output(dir, e))?;
+        let settings: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::output(dir, e))?;
+        if !dir.is_dir() || compare_settings(dir, &settings)? == Kept::Absent {
+            return Ok(0);
+        }
+        Ok(finished_frames_in(dir))
+    }
+
+    /// Takes the directory's lock (an flock'd file, released when the process ends, even by
+    /// kill -9), or says that another run holds it.
+    fn lock(dir: &Path) -> Result<std::fs::File> {
+        let path = dir.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::output(&path, format!("cannot open the work directory's lock: {e}")))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::output(
+                dir,
+                "another stylize-video run is writing this output (it holds this work directory); wait for it to end, or stop it",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::output(&path, format!("cannot lock: {e}"))),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -106,12 +129,12 @@ impl WorkDir {
     }
 
     fn record_path(&self, index: u64) -> PathBuf {
-        self.dir.join(format!("frame_{:06}.json", index + 1))
+        record_path_in(&self.dir, index)
     }
 
     /// Number of consecutive finished frames from the first.
     pub fn finished_count(&self) -> u64 {
-        (0..).take_while(|&i| self.record_path(i).is_file()).count() as u64
+        finished_frames_in(&self.dir)
     }
 
     /// What an earlier run left of frame `index`.
@@ -171,6 +194,48 @@ impl WorkDir {
     }
 }
 
+/// What an existing work directory holds, as far as its settings go.
+#[derive(PartialEq)]
+enum Kept {
+    /// Frames made with these settings.
+    Matching,
+    /// Nothing (no settings, and no file but the lock).
+    Absent,
+}
+
+/// Compares the settings an existing work directory was made with to `settings` (as read
+/// back): an error names what differs, or says the settings are unreadable.
+fn compare_settings(dir: &Path, settings: &serde_json::Value) -> Result<Kept> {
+    let existing: Option<serde_json::Value> =
+        std::fs::read_to_string(dir.join(SETTINGS_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok());
+    match existing {
+        Some(existing) if &existing == settings => Ok(Kept::Matching),
+        Some(existing) => Err(Error::Settings(format!(
+            "{} holds {} finished frames made with different settings ({}); rerun with --fresh to discard them",
+            dir.display(),
+            finished_frames_in(dir),
+            differing_keys(&existing, settings).join(", ")
+        ))),
+        None if dir.read_dir().map(|mut d| d.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE))).unwrap_or(true) => {
+            Err(Error::Settings(format!(
+                "{} exists but its settings.json is missing or unreadable; rerun with --fresh to discard it",
+                dir.display()
+            )))
+        }
+        None => Ok(Kept::Absent),
+    }
+}
+
+/// The record of frame `index` (from 0) in the work directory `dir`.
+fn record_path_in(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("frame_{:06}.json", index + 1))
+}
+
+/// Consecutive finished frames (records) in `dir` from the first.
+fn finished_frames_in(dir: &Path) -> u64 {
+    (0..).take_while(|&i| record_path_in(dir, i).is_file()).count() as u64
+}
+
 /// Top-level keys whose values differ between two JSON objects.
 fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec!["everything".into()] };
@@ -178,4 +243,33 @@ fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     keys.sort();
     keys.dedup();
     keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_run_on_the_same_output_is_refused_while_the_first_holds_it() {
+        let dir = std::env::temp_dir().join(format!("stylize-video-workdir-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let output = dir.join("out.mp4");
+        let settings = serde_json::json!({ "size": 64 });
+        let first = WorkDir::open(&output, &settings, false).unwrap();
+        for fresh in [false, true] {
+            let err = WorkDir::open(&output, &settings, fresh).err().expect("refused").to_string();
+            assert!(err.contains("another stylize-video run") && err.contains("out.mp4.partial"), "{err}");
+        }
+        assert!(first.path().join(SETTINGS_FILE).is_file(), "--fresh did not discard the running one's directory");
+        drop(first);
+        let again = WorkDir::open(&output, &settings, false).unwrap();
+        drop(again);
+        // A file where the work directory goes is the user's: refused, never deleted.
+        let file_output = dir.join("b.mp4");
+        std::fs::write(WorkDir::path_for(&file_output), "notes").unwrap();
+        let err = WorkDir::open(&file_output, &settings, true).err().expect("refused").to_string();
+        assert!(err.contains("is a file") && err.contains("not deleted"), "{err}");
+        assert_eq!(std::fs::read_to_string(WorkDir::path_for(&file_output)).unwrap(), "notes");
+    }
 }
