@@ -185,6 +185,7 @@ fn quality() {
         let out = std::env::temp_dir().join(format!("stylize-video-quality-{precision}-{}.png", std::process::id()));
         let mut job = StillJob::with_defaults(sample("pedestrians_frame0.jpg"), sample("starry_night.jpg"), out.clone());
         job.iterations = 100;
+        job.overwrite = true;
         job.options.settings.tol = 0.0;
         job.options.network.precision = Some(precision);
         let started = Instant::now();
@@ -271,7 +272,8 @@ fn default_set() {
         println!("{:>10}  {:>12.0}  {:>12.0}", format!("{w}x{h}"), median(times), min);
     }
     let out = std::env::temp_dir().join("stylize-video-bench-demo.png");
-    let cli_defaults = StillJob::with_defaults(sample("pedestrians_frame0.jpg"), sample("starry_night.jpg"), out.clone());
+    let cli_defaults =
+        StillJob { overwrite: true, ..StillJob::with_defaults(sample("pedestrians_frame0.jpg"), sample("starry_night.jpg"), out.clone()) };
     let started = Instant::now();
     let report = run_still(&cli_defaults, &mut NoProgress).unwrap();
     println!(
