@@ -208,3 +208,17 @@ fn an_empty_damaged_or_odd_sized_frame_in_a_sequence_is_an_error_before_any_work
     std::fs::write(&third, &original).unwrap();
     assert_eq!(run(&VideoJob { fresh: true, ..job(&pattern, &out) }).frames.len(), 6);
 }
+
+#[test]
+fn a_sequence_output_that_fails_its_checks_leaves_no_empty_directory() {
+    let dir = common::scratch_dir("sequence-no-empty-dir");
+    let input = dir.join("in.mkv");
+    make_clip(&input, &ClipSpec::new(48, 32));
+    let bad_style = dir.join("style.jpg");
+    std::fs::write(&bad_style, "not a picture\n").unwrap();
+    let out_dir = dir.join("comp");
+    let job = VideoJob { style: stylize_video::jobs::spec::StyleSpec::one(bad_style), ..job(&input, &out_dir.join("plate.%04d.png")) };
+    let err = run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
+    assert!(err.contains("style.jpg"), "{err}");
+    assert!(!out_dir.exists(), "the directory made for the frames is gone again");
+}

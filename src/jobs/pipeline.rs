@@ -245,6 +245,7 @@ pub fn run_video_with(
     if job.output.exists() && !job.overwrite {
         return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
     }
+    let mut made_directory = RemoveIfEmpty(None);
     if sequence_output(&job.output).is_some() {
         if let Some(existing) = SequenceInput::find(&job.output).ok().filter(|_| !job.overwrite) {
             return Err(Error::output(
@@ -255,6 +256,9 @@ pub fn run_video_with(
         check_sequence_output(&job.output, job.bit_depth)?;
         // A sequence's frames go to a directory of their own, made for them.
         if let Some(directory) = job.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !directory.exists() {
+                made_directory.0 = Some(directory.to_path_buf());
+            }
             std::fs::create_dir_all(directory)
                 .map_err(|e| Error::output(&job.output, format!("cannot create directory {}: {e}", directory.display())))?;
         }
@@ -538,6 +542,20 @@ pub(crate) fn stylize_frames(
         return Err(Error::input(&job.input, "contains no video frames in the requested range"));
     }
     Ok(())
+}
+
+/// A directory this run made (for a sequence's frames), removed when the run ends if it is
+/// still empty: a run that fails its checks leaves no empty directory behind. One that holds
+/// frames, or the work directory of an interrupted run, is kept (`remove_dir` removes only
+/// empty directories).
+struct RemoveIfEmpty(Option<PathBuf>);
+
+impl Drop for RemoveIfEmpty {
+    fn drop(&mut self) {
+        if let Some(directory) = &self.0 {
+            let _ = std::fs::remove_dir(directory);
+        }
+    }
 }
 
 /// A frame before the one being stylized: its stylized output (as written) and its input.
