@@ -27,7 +27,8 @@ use crate::jobs::cache::StylizerCache;
 use crate::jobs::progress::{FrameRecord, VideoProgress};
 use crate::jobs::pyramid::{LevelRecord, Painted, Painter};
 use crate::jobs::spec::{
-    check_before_work, check_working_size, load_init_image, option_reads, write_json, Init, OptionsReport, StyleSpec, StylizeOptions,
+    check_before_work, check_working_size, job_reads, job_writes, load_init_image, refuse_existing, write_json, Init, OptionsReport,
+    StyleSpec, StylizeOptions,
 };
 use crate::jobs::workdir::{Finished, WorkDir};
 use crate::media::image_io::{self, FinishedFrame};
@@ -153,16 +154,14 @@ impl VideoJob {
 
     /// Every file the job reads, named by its option.
     pub fn reads(&self) -> Vec<Named> {
-        let mut reads = vec![Named::new("the input", self.input.clone())];
-        reads.extend(option_reads(&self.style.paths, &self.options));
-        reads
+        job_reads(&self.input, &self.style.paths, &self.options)
     }
 
     /// Every file the job writes, named by its option: the output, the report, the frames of
     /// `--frames-dir`, and the work directory.
     pub fn writes(&self) -> Vec<Named> {
-        let mut writes = vec![Named::new("-o", self.output.clone()), Named::new("-o (its work directory)", WorkDir::path_for(&self.output))];
-        writes.extend(self.report.clone().map(|r| Named::new("--report", r)));
+        let mut writes = job_writes("-o", &self.output, self.report.as_deref());
+        writes.push(Named::new("-o (its work directory)", WorkDir::path_for(&self.output)));
         writes.extend(self.frames_dir.as_ref().map(|d| Named::new("--frames-dir", d.join(FRAMES_DIR_PATTERN))));
         writes
     }
@@ -242,9 +241,7 @@ pub fn run_video_with(
 ) -> Result<VideoReport> {
     let started = Instant::now();
     paths::check_writes_spare_reads(&job.reads(), &job.writes())?;
-    if job.output.exists() && !job.overwrite {
-        return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
-    }
+    refuse_existing(&job.output, job.overwrite)?;
     let mut made_directory = RemoveIfEmpty(None);
     if sequence_output(&job.output).is_some() {
         if let Some(existing) = SequenceInput::find(&job.output).ok().filter(|_| !job.overwrite) {
@@ -275,16 +272,18 @@ pub fn run_video_with(
         sequence_rate: job.sequence_rate,
         ..Default::default()
     };
-    // What the input gives, checked before the decoder thread starts decoding (at --size).
-    let info = VideoDecoder::open(&job.input, &decode_options)?.info().clone();
-    if let (Some(start), Some(length)) = (job.start, info.duration_seconds) {
-        if start >= length {
-            return Err(Error::Settings(format!("--start {start} s is past the end of {} ({length:.3} s long)", job.input.display())));
+    // What the input gives is checked before the decoder thread decodes a frame (at --size).
+    let (input, start, size, settings) = (job.input.clone(), job.start, job.size, job.options.settings.clone());
+    let check = move |info: &VideoInfo| -> Result<()> {
+        if let (Some(start), Some(length)) = (start, info.duration_seconds) {
+            if start >= length {
+                return Err(Error::Settings(format!("--start {start} s is past the end of {} ({length:.3} s long)", input.display())));
+            }
         }
-    }
+        check_working_size(&input, size, info.output_size(FrameSize::LongestSide(size)), &settings)
+    };
+    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone(), check)?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
-    check_working_size(&job.input, job.size, (width, height), &job.options.settings)?;
-    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone())?;
     let painter = painter(job, cache, (width, height))?;
     let init_image = coarsest_init_image(job, &painter, (width, height))?;
     if let Some(dir) = &job.frames_dir {
@@ -657,13 +656,15 @@ pub(crate) struct FrameWithMotion {
 }
 
 /// Starts the decoder thread, which also estimates the motion between consecutive frames.
-/// Returns its handle (yielding the decoder's warnings by kind), the input's description and
-/// the frames' channel.
+/// `check` judges the opened input's description before any frame is decoded (at the working
+/// size, which may be large); its error is the thread's. Returns its handle (yielding the
+/// decoder's warnings by kind), the input's description and the frames' channel.
 pub(crate) fn spawn_decoder(
     input: PathBuf,
     options: DecodeOptions,
     flow: FlowMethod,
     temporal_frames: Vec<usize>,
+    check: impl FnOnce(&VideoInfo) -> Result<()> + Send + 'static,
 ) -> Result<DecoderThread> {
     let (info_tx, info_rx) = sync_channel::<Result<VideoInfo>>(1);
     let (frames_tx, frames_rx) = sync_channel::<DecoderMessage>(CHANNEL_FRAMES);
@@ -671,6 +672,7 @@ pub(crate) fn spawn_decoder(
         .name("decoder".into())
         .spawn(move || {
             let opened = VideoDecoder::open(&input, &options)
+                .and_then(|decoder| check(decoder.info()).map(|()| decoder))
                 .and_then(|decoder| Ok((decoder, MotionEstimator::new(flow, &temporal_frames)?)));
             let (mut decoder, mut motion) = match opened {
                 Ok(opened) => opened,

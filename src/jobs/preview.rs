@@ -14,7 +14,9 @@ use image::{Rgb, RgbImage};
 use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
 use crate::jobs::progress::{CellRecord, PreviewProgress};
-use crate::jobs::spec::{check_before_work, check_working_size, option_reads, write_json, OptionsReport, StyleSpec, StylizeOptions};
+use crate::jobs::spec::{
+    check_before_work, check_working_size, job_reads, job_writes, write_json, OptionsReport, StyleSpec, StylizeOptions,
+};
 use crate::jobs::pyramid::Painter;
 use crate::jobs::still::stylize_image;
 use crate::media::image_io;
@@ -144,16 +146,12 @@ impl PreviewJob {
 
     /// Every file the job reads, named by its option.
     pub fn reads(&self) -> Vec<Named> {
-        let mut reads = vec![Named::new("the input", self.input.path().to_path_buf())];
-        reads.extend(option_reads(&self.styles, &self.options));
-        reads
+        job_reads(self.input.path(), &self.styles, &self.options)
     }
 
     /// Every file the job writes, named by its option.
     pub fn writes(&self) -> Vec<Named> {
-        let mut writes = vec![Named::new("--preview", self.output.clone())];
-        writes.extend(self.report.clone().map(|r| Named::new("--report", r)));
-        writes
+        job_writes("--preview", &self.output, self.report.as_deref())
     }
 }
 

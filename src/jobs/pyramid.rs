@@ -174,10 +174,12 @@ impl Painter {
     ) -> Result<Painted> {
         // Each level's L-BFGS starts from the previous frame's curvature at that level, where
         // there is one.
-        let curvature: Vec<Option<f64>> = (0..self.levels.len())
-            .map(|level| {
-                let size = self.coarser_sizes.get(level).copied().unwrap_or(content.dimensions());
-                let same_levels = previous.len() == self.levels.len();
+        let sizes = self.sizes(content.dimensions());
+        let same_levels = previous.len() == self.levels.len();
+        let curvature: Vec<Option<f64>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(level, &size)| {
                 previous.get(level).filter(|p| same_levels && (p.width, p.height) == size).and_then(|p| p.curvature_scale)
             })
             .collect();
@@ -189,8 +191,7 @@ impl Painter {
         // start at that level's size).
         let mut below: Option<(Tensor, Tensor)> = None;
         let mut last = None;
-        for (level, (stylizer, &budget)) in self.levels.iter().zip(&budgets).enumerate() {
-            let (width, height) = self.coarser_sizes.get(level).copied().unwrap_or(content.dimensions());
+        for (level, ((stylizer, &budget), &(width, height))) in self.levels.iter().zip(&budgets).zip(&sizes).enumerate() {
             let device = stylizer.vgg().device();
             let content_here = if content.dimensions() == (width, height) {
                 input::to_tensor(content, device)?

@@ -26,7 +26,7 @@ use crate::jobs::cache::StylizerCache;
 use crate::jobs::pipeline::{self, OutputSize, ToEncoder, VideoJob};
 use crate::jobs::progress::FrameRecord;
 use crate::jobs::progress::VideoProgress;
-use crate::jobs::spec::write_json;
+use crate::jobs::spec::{refuse_existing, write_json};
 use crate::jobs::workdir::{Finished, WorkDir};
 use crate::media::image_io::{FinishedFrame, Rgb16Image};
 use crate::media::video::{DecodeOptions, EncodeOptions, EncodedInfo, FrameSize, VideoDecoder};
@@ -291,7 +291,7 @@ pub fn run_segment(
     let this = plan.segments[segment.index];
 
     let options = decode_options(job, this.run.start, Some(this.run.len()));
-    let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options, job.flow, job.temporal_frames.clone())?;
+    let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options, job.flow, job.temporal_frames.clone(), |_| Ok(()))?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     let painter = pipeline::painter(job, cache, (width, height))?;
     let init_image = pipeline::coarsest_init_image(job, &painter, (width, height))?;
@@ -366,9 +366,7 @@ pub fn assemble(job: &VideoJob) -> Result<Assembled> {
         let list: Vec<String> = missing.iter().map(|(i, n)| format!("{i}/{} lacks {n} frames", plan.segments.len())).collect();
         return Err(Error::output(&job.output, format!("cannot assemble yet: segment {}", list.join(", segment "))));
     }
-    if job.output.exists() && !job.overwrite {
-        return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
-    }
+    refuse_existing(&job.output, job.overwrite)?;
     let info = VideoDecoder::open(&job.input, &decode_options(job, 0, Some(1)))?.info().clone();
     let encode_options = EncodeOptions { codec: job.codec, copy_other_streams: job.keep_audio, start: job.start, duration: job.duration };
     let scale_to = (job.output_size == OutputSize::Source).then_some((info.width, info.height));

@@ -238,10 +238,12 @@ pub fn check_before_work(options: &StylizeOptions, size: u32, output: &Path, rep
     Ok(())
 }
 
-/// The files a job reads besides its input: `styles`, an `--init` image and the weights file,
-/// each named by its option (for [`crate::media::paths::check_writes_spare_reads`]).
-pub fn option_reads(styles: &[PathBuf], options: &StylizeOptions) -> Vec<Named> {
-    let mut reads: Vec<Named> = styles.iter().map(|p| Named::new("--style", p.clone())).collect();
+/// Every file a job reads, each named by its option (for
+/// [`crate::media::paths::check_writes_spare_reads`]): `input`, `styles`, an `--init` image and
+/// the weights file.
+pub fn job_reads(input: &Path, styles: &[PathBuf], options: &StylizeOptions) -> Vec<Named> {
+    let mut reads = vec![Named::new("the input", input.to_path_buf())];
+    reads.extend(styles.iter().map(|p| Named::new("--style", p.clone())));
     if let Init::Image(path) = &options.init {
         reads.push(Named::new("--init", path.clone()));
     }
@@ -249,6 +251,22 @@ pub fn option_reads(styles: &[PathBuf], options: &StylizeOptions) -> Vec<Named> 
         reads.push(Named::new("--weights", weights.clone()));
     }
     reads
+}
+
+/// The output (named by `role`: `-o`, `--preview`) and the report a job writes, named by their
+/// options.
+pub fn job_writes(role: &'static str, output: &Path, report: Option<&Path>) -> Vec<Named> {
+    let mut writes = vec![Named::new(role, output.to_path_buf())];
+    writes.extend(report.map(|r| Named::new("--report", r.to_path_buf())));
+    writes
+}
+
+/// An existing output is replaced only with `-y`.
+pub fn refuse_existing(output: &Path, overwrite: bool) -> Result<()> {
+    if output.exists() && !overwrite {
+        return Err(Error::output(output, "already exists (use -y/--overwrite to replace it)"));
+    }
+    Ok(())
 }
 
 /// The largest `--size`: FFmpeg's scaler stops at 16384 pixels a side, and a 16:9 frame that

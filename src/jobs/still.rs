@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use image::RgbImage;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::jobs::cache::StylizerCache;
 use crate::jobs::spec::{
-    check_before_work, check_working_size, load_init_image, option_reads, write_json, Init, OptionsReport, StyleSpec, StylizeOptions,
-    DEFAULT_SIZE,
+    check_before_work, check_working_size, job_reads, job_writes, load_init_image, refuse_existing, write_json, Init, OptionsReport,
+    StyleSpec, StylizeOptions, DEFAULT_SIZE,
 };
 use crate::jobs::pyramid::{LevelRecord, Painted, Painter};
 use crate::media::image_io;
@@ -55,16 +55,12 @@ impl StillJob {
 
     /// Every file the job reads, named by its option.
     pub fn reads(&self) -> Vec<Named> {
-        let mut reads = vec![Named::new("the input", self.content.clone())];
-        reads.extend(option_reads(&self.style.paths, &self.options));
-        reads
+        job_reads(&self.content, &self.style.paths, &self.options)
     }
 
     /// Every file the job writes, named by its option.
     pub fn writes(&self) -> Vec<Named> {
-        let mut writes = vec![Named::new("-o", self.output.clone())];
-        writes.extend(self.report.clone().map(|r| Named::new("--report", r)));
-        writes
+        job_writes("-o", &self.output, self.report.as_deref())
     }
 }
 
@@ -100,9 +96,7 @@ pub fn run_still(job: &StillJob, progress: &mut dyn Progress) -> Result<StillRep
 pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &StylizerCache) -> Result<StillReport> {
     let started = Instant::now();
     paths::check_writes_spare_reads(&job.reads(), &job.writes())?;
-    if job.output.exists() && !job.overwrite {
-        return Err(Error::output(&job.output, "already exists (use -y/--overwrite to replace it)"));
-    }
+    refuse_existing(&job.output, job.overwrite)?;
     image_io::output_format(&job.output)?;
     check_before_work(&job.options, job.size, &job.output, job.report.as_deref())?;
     let content = image_io::load_rgb(&job.content)?;

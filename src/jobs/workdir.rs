@@ -64,10 +64,7 @@ impl WorkDir {
     pub fn open_dir(dir: &Path, settings: &serde_json::Value, fresh: bool) -> Result<WorkDir> {
         let dir = dir.to_path_buf();
         let settings_path = dir.join(SETTINGS_FILE);
-        // Compare what was read back with what we would read back: the same text parses to the
-        // same numbers, while a float and its parsed text may differ in the last bit.
-        let text = serde_json::to_string_pretty(settings).map_err(|e| Error::output(&settings_path, e))?;
-        let settings: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::output(&settings_path, e))?;
+        let (text, settings) = as_read_back(settings, &settings_path)?;
         let settings = &settings;
         if dir.exists() && !dir.is_dir() {
             return Err(Error::output(&dir, "is a file, not a work directory; move it out of the way (it is not deleted, even with --fresh)"));
@@ -92,12 +89,11 @@ impl WorkDir {
     /// (0 when there is none), read without taking it: another process may be running it (a
     /// segment counting the others' progress).
     pub fn finished_in(dir: &Path, settings: &serde_json::Value) -> Result<u64> {
-        let text = serde_json::to_string_pretty(settings).map_err(|e| Error::output(dir, e))?;
-        let settings: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::output(dir, e))?;
+        let (_, settings) = as_read_back(settings, dir)?;
         if !dir.is_dir() || compare_settings(dir, &settings)? == Kept::Absent {
             return Ok(0);
         }
-        Ok(finished_frames_in(dir))
+        Ok(finished_frames_in(dir, 0))
     }
 
     /// Takes the directory's lock (an flock'd file, released when the process ends, even by
@@ -134,7 +130,7 @@ impl WorkDir {
 
     /// Number of consecutive finished frames from the first.
     pub fn finished_count(&self) -> u64 {
-        finished_frames_in(&self.dir)
+        finished_frames_in(&self.dir, 0)
     }
 
     /// What an earlier run left of frame `index`.
@@ -174,8 +170,8 @@ impl WorkDir {
     /// with the image's checksum (which marks it finished).
     pub fn save(&self, image: &FinishedFrame, record: &FrameRecord) -> Result<()> {
         let image_path = self.image_path(record.index);
-        image_io::save_finished(image, &image_path)?;
-        let bytes = std::fs::read(&image_path).map_err(|e| Error::output(&image_path, format!("cannot read back: {e}")))?;
+        let bytes = image_io::encode_finished(image).map_err(|e| Error::output(&image_path, format!("cannot encode image: {e}")))?;
+        image_io::write_atomically(&image_path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| format!("cannot write image: {e}")))?;
         let stored = StoredRecord { record: record.clone(), image_crc32: Some(crc32fast::hash(&bytes)) };
         let record_path = self.record_path(record.index);
         let text = serde_json::to_string_pretty(&stored).map_err(|e| Error::output(&record_path, e))?;
@@ -185,7 +181,7 @@ impl WorkDir {
     /// Number of finished frames from index `first` on (an earlier run's, beyond what a run with
     /// a smaller `--max-frames` used).
     pub fn finished_from(&self, first: u64) -> u64 {
-        (first..).take_while(|&i| self.record_path(i).is_file()).count() as u64
+        finished_frames_in(&self.dir, first)
     }
 
     /// Removes the directory after a successful run.
@@ -213,7 +209,7 @@ fn compare_settings(dir: &Path, settings: &serde_json::Value) -> Result<Kept> {
         Some(existing) => Err(Error::Settings(format!(
             "{} holds {} finished frames made with different settings ({}); rerun with --fresh to discard them",
             dir.display(),
-            finished_frames_in(dir),
+            finished_frames_in(dir, 0),
             differing_keys(&existing, settings).join(", ")
         ))),
         None if dir.read_dir().map(|mut d| d.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE))).unwrap_or(true) => {
@@ -231,9 +227,18 @@ fn record_path_in(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("frame_{:06}.json", index + 1))
 }
 
-/// Consecutive finished frames (records) in `dir` from the first.
-fn finished_frames_in(dir: &Path) -> u64 {
-    (0..).take_while(|&i| record_path_in(dir, i).is_file()).count() as u64
+/// Consecutive finished frames (records) in `dir` from index `first`.
+fn finished_frames_in(dir: &Path, first: u64) -> u64 {
+    (first..).take_while(|&i| record_path_in(dir, i).is_file()).count() as u64
+}
+
+/// `settings` as pretty JSON and as that text reads back: what a work directory keeps, and what
+/// is compared with what it kept (the same text parses to the same numbers, while a float and
+/// its parsed text may differ in the last bit).
+fn as_read_back(settings: &serde_json::Value, dir: &Path) -> Result<(String, serde_json::Value)> {
+    let text = serde_json::to_string_pretty(settings).map_err(|e| Error::output(dir, e))?;
+    let read_back = serde_json::from_str(&text).map_err(|e| Error::output(dir, e))?;
+    Ok((text, read_back))
 }
 
 /// Top-level keys whose values differ between two JSON objects.

@@ -55,12 +55,15 @@ pub fn finished_from_bytes(bytes: &[u8]) -> std::result::Result<FinishedFrame, i
     })
 }
 
-/// Writes a finished frame as a lossless PNG: 16-bit when it is deep.
-pub fn save_finished(frame: &FinishedFrame, path: &Path) -> Result<()> {
+/// A finished frame as the bytes of a lossless PNG: 16-bit when it is deep (read back by
+/// [`finished_from_bytes`]).
+pub fn encode_finished(frame: &FinishedFrame) -> std::result::Result<Vec<u8>, image::ImageError> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
     match &frame.rgb16 {
-        None => save_rgb(&frame.rgb8, path),
-        Some(deep) => write_atomically(path, |tmp| deep.save_with_format(tmp, ImageFormat::Png).map_err(|e| format!("cannot write image: {e}"))),
+        None => frame.rgb8.write_to(&mut bytes, ImageFormat::Png)?,
+        Some(deep) => deep.write_to(&mut bytes, ImageFormat::Png)?,
     }
+    Ok(bytes.into_inner())
 }
 
 /// Reads an image file (format from its contents), as 8-bit RGB.
@@ -165,12 +168,17 @@ pub fn temporary_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
+/// The directory `path`'s file is in: its parent, or `.` for a bare file name.
+pub fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// Checks that `path`'s directory exists and is writable, before any work is spent on it.
 pub fn check_writable_destination(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = directory_of(path);
     if !dir.is_dir() {
         return Err(Error::output(path, format!("directory {} does not exist", dir.display())));
     }
@@ -208,13 +216,7 @@ pub fn sync_file(path: &Path) -> std::io::Result<()> {
 /// directories cannot be opened (not Unix).
 pub fn sync_directory_of(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
-    {
-        let directory = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(directory)?.sync_all()?;
-    }
+    std::fs::File::open(directory_of(path))?.sync_all()?;
     #[cfg(not(unix))]
     let _ = path;
     Ok(())

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::media::image_io::directory_of;
 use crate::media::sequence::{self, Pattern};
 
 /// A path a job reads or writes, with the option or role that names it in an error
@@ -33,7 +34,7 @@ pub fn check_writes_spare_reads(reads: &[Named], writes: &[Named]) -> Result<()>
         let pattern = Pattern::parse(&write.path);
         for read in reads {
             if let Some(pattern) = &pattern {
-                if read.path.is_dir() && same_directory(&pattern.frames_directory(), &read.path) {
+                if read.path.is_dir() && same_file(&pattern.frames_directory(), &read.path) {
                     return Err(refusal(write, read, &read.path));
                 }
             }
@@ -42,7 +43,7 @@ pub fn check_writes_spare_reads(reads: &[Named], writes: &[Named]) -> Result<()>
             let clash = match &pattern {
                 Some(pattern) => {
                     let name = file.file_name().and_then(|n| n.to_str());
-                    name.is_some_and(|n| pattern.matches(n)) && file.parent().is_some_and(|d| same_directory(d, &pattern.frames_directory()))
+                    name.is_some_and(|n| pattern.matches(n)) && same_file(directory_of(file), &pattern.frames_directory())
                 }
                 None => same_file(&write.path, file),
             };
@@ -80,12 +81,6 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn same_directory(a: &Path, b: &Path) -> bool {
-    let a = if a.as_os_str().is_empty() { Path::new(".") } else { a };
-    let b = if b.as_os_str().is_empty() { Path::new(".") } else { b };
-    same_file(a, b)
-}
-
 #[cfg(unix)]
 fn same_identity(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -100,11 +95,7 @@ fn same_identity(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
 /// The path with its directory resolved (links followed), for a file that may not exist.
 fn resolved(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?;
-    let directory = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    Some(std::fs::canonicalize(directory).ok()?.join(name))
+    Some(std::fs::canonicalize(directory_of(path)).ok()?.join(name))
 }
 
 #[cfg(test)]

@@ -92,10 +92,6 @@ impl Pattern {
 
     /// The directory the frames are in (`.` for the current one).
     pub fn frames_directory(&self) -> PathBuf {
-        self.directory()
-    }
-
-    fn directory(&self) -> PathBuf {
         if self.directory.as_os_str().is_empty() { PathBuf::from(".") } else { self.directory.clone() }
     }
 
@@ -165,7 +161,7 @@ impl SequenceInput {
         } else {
             Pattern::parse(path).ok_or_else(|| Error::input(path, "is not an image sequence pattern"))?
         };
-        let directory = pattern.directory();
+        let directory = pattern.frames_directory();
         let entries = std::fs::read_dir(&directory)
             .map_err(|e| Error::input(path, format!("cannot list {}: {e}", directory.display())))?;
         let mut numbers: Vec<u64> = entries
@@ -191,9 +187,7 @@ impl SequenceInput {
         }
         Ok(SequenceInput { frames: numbers.len() as u64, start_number, pattern })
     }
-}
 
-impl SequenceInput {
     /// Checks, before any work, that every frame is there and readable, and all of one size:
     /// FFmpeg's image reader skips a frame it cannot decode (an empty or cut-short file) and
     /// squashes one of another size, and either way the output would be silently short or
@@ -324,7 +318,7 @@ impl SequenceWriter {
     /// will be numbered from `first_number`.
     pub fn create(output: &Path, depth: BitDepth) -> Result<SequenceWriter> {
         let pattern = check_output(output, depth)?;
-        let directory = pattern.directory();
+        let directory = pattern.frames_directory();
         std::fs::create_dir_all(&directory)
             .map_err(|e| Error::output(output, format!("cannot create directory {}: {e}", directory.display())))?;
         check_writable_destination(&pattern.path(0))?;

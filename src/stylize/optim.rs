@@ -68,7 +68,7 @@ impl Optimizer {
     /// previous frame's curvature, the first iteration is then a real step. (None: the probe.)
     pub fn with_curvature_scale(mut self, scale: Option<f64>) -> Self {
         if let Optimizer::Lbfgs(o) = &mut self {
-            o.first_scale = scale.filter(|s| s.is_finite() && *s > 0.0);
+            o.first_scale = usable_curvature_scale(scale);
         }
         self
     }
@@ -88,6 +88,11 @@ impl Optimizer {
             Optimizer::Adam(o) => o.step(x, grad),
         }
     }
+}
+
+/// A curvature scale L-BFGS can start from: a finite γ > 0 (anything else: none, the probe).
+pub(crate) fn usable_curvature_scale(scale: Option<f64>) -> Option<f64> {
+    scale.filter(|s| s.is_finite() && *s > 0.0)
 }
 
 /// Limited-memory BFGS without line search, the variant neural-style runs (Torch's `optim.lbfgs`

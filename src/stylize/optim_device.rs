@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use candle_core::{DType, Tensor};
 
 use crate::error::Result;
-use crate::stylize::optim::OptimizerKind;
+use crate::stylize::optim::{usable_curvature_scale, OptimizerKind};
 
 /// One optimiser state on the device; [`Self::step`] returns x_{k+1} from x_k and ∇J(x_k).
 pub enum DeviceOptimizer {
@@ -46,7 +46,7 @@ impl DeviceOptimizer {
     /// See [`crate::stylize::optim::Optimizer::with_curvature_scale`].
     pub fn with_curvature_scale(mut self, scale: Option<f64>) -> Self {
         if let DeviceOptimizer::Lbfgs(o) = &mut self {
-            o.first_scale = scale.filter(|s| s.is_finite() && *s > 0.0);
+            o.first_scale = usable_curvature_scale(scale);
         }
         self
     }
