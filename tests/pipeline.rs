@@ -94,6 +94,37 @@ fn a_25_fps_clip_with_audio_keeps_its_frames_timing_and_audio() {
 }
 
 #[test]
+fn concatenated_transport_streams_make_one_continuous_video_with_its_audio() {
+    // `cat a.ts b.ts`: the second part's clock restarts in the middle of the file.
+    let dir = common::scratch_dir("pipeline-ts-discontinuity");
+    let (a, b, input) = (dir.join("a.ts"), dir.join("b.ts"), dir.join("ab.ts"));
+    make_clip(&a, &ClipSpec { audio: Some((ClipAudio::Aac, 0.48)), ..ClipSpec::new(64, 48) });
+    make_clip(&b, &ClipSpec { audio: Some((ClipAudio::Aac, 0.48)), ..ClipSpec::new(64, 48) });
+    std::fs::write(&input, [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat()).unwrap();
+
+    // The decoder delivers all 24 frames, 1/25 s apart across the join.
+    let (_, frames) = decode_all(&input);
+    assert_eq!(frames.len(), 24);
+    for pair in frames.windows(2) {
+        let step = pair[1].pts_seconds - pair[0].pts_seconds;
+        assert!((step - 0.04).abs() < 1e-6, "frame {} → {}: {step} s", pair[0].index, pair[1].index);
+    }
+
+    let output = dir.join("out.mp4");
+    let report = run(&VideoJob { size: 32, ..job(&input, &output) });
+    assert_eq!(report.totals.timestamp_discontinuities, 1);
+    let first = report.totals.first_discontinuity_seconds.unwrap();
+    assert!((first - 0.48).abs() < 0.05, "the join is at 0.48 s, found at {first}");
+    let (out_info, out_frames) = decode_all(&output);
+    assert_eq!(out_frames.len(), 24);
+    assert!((out_frames[23].pts_seconds - 23.0 / 25.0).abs() < 1e-6, "{}", out_frames[23].pts_seconds);
+    let audio: Vec<_> = out_info.other_streams.iter().filter(|s| s.kind == StreamKind::Audio).collect();
+    assert_eq!(audio.len(), 1, "{:?}", out_info.other_streams);
+    // Both parts' audio, end to end (the second part's 0.48 s after the first's).
+    assert!((audio[0].duration_seconds.unwrap() - 0.96).abs() < 0.05, "{:?}", audio[0].duration_seconds);
+}
+
+#[test]
 fn an_odd_sized_ntsc_rate_clip_without_audio() {
     let dir = common::scratch_dir("pipeline-odd-ntsc");
     let input = dir.join("in.mkv");

@@ -140,6 +140,14 @@ impl VideoProgress for FrameBar {
 
     fn frame(&mut self, record: &FrameRecord) {
         self.done += 1;
+        // More frames than the container's duration promised (a closed timestamp discontinuity,
+        // a wrong header): the count is no longer known.
+        if self.total.is_some_and(|total| self.done > total) {
+            self.total = None;
+            if let Some(bar) = &self.bar {
+                bar.set_length(self.done);
+            }
+        }
         if !record.resumed {
             self.computed_seconds.push(record.seconds);
         }

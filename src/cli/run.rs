@@ -141,6 +141,13 @@ fn print_video_summary(report: &VideoReport) {
     for note in &report.output.notes {
         eprintln!("note: {note}");
     }
+    if t.timestamp_discontinuities > 0 {
+        eprintln!(
+            "note: the input's timestamps jump {} time(s) (first at {:.3} s: concatenated MPEG-TS?); the output's timeline continues across them, as FFmpeg's does",
+            t.timestamp_discontinuities,
+            t.first_discontinuity_seconds.unwrap_or(0.0)
+        );
+    }
     if t.decoder_warnings > 0 {
         let kinds: Vec<String> = t.decoder_warning_kinds.iter().take(3).map(|k| format!("{}× \"{}\"", k.count, k.message)).collect();
         let more = if t.decoder_warning_kinds.len() > 3 { ", … (see --report)" } else { "" };

@@ -197,6 +197,11 @@ pub struct Totals {
     pub decoder_warnings: usize,
     /// The same by kind (numbers in FFmpeg's messages written as N), most frequent first.
     pub decoder_warning_kinds: Vec<DecoderWarning>,
+    /// Jumps in the input's timestamps (concatenated MPEG-TS…) closed so that the output's
+    /// timeline is continuous, as FFmpeg's command line closes them.
+    pub timestamp_discontinuities: usize,
+    /// Where the first jump was, in seconds of the continuous timeline.
+    pub first_discontinuity_seconds: Option<f64>,
 }
 
 /// What `--report` writes for a video.
@@ -315,11 +320,13 @@ pub fn run_video_with(
         stylize_frames(job, &painter, &workdir, init_image, deep, &frames, Some(&to_encoder), progress, stop, &mut records);
     // Stop the decoder early if we stopped early; then learn how the encoder ended.
     drop(frames);
-    let (result, decoder_warning_kinds) = match join_decoder(decoder, &job.input) {
-        Ok(kinds) => (result, kinds),
+    let (result, decoded) = match join_decoder(decoder, &job.input) {
+        Ok(decoded) => (result, decoded),
         // A panic on the decoder thread ended the frames early: that is the error to report.
-        Err(failed) => (Err(failed), Vec::new()),
+        Err(failed) => (Err(failed), DecoderEnd::default()),
     };
+    let DecoderEnd { warning_kinds: decoder_warning_kinds, discontinuities: (timestamp_discontinuities, first_discontinuity_seconds) } =
+        decoded;
     // FFmpeg's image reader skips a frame it cannot decode: a sequence read whole must give
     // every frame, or the output would be silently short.
     let result = result.and_then(|()| match &info.sequence {
@@ -385,6 +392,8 @@ pub fn run_video_with(
         cuts: records.iter().filter(|r| r.cut).count() as u64,
         decoder_warnings,
         decoder_warning_kinds,
+        timestamp_discontinuities,
+        first_discontinuity_seconds,
     };
     let report = VideoReport {
         input: info,
@@ -627,18 +636,27 @@ impl Progress for StopAware<'_> {
     }
 }
 
-/// The decoder thread (it returns the decoder's warnings), the input's facts, and the channel
-/// of its frames.
-pub(crate) type DecoderThread = (JoinHandle<Vec<DecoderWarning>>, VideoInfo, Receiver<DecoderMessage>);
+/// The decoder thread (it returns what the decoder met: [`DecoderEnd`]), the input's facts, and
+/// the channel of its frames.
+pub(crate) type DecoderThread = (JoinHandle<DecoderEnd>, VideoInfo, Receiver<DecoderMessage>);
+
+/// What the decoder met in the input, told when its thread ends.
+#[derive(Debug, Default)]
+pub(crate) struct DecoderEnd {
+    /// The decoder's warnings by kind ([`VideoDecoder::warning_kinds`]).
+    pub warning_kinds: Vec<DecoderWarning>,
+    /// Timestamp discontinuities closed, and where the first was ([`VideoDecoder::discontinuities`]).
+    pub discontinuities: (usize, Option<f64>),
+}
 
 /// What the decoder thread sends: a frame, an error, or `Ok(None)` at the end of the stream. A
 /// channel that closes without `Ok(None)` means the thread died (a panic): the video is not
 /// finished, whatever was decoded so far.
 pub(crate) type DecoderMessage = Result<Option<FrameWithMotion>>;
 
-/// Joins the decoder thread: the decoder's warnings, or an error naming `input` if the thread
+/// Joins the decoder thread: what the decoder met, or an error naming `input` if the thread
 /// panicked.
-pub(crate) fn join_decoder(decoder: JoinHandle<Vec<DecoderWarning>>, input: &Path) -> Result<Vec<DecoderWarning>> {
+pub(crate) fn join_decoder(decoder: JoinHandle<DecoderEnd>, input: &Path) -> Result<DecoderEnd> {
     decoder.join().map_err(|panic| {
         let why = panic
             .downcast_ref::<&str>()
@@ -678,7 +696,7 @@ pub(crate) fn spawn_decoder(
                 Ok(opened) => opened,
                 Err(e) => {
                     let _ = info_tx.send(Err(e));
-                    return Vec::new();
+                    return DecoderEnd::default();
                 }
             };
             let _ = info_tx.send(Ok(decoder.info().clone()));
@@ -693,7 +711,7 @@ pub(crate) fn spawn_decoder(
                     break;
                 }
             }
-            decoder.warning_kinds()
+            DecoderEnd { warning_kinds: decoder.warning_kinds(), discontinuities: decoder.discontinuities() }
         })
         .map_err(|e| Error::Settings(format!("cannot start the decoder thread: {e}")))?;
     let info = info_rx.recv().map_err(|_| Error::Settings("the decoder thread failed".into()))??;
@@ -963,11 +981,11 @@ mod tests {
 
     #[test]
     fn a_panicking_decoder_thread_is_an_error_naming_the_input_not_a_short_video() {
-        let decoder = std::thread::spawn(|| -> Vec<DecoderWarning> { panic!("flow: frames of different sizes") });
+        let decoder = std::thread::spawn(|| -> DecoderEnd { panic!("flow: frames of different sizes") });
         let err = join_decoder(decoder, Path::new("clip.mp4")).unwrap_err().to_string();
         assert!(err.contains("clip.mp4") && err.contains("flow: frames of different sizes"), "{err}");
         assert_eq!(err.lines().count(), 1);
-        let decoder = std::thread::spawn(Vec::new);
-        assert!(join_decoder(decoder, Path::new("clip.mp4")).unwrap().is_empty());
+        let decoder = std::thread::spawn(DecoderEnd::default);
+        assert!(join_decoder(decoder, Path::new("clip.mp4")).unwrap().warning_kinds.is_empty());
     }
 }

@@ -38,6 +38,7 @@ use super::{codec_name, in_time_base, init_ffmpeg, pair, seconds, seek_before};
 use crate::error::{Error, Result};
 use crate::media::image_io::size_for_longest_side;
 use crate::media::sequence::{is_sequence, SequenceInput};
+use crate::media::video::discontinuity::TimestampMender;
 
 /// The size frames are delivered at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -182,6 +183,8 @@ pub struct VideoDecoder {
     scaler: Option<Scaler>,
     decoded_frame: frame::Video,
     last_pts: Option<i64>,
+    /// Timestamps made continuous across the jumps of formats that declare them.
+    mender: TimestampMender,
     /// Frames of the range passed over so far, and how many to pass over.
     skipped: u64,
     skip_frames: u64,
@@ -270,6 +273,7 @@ impl VideoDecoder {
             seek_before(&mut input, info.start_seconds + start);
         }
 
+        let mender = TimestampMender::new(&input, info.stream_index);
         let (w, h) = info.output_size(options.size);
         let scaled_size = if info.rotation % 180 == 0 { (w, h) } else { (h, w) };
         Ok(VideoDecoder {
@@ -286,6 +290,7 @@ impl VideoDecoder {
             scaler: None,
             decoded_frame: frame::Video::empty(),
             last_pts: None,
+            mender,
             skipped: 0,
             skip_frames: options.skip_frames,
             delivered: 0,
@@ -309,6 +314,14 @@ impl VideoDecoder {
     /// order first met); empty for a clean file. At most 64 kinds, the rest counted together.
     pub fn warning_kinds(&self) -> Vec<DecoderWarning> {
         self.problems.kinds()
+    }
+
+    /// Timestamp discontinuities met so far (each closed: the frames after it continue the
+    /// timeline, as FFmpeg's command line continues it), and where the first one was (seconds from
+    /// the start of the video).
+    pub fn discontinuities(&self) -> (usize, Option<f64>) {
+        let video = self.info.stream_index;
+        (self.mender.discontinuities(video), self.mender.first_jump_seconds(video).map(|at| at - self.info.start_seconds))
     }
 
     /// The next frame in the requested range, `None` after the last one. A file (or a range) in
@@ -358,7 +371,12 @@ impl VideoDecoder {
         let mut packet = ffmpeg::Packet::empty();
         loop {
             match packet.read(&mut self.input) {
-                Ok(()) if packet.stream() == index => {
+                Ok(()) => {
+                    // Every stream's packets pass the mender, in file order, as in the copier.
+                    self.mender.mend(&mut packet);
+                    if packet.stream() != index {
+                        continue;
+                    }
                     if packet.is_corrupt() {
                         self.problems.note("packet flagged corrupt by the demuxer");
                     }
@@ -369,7 +387,6 @@ impl VideoDecoder {
                     }
                     return Ok(());
                 }
-                Ok(()) => continue,
                 Err(ffmpeg::Error::Eof) => break,
                 Err(e @ ffmpeg::Error::InvalidData) => self.problems.note(&format!("unreadable packet skipped: {e}")),
                 Err(e) => {

@@ -26,6 +26,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use super::decode::{StreamKind, VideoInfo};
+use super::discontinuity::TimestampMender;
 use super::colour::{set_conversion, Colour};
 use super::timecode;
 use super::{codec_name, init_ffmpeg, seconds, seek_before};
@@ -661,6 +662,8 @@ impl Picture<'_> {
 /// The source's audio and subtitle streams, read through a second demuxer and written alongside.
 struct OtherStreams {
     demuxer: format::context::Input,
+    /// The decoder's timestamp mending, repeated on this demuxer's packets (the same jumps).
+    mender: TimestampMender,
     /// Per input stream index: what to do with its packets.
     routes: Vec<Option<Route>>,
     /// A packet read ahead of the video, written on a later call.
@@ -679,6 +682,8 @@ struct Route {
     /// `origin` in the input stream's time base.
     origin: i64,
     audio: Option<AudioReencoder>,
+    /// The decoding timestamp written last (output time base).
+    last_dts: Option<i64>,
 }
 
 impl OtherStreams {
@@ -727,6 +732,7 @@ impl OtherStreams {
                     output_time_base: input_time_base,
                     origin: origin_ts,
                     audio: None,
+                    last_dts: None,
                 });
                 described.push(EncodedStream { kind: info.kind, codec: info.codec.clone(), handling: StreamHandling::Copied });
             } else if info.kind == StreamKind::Audio && accepts(&target, codec::Id::AAC) != Some(false) {
@@ -740,6 +746,7 @@ impl OtherStreams {
                     output_time_base: audio.encoder.time_base(),
                     origin: origin_ts,
                     audio: Some(audio),
+                    last_dts: None,
                 });
                 notes.push(format!(
                     "audio stream {} ({}) re-encoded to AAC: a {container} file cannot hold it as it is",
@@ -764,6 +771,7 @@ impl OtherStreams {
         }
         let start = options.start.filter(|s| *s > 0.0);
         let mut others = OtherStreams {
+            mender: TimestampMender::new(&demuxer, source.stream_index),
             demuxer,
             routes,
             pending: None,
@@ -801,7 +809,7 @@ impl OtherStreams {
                 None => {
                     let mut packet = ffmpeg::Packet::empty();
                     match packet.read(&mut self.demuxer) {
-                        Ok(()) => {}
+                        Ok(()) => self.mender.mend(&mut packet),
                         Err(ffmpeg::Error::Eof) => {
                             self.exhausted = true;
                             break;
@@ -856,6 +864,16 @@ impl Route {
         packet.set_pts(packet.pts().map(|t| t - self.origin));
         packet.set_dts(packet.dts().map(|t| t - self.origin));
         packet.rescale_ts(self.input_time_base, self.output_time_base);
+        // Decoding timestamps must increase: where a closed discontinuity (or a damaged source)
+        // leaves a packet at or before the one written last, it goes one tick after it, as
+        // FFmpeg's muxing does for copied streams.
+        if let (Some(dts), Some(last)) = (packet.dts(), self.last_dts) {
+            if dts <= last {
+                packet.set_dts(Some(last + 1));
+                packet.set_pts(packet.pts().map(|pts| pts.max(last + 1)));
+            }
+        }
+        self.last_dts = packet.dts().or(self.last_dts);
         packet.set_position(-1);
         packet.set_stream(self.output_index);
         packet.write_interleaved(muxer).map_err(|e| format!("cannot write: {e}"))
