@@ -368,8 +368,10 @@ impl VideoDecoder {
             return Ok(());
         }
         let index = self.info.stream_index;
-        let mut packet = ffmpeg::Packet::empty();
         loop {
+            // A fresh packet per read: av_read_frame does not release what a packet holds, so
+            // reading into a used one (the other streams' packets, skipped) leaked each one.
+            let mut packet = ffmpeg::Packet::empty();
             match packet.read(&mut self.input) {
                 Ok(()) => {
                     // Every stream's packets pass the mender, in file order, as in the copier.
