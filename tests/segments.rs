@@ -82,6 +82,25 @@ fn the_plan_covers_every_frame_once_and_prefers_cuts() {
     }
 }
 
+#[test]
+fn a_plan_json_that_is_not_its_own_frames_split_is_refused() {
+    let plan = Plan::new((0..40).collect(), vec![17], 3, 4);
+    let json = serde_json::to_vec(&plan).unwrap();
+    assert_eq!(Plan::from_json(&json).unwrap(), plan);
+    // Edited or damaged: a segment that misses frames, a frame count that is not the
+    // timestamps', an overlap that is not the plan's, no segments at all.
+    let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    value["segments"][1]["keep"]["end"] = 30.into();
+    let err = Plan::from_json(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+    assert!(err.contains("not the split of its own frames"), "{err}");
+    for (key, bad) in [("frames", serde_json::json!(41)), ("overlap", 9.into()), ("segments", serde_json::json!([]))] {
+        let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        value[key] = bad;
+        assert!(Plan::from_json(&serde_json::to_vec(&value).unwrap()).is_err(), "{key}");
+    }
+    assert!(Plan::from_json(b"{\"frames\": 2").unwrap_err().contains("EOF"));
+}
+
 fn style() -> PathBuf {
     common::repo_path("samples/starry_night.jpg")
 }

@@ -59,6 +59,11 @@ fn patterns_are_parsed_as_ffmpeg_writes_them() {
     assert!(Pattern::parse(Path::new("a/%s.png")).is_none(), "not a number field");
     assert!(Pattern::parse(Path::new("%d/f.png")).is_none(), "the field must be in the file name");
     assert!(Pattern::parse(Path::new("clip.mp4")).is_none());
+    // A frame number has at most 20 digits: a wider field (a 1 GB file name) is no pattern.
+    assert_eq!(Pattern::parse(Path::new("f_%020d.png")).unwrap().path(1).to_str().unwrap().len(), 26);
+    assert!(Pattern::parse(Path::new("f_%021d.png")).is_none());
+    assert!(Pattern::parse(Path::new("f_%0999999999d.png")).is_none());
+    assert!(Pattern::parse(Path::new("f_%99999999999999999999999d.png")).is_none());
 
     assert_eq!(parse_rate("25"), Ok((25, 1)));
     assert_eq!(parse_rate("23.976"), Ok((24000, 1001)));

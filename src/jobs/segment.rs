@@ -232,8 +232,26 @@ impl Plan {
     /// The plan written for `output`, if there is one.
     pub fn load(output: &Path) -> Result<Option<Plan>> {
         let path = plan_path(output);
-        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-        serde_json::from_str(&text).map(Some).map_err(|e| Error::input(&path, format!("not a segment plan: {e}")))
+        let Ok(text) = std::fs::read(&path) else { return Ok(None) };
+        Plan::from_json(&text).map(Some).map_err(|e| Error::input(&path, format!("not a segment plan: {e}")))
+    }
+
+    /// A plan from its JSON, accepted only if it is the plan its own timestamps, cuts, segment
+    /// count and overlap make (what [`Plan::new`] gives): a damaged or hand-edited plan whose
+    /// segments would miss or repeat frames is refused here, not found out while assembling.
+    pub fn from_json(json: &[u8]) -> std::result::Result<Plan, String> {
+        let plan: Plan = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        if plan.segments.is_empty() || plan.pts.is_empty() {
+            return Err("it has no frames or no segments".into());
+        }
+        if plan.segments.len() as u64 > plan.frames {
+            return Err("it has more segments than frames".into());
+        }
+        let remade = Plan::new(plan.pts.clone(), plan.cuts.clone(), plan.segments.len(), plan.overlap);
+        if remade != plan {
+            return Err("its segments are not the split of its own frames (damaged or edited)".into());
+        }
+        Ok(plan)
     }
 }
 

@@ -140,29 +140,18 @@ impl WorkDir {
             return Finished::Missing;
         }
         let name = |path: &Path| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let stored = std::fs::read_to_string(&record_path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str::<StoredRecord>(&text).map_err(|e| e.to_string()));
-        let mut stored = match stored {
-            Ok(stored) => stored,
+        let record = match std::fs::read(&record_path) {
+            Ok(bytes) => bytes,
             Err(e) => return Finished::Damaged(format!("{}: not a readable frame record ({e})", name(&record_path))),
         };
-        let bytes = match std::fs::read(&image_path) {
+        let image = match std::fs::read(&image_path) {
             Ok(bytes) => bytes,
             Err(e) => return Finished::Damaged(format!("{}: {e}", name(&image_path))),
         };
-        if let Some(expected) = stored.image_crc32 {
-            let found = crc32fast::hash(&bytes);
-            if found != expected {
-                return Finished::Damaged(format!("{}: its checksum is not its record's (damaged or replaced)", name(&image_path)));
-            }
-        }
-        match image_io::finished_from_bytes(&bytes) {
-            Ok(image) => {
-                stored.record.resumed = true;
-                Finished::Frame(image, Box::new(stored.record))
-            }
-            Err(e) => Finished::Damaged(format!("{}: not a readable image ({e})", name(&image_path))),
+        match read_finished(&record, &image) {
+            Ok((image, record)) => Finished::Frame(image, Box::new(record)),
+            Err(Damage::Record(e)) => Finished::Damaged(format!("{}: not a readable frame record ({e})", name(&record_path))),
+            Err(Damage::Image(e)) => Finished::Damaged(format!("{}: {e}", name(&image_path))),
         }
     }
 
@@ -188,6 +177,25 @@ impl WorkDir {
     pub fn remove(self) -> Result<()> {
         std::fs::remove_dir_all(&self.dir).map_err(|e| Error::output(&self.dir, format!("cannot remove: {e}")))
     }
+}
+
+/// Which of a finished frame's two files does not read back, and why.
+#[derive(Debug)]
+pub enum Damage {
+    Record(String),
+    Image(String),
+}
+
+/// A finished frame from the bytes of its record and of its image (what [`WorkDir::load`]
+/// reads), checked against the record's checksum; the record is marked `resumed`.
+pub fn read_finished(record: &[u8], image: &[u8]) -> std::result::Result<(FinishedFrame, FrameRecord), Damage> {
+    let mut stored: StoredRecord = serde_json::from_slice(record).map_err(|e| Damage::Record(e.to_string()))?;
+    if stored.image_crc32.is_some_and(|expected| crc32fast::hash(image) != expected) {
+        return Err(Damage::Image("its checksum is not its record's (damaged or replaced)".into()));
+    }
+    let image = image_io::finished_from_bytes(image).map_err(|e| Damage::Image(format!("not a readable image ({e})")))?;
+    stored.record.resumed = true;
+    Ok((image, stored.record))
 }
 
 /// What an existing work directory holds, as far as its settings go.
@@ -253,6 +261,36 @@ fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_reads_back_from_its_record_and_image_bytes_or_names_the_damaged_one() {
+        let record = r#"{"index": 3, "pts_seconds": 0.12, "iterations": 1, "J": 2.0, "J_content": 1.0, "J_style": 1.0,
+            "J_tv": 0.0, "seconds": 0.5"#;
+        let frame = FinishedFrame { rgb8: image::RgbImage::from_pixel(3, 2, image::Rgb([10, 20, 30])), rgb16: None };
+        let image = image_io::encode_finished(&frame).unwrap();
+        let crc = crc32fast::hash(&image);
+        let with_crc = |crc: u32| format!("{record}, \"image_crc32\": {crc}}}");
+        let (read, stored) = read_finished(with_crc(crc).as_bytes(), &image).unwrap();
+        assert_eq!((read.rgb8, stored.index, stored.pts_seconds, stored.resumed), (frame.rgb8.clone(), 3, 0.12, true));
+        // Records of older runs have no checksum: the image is only decoded.
+        assert_eq!(read_finished(format!("{record}}}").as_bytes(), &image).unwrap().1.index, 3);
+        let (wrong_crc, no_crc) = (with_crc(crc ^ 1), format!("{record}}}"));
+        let cases: [(&[u8], &[u8], &str); 4] = [
+            (wrong_crc.as_bytes(), &image, "checksum"),
+            (no_crc.as_bytes(), &image[..image.len() / 2], "not a readable image"),
+            (record.as_bytes(), &image, "EOF"),
+            (b"", b"", "EOF"),
+        ];
+        for (record, image, why) in cases {
+            let damage = match read_finished(record, image) {
+                Err(Damage::Record(e) | Damage::Image(e)) => e,
+                Ok(_) => panic!("{why}: read back"),
+            };
+            assert!(damage.contains(why), "{damage}");
+        }
+        assert!(matches!(read_finished(record.as_bytes(), &image), Err(Damage::Record(_))));
+        assert!(matches!(read_finished(wrong_crc.as_bytes(), &image), Err(Damage::Image(_))));
+    }
 
     #[test]
     fn a_second_run_on_the_same_output_is_refused_while_the_first_holds_it() {

@@ -34,8 +34,8 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    /// The pattern in `path`'s file name, if it has exactly one number field (`%d`, `%0Nd`) and
-    /// no other `%` conversion.
+    /// The pattern in `path`'s file name, if it has exactly one number field (`%d`, `%0Nd`, N at
+    /// most 20) and no other `%` conversion.
     pub fn parse(path: &Path) -> Option<Pattern> {
         let name = path.file_name()?.to_str()?;
         let mut parts = (String::new(), String::new());
@@ -60,7 +60,9 @@ impl Pattern {
             if chars.next() != Some('d') || width.is_some() {
                 return None;
             }
-            width = Some(digits.parse().unwrap_or(0));
+            // A frame number has at most 20 digits; a wider field is no pattern of ours.
+            let digits = if digits.is_empty() { 0 } else { digits.parse().ok().filter(|&w: &usize| w <= 20)? };
+            width = Some(digits);
         }
         Some(Pattern {
             text: path.to_str()?.to_string(),
