@@ -6,7 +6,8 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::args::Cli;
 
@@ -14,7 +15,13 @@ fn main() -> ExitCode {
     stylize_video::net::memory::reuse_freed_memory();
     // clap's own errors whole (what is wrong, the possible values, "did you mean", the usage
     // line), with its exit status 2; --help and --version on stdout.
-    let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
+    let matches = Cli::command().try_get_matches().unwrap_or_else(|e| e.exit());
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.given = matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect();
     let quiet = cli.quiet;
     match cli.job() {
         Ok(job) => cli::run::run(job, quiet),

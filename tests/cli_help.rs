@@ -61,3 +61,28 @@ fn clap_errors_reach_the_user_whole() {
     assert_eq!(code, 2);
     assert!(err.contains("--iteration") && err.contains("tip:") && err.contains("--iterations"), "{err}");
 }
+
+#[test]
+fn options_given_where_they_do_nothing_are_refused_before_any_work() {
+    // None of these inputs is read: the refusal comes from the options alone (and the names).
+    let cases: [(&[&str], &str); 7] = [
+        (&["clip.mp4", "-s", "s.jpg", "--frame-rate", "12"], "--frame-rate is an image sequence's frame rate, and clip.mp4 is a video"),
+        (&["clip.mp4", "-s", "s.jpg", "--bit-depth", "16", "-o", "out.mp4"], "--bit-depth is for image-sequence outputs"),
+        (&["clip.mp4", "-s", "s.jpg", "--bit-depth", "8"], "--bit-depth is for image-sequence outputs"),
+        (&["clip.mp4", "-s", "s.jpg", "--preview", "grid.png", "--segment", "1/2"], "--segment does not apply to --preview"),
+        (&["photo.jpg", "-s", "s.jpg", "--max-frames", "3"], "--max-frames is for videos, and photo.jpg is a still image"),
+        (&["photo.png", "-s", "s.jpg", "--codec", "prores"], "--codec is for videos"),
+        (&["clip.mp4", "-s", "s.jpg", "--codec", "ffv1", "--crf", "3"], "--crf sets H.264's quality"),
+    ];
+    for (args, message) in cases {
+        let (code, _, err) = stylize_video(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.starts_with("stylize-video: error: ") && err.contains(message) && err.lines().count() == 1, "{args:?}: {err}");
+    }
+    // Where they apply, they are taken: a sequence's rate and depth, a batch where one input is
+    // a video (the error is then the missing file's, not the option's).
+    let (_, _, err) = stylize_video(&["shots/f_%04d.png", "-s", "s.jpg", "--frame-rate", "12", "--bit-depth", "16"]);
+    assert!(!err.contains("--frame-rate") && !err.contains("--bit-depth"), "{err}");
+    let (_, _, err) = stylize_video(&["photo.jpg", "clip.mp4", "-s", "s.jpg", "--max-frames", "3"]);
+    assert!(!err.contains("--max-frames"), "{err}");
+}

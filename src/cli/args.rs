@@ -337,6 +337,11 @@ pub struct Cli {
     /// --preview: how many frames to spread over the clip (or over --start/--duration).
     #[arg(long, requires = "preview", default_value_t = DEFAULT_PREVIEW_FRAMES, help_heading = PREVIEW)]
     pub preview_frames: usize,
+
+    /// The options given on the command line (clap's ids: the field names), so that one given
+    /// where it does nothing is refused instead of ignored (see `build`).
+    #[arg(skip)]
+    pub given: Vec<String>,
 }
 
 /// `--size`: a longest side in pixels, or the input's own size.

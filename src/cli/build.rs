@@ -13,10 +13,11 @@ use stylize_video::jobs::preview::{
 use stylize_video::jobs::segment::SegmentSpec;
 use stylize_video::jobs::spec::{self, NetworkSpec, PyramidSpec, StyleSpec, StylizeOptions, DEFAULT_SIZE};
 use stylize_video::jobs::still::{StillJob, DEFAULT_ITERATIONS};
+use stylize_video::media::sequence::{is_sequence, Pattern};
 use stylize_video::media::video::{DecodeOptions, VideoDecoder};
 use stylize_video::stylize::stylizer::{default_style_layers, Settings};
 
-use super::args::{Cli, WorkingSize};
+use super::args::{Cli, Codec, WorkingSize};
 
 /// The longest side of a still image or of a video's (or sequence's) displayed frames, for
 /// `--size source`; the default size where the input cannot be read here, so that the job
@@ -44,6 +45,20 @@ fn sweepable(cli: &Cli) -> [(SweptOption, &Vec<f64>); 4] {
 fn list_text(values: &[f64]) -> String {
     values.iter().map(|v| short_number(*v)).collect::<Vec<_>>().join(",")
 }
+
+/// Options that only a video (or an image sequence) uses.
+const VIDEO_ONLY: &[&str] = &[
+    "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "frame_rate", "start", "duration", "max_frames",
+    "fresh", "keep_work", "first_iterations", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
+    "segment_overlap", "assemble",
+];
+
+/// Options a preview grid has no use for (it stylizes a few frames, each on its own, into one image).
+const NOT_FOR_PREVIEW: &[&str] = &[
+    "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "max_frames", "fresh", "keep_work",
+    "first_iterations", "temporal_weight", "init_video", "temporal_frames", "flow", "segment", "segment_overlap",
+    "assemble",
+];
 
 /// What the command line asks for.
 pub enum Job {
@@ -94,6 +109,7 @@ impl Cli {
     }
 
     pub fn job(self) -> Result<Job, String> {
+        self.check_given_options_apply()?;
         let lists: Vec<(SweptOption, &Vec<f64>)> = sweepable(&self).into_iter().filter(|(_, v)| v.len() > 1).collect();
         if self.preview.is_none() {
             if let Some((option, values)) = lists.first() {
@@ -130,6 +146,37 @@ impl Cli {
             return Err(format!("--segment and --assemble take one input, got {}", self.input.len()));
         }
         self.batch(&options)
+    }
+
+    /// Refuses an option given on the command line that would do nothing for these inputs and
+    /// outputs (a batch: for any of them), naming it and saying what it is for.
+    fn check_given_options_apply(&self) -> Result<(), String> {
+        let flag = |id: &str| format!("--{}", id.replace('_', "-"));
+        let first = self.input[0].display();
+        let stills = self.input.iter().filter(|i| spec::is_still_image(i)).count();
+        let any_sequence_in = self.input.iter().any(|i| is_sequence(i));
+        let any_sequence_out = match (&self.output, &self.input[..]) {
+            (Some(output), [_]) => Pattern::parse(output).is_some(),
+            _ => any_sequence_in,
+        };
+        for id in &self.given {
+            let id = id.as_str();
+            let why = if self.preview.is_some() && NOT_FOR_PREVIEW.contains(&id) {
+                "does not apply to --preview, which writes one grid image".to_string()
+            } else if stills == self.input.len() && VIDEO_ONLY.contains(&id) {
+                format!("is for videos, and {first} is a still image")
+            } else if id == "frame_rate" && !any_sequence_in && stills < self.input.len() {
+                format!("is an image sequence's frame rate, and {first} is a video, which keeps its own")
+            } else if id == "bit_depth" && !any_sequence_out && self.preview.is_none() {
+                "is for image-sequence outputs (frames_%04d.png or .tif); a video's depth follows --codec (ffv1 and prores keep 10 bits and more)".to_string()
+            } else if id == "crf" && self.codec != Codec::H264 {
+                "sets H.264's quality; --codec ffv1 is lossless and prores has a fixed quality".to_string()
+            } else {
+                continue;
+            };
+            return Err(format!("{} {why}", flag(id)));
+        }
+        Ok(())
     }
 
     /// Several inputs: each output beside its input or in the -o directory, a report per input
