@@ -155,3 +155,41 @@ fn bad_values_are_refused_before_any_work_naming_the_option_and_value() {
     assert!(err.contains("taken.mp4") && err.contains("is a directory"), "{err}");
     assert!(!dir.join("out.mp4").exists() && !dir.join("out.mp4.partial").exists(), "nothing written");
 }
+
+#[test]
+fn an_output_container_that_cannot_hold_the_video_is_refused_before_any_work() {
+    let dir = common::scratch_dir("safety-containers");
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec::new(64, 48));
+    let style = style_copy(&dir);
+    let job = VideoJob { size: 32, first_iterations: 1, iterations: 1, ..VideoJob::with_defaults(input.clone(), style.clone(), dir.join("out.mp4")) };
+    let run = |job: VideoJob| run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
+    // Containers that avformat_query_codec cannot answer for (FFmpeg's muxer refused them only
+    // at the header, after the first frame was painted), and a single image.
+    for (name, expected) in [
+        ("o.gif", "a gif file cannot hold h264 video (use .mp4, .mov or .mkv)"),
+        ("o.apng", "a apng file cannot hold h264 video"),
+        ("o.y4m", "a yuv4mpegpipe file cannot hold h264 video"),
+        ("o.mxf", "a mxf file cannot hold h264 video"),
+        ("one.png", "names one image: a video's frames go to a video file"),
+    ] {
+        let output = dir.join(name);
+        let err = run(VideoJob { output: output.clone(), ..job.clone() });
+        assert!(err.contains(name) && err.contains(expected), "{err}");
+        assert!(!output.exists(), "{name} written");
+        let work = stylize_video::jobs::workdir::WorkDir::path_for(&output);
+        assert!(!work.exists(), "{} made: work was started", work.display());
+    }
+    // A segment of a clip whose assembly could not be written: refused before the plan.
+    let output = dir.join("seg.gif");
+    let segment = stylize_video::jobs::segment::SegmentSpec { index: 0, count: 2 };
+    let cache = stylize_video::jobs::cache::StylizerCache::default();
+    let job_gif = VideoJob { output: output.clone(), ..job.clone() };
+    let err = stylize_video::jobs::segment::run_segment(&job_gif, segment, 2, &mut NoProgress, &AtomicBool::new(false), &cache);
+    let err = err.err().expect("refused").to_string();
+    assert!(err.contains("a gif file cannot hold h264 video"), "{err}");
+    assert!(!stylize_video::jobs::workdir::WorkDir::path_for(&output).exists(), "no plan, no frames");
+    // A transport stream takes H.264: the check is FFmpeg's muxer, not a list of ours.
+    let report = run_video(&VideoJob { output: dir.join("o.ts"), ..job.clone() }, &mut NoProgress, &AtomicBool::new(false)).unwrap();
+    assert_eq!(report.totals.frames, 12);
+}

@@ -35,7 +35,7 @@ use crate::media::image_io::{self, FinishedFrame};
 use crate::media::paths::{self, Named};
 use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
 use crate::media::video::{
-    DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
+    check_container, DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
 };
 use crate::motion::flow::FlowMethod;
 use crate::motion::temporal::{warping_error, Motion, MotionEstimator, VideoInit};
@@ -277,16 +277,7 @@ pub fn run_video_with(
         sequence_rate: job.sequence_rate,
         ..Default::default()
     };
-    // What the input gives is checked before the decoder thread decodes a frame (at --size).
-    let (input, start, size, settings) = (job.input.clone(), job.start, job.size, job.options.settings.clone());
-    let check = move |info: &VideoInfo| -> Result<()> {
-        if let (Some(start), Some(length)) = (start, info.duration_seconds) {
-            if start >= length {
-                return Err(Error::Settings(format!("--start {start} s is past the end of {} ({length:.3} s long)", input.display())));
-            }
-        }
-        check_working_size(&input, size, info.output_size(FrameSize::LongestSide(size)), &settings)
-    };
+    let check = input_check(job);
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone(), check)?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     let painter = painter(job, cache, (width, height))?;
@@ -671,6 +662,25 @@ pub(crate) fn join_decoder(decoder: JoinHandle<DecoderEnd>, input: &Path) -> Res
 pub(crate) struct FrameWithMotion {
     frame: DecodedFrame,
     motion: Option<Motion>,
+}
+
+/// What the opened input must allow, checked on the decoder thread before it decodes a frame
+/// (at --size, which may be large): --start within it, the working size within memory, and an
+/// output container that takes the codec at the input's rate.
+pub(crate) fn input_check(job: &VideoJob) -> impl FnOnce(&VideoInfo) -> Result<()> + Send + 'static {
+    let (input, output, start, size, codec) = (job.input.clone(), job.output.clone(), job.start, job.size, job.codec);
+    let settings = job.options.settings.clone();
+    move |info: &VideoInfo| -> Result<()> {
+        if let (Some(start), Some(length)) = (start, info.duration_seconds) {
+            if start >= length {
+                return Err(Error::Settings(format!("--start {start} s is past the end of {} ({length:.3} s long)", input.display())));
+            }
+        }
+        if sequence_output(&output).is_none() {
+            check_container(&output, codec, info)?;
+        }
+        check_working_size(&input, size, info.output_size(FrameSize::LongestSide(size)), &settings)
+    }
 }
 
 /// Starts the decoder thread, which also estimates the motion between consecutive frames.

@@ -186,6 +186,8 @@ impl Plan {
     /// and shot cuts (the same test as the pipeline's, so a boundary at a cut is one there).
     pub fn scan(job: &VideoJob, count: usize, overlap: u64) -> Result<Plan> {
         let mut decoder = VideoDecoder::open(&job.input, &decode_options(job, 0, None))?;
+        // What would fail the segments (or only their assembly) fails before the plan is made.
+        pipeline::input_check(job)(decoder.info())?;
         let (mut pts, mut cuts) = (Vec::new(), Vec::new());
         let mut previous: Option<image::GrayImage> = None;
         while let Some(frame) = decoder.next_frame()? {
@@ -309,7 +311,7 @@ pub fn run_segment(
     let this = plan.segments[segment.index];
 
     let options = decode_options(job, this.run.start, Some(this.run.len()));
-    let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options, job.flow, job.temporal_frames.clone(), |_| Ok(()))?;
+    let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options, job.flow, job.temporal_frames.clone(), pipeline::input_check(job))?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     let painter = pipeline::painter(job, cache, (width, height))?;
     let init_image = pipeline::coarsest_init_image(job, &painter, (width, height))?;

@@ -208,27 +208,7 @@ impl VideoEncoder {
     /// Checks that the codec fits the output's container and that the output can be written,
     /// then opens the temporary file. Nothing is encoded until the first frame.
     pub fn create(output: &Path, source: &VideoInfo, options: &EncodeOptions) -> Result<VideoEncoder> {
-        init_ffmpeg();
-        let container = guess_container(output)?;
-        let codec = options.codec;
-        if ffmpeg::encoder::find_by_name(codec.encoder_name()).is_none() {
-            return Err(Error::output(output, format!("this FFmpeg has no {} encoder", codec.encoder_name())));
-        }
-        if accepts(&container, codec.codec_id()) == Some(false) {
-            return Err(Error::output(
-                output,
-                format!(
-                    "a {} file cannot hold {} video (use {})",
-                    container.name,
-                    codec_name(codec.codec_id()),
-                    match codec {
-                        VideoCodec::H264 { .. } => ".mp4, .mov or .mkv",
-                        VideoCodec::Ffv1 => ".mkv",
-                        VideoCodec::ProresKs => ".mov or .mkv",
-                    }
-                ),
-            ));
-        }
+        let container = container_for(output, options.codec, source)?;
         check_writable_destination(output)?;
         let temporary = temporary_sibling(output);
         let muxer = format::output_as(&temporary, &container.name)
@@ -417,6 +397,41 @@ struct Container {
     format: *const ffmpeg::ffi::AVOutputFormat,
 }
 
+/// Checks, before any work, that `output`'s container (from its extension) can hold `codec`
+/// video at `source`'s rate, and that this FFmpeg has the encoder: the first thing
+/// [`VideoEncoder::create`] checks, for the jobs that create their encoder only at the end (a
+/// segmented run's assembly).
+pub fn check_container(output: &Path, codec: VideoCodec, source: &VideoInfo) -> Result<()> {
+    container_for(output, codec, source).map(|_| ())
+}
+
+/// The container `output` names, if it can hold `codec` video at `source`'s rate.
+fn container_for(output: &Path, codec: VideoCodec, source: &VideoInfo) -> Result<Container> {
+    init_ffmpeg();
+    let container = guess_container(output)?;
+    if ffmpeg::encoder::find_by_name(codec.encoder_name()).is_none() {
+        return Err(Error::output(output, format!("this FFmpeg has no {} encoder", codec.encoder_name())));
+    }
+    if container.name == "image2" {
+        return Err(Error::output(
+            output,
+            "names one image: a video's frames go to a video file (.mp4, .mov, .mkv) or a numbered image sequence (frames_%04d.png)",
+        ));
+    }
+    if !accepts(&container, codec.codec_id()).unwrap_or_else(|| muxer_takes(&container, codec, source)) {
+        let instead = match codec {
+            VideoCodec::H264 { .. } => ".mp4, .mov or .mkv",
+            VideoCodec::Ffv1 => ".mkv",
+            VideoCodec::ProresKs => ".mov or .mkv",
+        };
+        return Err(Error::output(
+            output,
+            format!("a {} file cannot hold {} video (use {instead})", container.name, codec_name(codec.codec_id())),
+        ));
+    }
+    Ok(container)
+}
+
 fn guess_container(output: &Path) -> Result<Container> {
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let c_name = std::ffi::CString::new(name)
@@ -446,6 +461,49 @@ fn accepts(container: &Container, codec: codec::Id) -> Option<bool> {
         1 => Some(true),
         0 => Some(false),
         _ => None,
+    }
+}
+
+/// Whether the `container` muxer takes one video stream of `codec` at `source`'s rate, by
+/// FFmpeg's own check: a muxer set up with such a stream writes its header to memory. For the containers that [`accepts`] cannot answer (gif, mpegts,
+/// mxf, ogg…); `true` when the check itself cannot be set up, so that the run says what fails.
+fn muxer_takes(container: &Container, codec: VideoCodec, source: &VideoInfo) -> bool {
+    use ffmpeg::ffi;
+    let mut context: *mut ffi::AVFormatContext = std::ptr::null_mut();
+    // SAFETY: `container.format` is a static muxer (see `accepts`); the context allocated here is
+    // this function's alone, freed at the end on every path; its one stream's parameters and
+    // its memory buffer are FFmpeg's own allocations, released with it.
+    unsafe {
+        if ffi::avformat_alloc_output_context2(&mut context, container.format, std::ptr::null(), std::ptr::null()) < 0
+            || context.is_null()
+        {
+            return true;
+        }
+        let mut answer = true;
+        let stream = ffi::avformat_new_stream(context, std::ptr::null());
+        if !stream.is_null() {
+            let parameters = (*stream).codecpar;
+            (*parameters).codec_type = ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
+            (*parameters).codec_id = codec.codec_id().into();
+            (*parameters).width = 64;
+            (*parameters).height = 64;
+            (*parameters).format = ffi::AVPixelFormat::from(codec.pixel_format(8)) as i32;
+            // The source's clock and rate, as the real stream has them (MXF takes only some rates).
+            (*stream).time_base = ffi::AVRational { num: source.time_base.0, den: source.time_base.1 };
+            (*stream).avg_frame_rate = ffi::AVRational { num: source.frame_rate.0, den: source.frame_rate.1 };
+            let needs_file = (*(*context).oformat).flags & ffi::AVFMT_NOFILE == 0;
+            if !needs_file || ffi::avio_open_dyn_buf(&mut (*context).pb) >= 0 {
+                answer = ffi::avformat_write_header(context, std::ptr::null_mut()) >= 0;
+            }
+        }
+        if !(*context).pb.is_null() {
+            let mut buffer = std::ptr::null_mut();
+            ffi::avio_close_dyn_buf((*context).pb, &mut buffer);
+            ffi::av_free(buffer.cast());
+            (*context).pb = std::ptr::null_mut();
+        }
+        ffi::avformat_free_context(context);
+        answer
     }
 }
 

@@ -29,7 +29,7 @@ pub use decode::{
 };
 pub use colour::Colour;
 pub use ffmpeg_log::DecoderWarning;
-pub use encode::{EncodeOptions, EncodedInfo, EncodedStream, StreamHandling, VideoCodec, VideoEncoder};
+pub use encode::{check_container, EncodeOptions, EncodedInfo, EncodedStream, StreamHandling, VideoCodec, VideoEncoder};
 
 use std::sync::Once;
 
