@@ -26,6 +26,59 @@ pub struct Colour {
     pub range: Range,
 }
 
+/// FFmpeg's names of the tag values, declared with the plain `int` the C enums are: asking a
+/// value's name is how to learn whether this FFmpeg knows it, without first making it a Rust
+/// enum (the bindings' own declarations take the enum types).
+mod known {
+    use std::ffi::{c_char, c_int};
+    extern "C" {
+        pub fn av_color_primaries_name(value: c_int) -> *const c_char;
+        pub fn av_color_transfer_name(value: c_int) -> *const c_char;
+        pub fn av_color_space_name(value: c_int) -> *const c_char;
+        pub fn av_color_range_name(value: c_int) -> *const c_char;
+    }
+}
+
+/// One tag as the integer FFmpeg stored, as its enum only if FFmpeg knows that value (`None`
+/// otherwise). MPEG-2's decoder copies the bitstream's byte into the tags unchecked, so a
+/// damaged or hostile file can put any number there, and a C enum field holding a value outside
+/// its enum must never be read as the Rust enum (undefined behaviour: a `match` on it jumped to
+/// garbage, found by fuzzing).
+///
+/// # Safety
+/// `field` points to a readable C enum field (an `int`) whose Rust type `E` is the bindings'
+/// enum for it, generated from the same FFmpeg headers as `name`'s library.
+unsafe fn tag<E: Copy>(field: *const E, name: unsafe extern "C" fn(std::ffi::c_int) -> *const std::ffi::c_char) -> Option<E> {
+    assert_eq!(std::mem::size_of::<E>(), std::mem::size_of::<std::ffi::c_int>(), "C enums are ints");
+    // SAFETY: by the contract, `field` is a readable int-sized C enum field; read as an int.
+    let value = unsafe { field.cast::<std::ffi::c_int>().read() };
+    // SAFETY: the name functions take any int and return null for values they do not know;
+    // a named value is one of the enum's (same headers), so it is a valid `E`.
+    unsafe { (!name(value).is_null()).then(|| std::mem::transmute_copy::<std::ffi::c_int, E>(&value)) }
+}
+
+/// The four tags from their C fields, unknown values as unspecified.
+///
+/// # Safety
+/// Each pointer is to the named C enum field of a live AVCodecParameters, AVCodecContext or
+/// AVFrame.
+unsafe fn tags(
+    primaries: *const ffmpeg::ffi::AVColorPrimaries,
+    transfer: *const ffmpeg::ffi::AVColorTransferCharacteristic,
+    matrix: *const ffmpeg::ffi::AVColorSpace,
+    range: *const ffmpeg::ffi::AVColorRange,
+) -> Colour {
+    // SAFETY: the caller's contract is `tag`'s, for each field with its own name function.
+    unsafe {
+        Colour {
+            primaries: tag(primaries, known::av_color_primaries_name).map_or(Primaries::Unspecified, Into::into),
+            transfer: tag(transfer, known::av_color_transfer_name).map_or(TransferCharacteristic::Unspecified, Into::into),
+            matrix: tag(matrix, known::av_color_space_name).map_or(Space::Unspecified, Into::into),
+            range: tag(range, known::av_color_range_name).map_or(Range::Unspecified, Into::into),
+        }
+    }
+}
+
 impl Default for Colour {
     fn default() -> Self {
         Colour {
@@ -54,16 +107,10 @@ impl Colour {
     /// The tags of a video stream, from its codec parameters.
     pub fn of_stream(stream: &ffmpeg::format::stream::Stream) -> Colour {
         // SAFETY: a Stream borrows its open input, so its `codecpar` (`as_ptr`) is a valid
-        // AVCodecParameters for this call; only four plain enum fields are read (the From
-        // conversions map unknown values to their `Unspecified`/`Reserved` variants).
+        // AVCodecParameters for this call; the four fields are read through `tags`.
         unsafe {
             let p = stream.parameters().as_ptr();
-            Colour {
-                primaries: (*p).color_primaries.into(),
-                transfer: (*p).color_trc.into(),
-                matrix: (*p).color_space.into(),
-                range: (*p).color_range.into(),
-            }
+            tags(&(*p).color_primaries, &(*p).color_trc, &(*p).color_space, &(*p).color_range)
         }
     }
 
@@ -72,11 +119,17 @@ impl Colour {
         fn pick<T: PartialEq>(frame_value: T, stream_value: T, unspecified: T) -> T {
             if frame_value == unspecified { stream_value } else { frame_value }
         }
+        // SAFETY: the frame owns a valid AVFrame for this borrow; its four fields are read
+        // through `tags` (not ffmpeg-next's getters, which read them as Rust enums).
+        let tagged = unsafe {
+            let f = frame.as_ptr();
+            tags(&(*f).color_primaries, &(*f).color_trc, &(*f).colorspace, &(*f).color_range)
+        };
         Colour {
-            primaries: pick(frame.color_primaries(), stream.primaries, Primaries::Unspecified),
-            transfer: pick(frame.color_transfer_characteristic(), stream.transfer, TransferCharacteristic::Unspecified),
-            matrix: pick(frame.color_space(), stream.matrix, Space::Unspecified),
-            range: pick(frame.color_range(), stream.range, Range::Unspecified),
+            primaries: pick(tagged.primaries, stream.primaries, Primaries::Unspecified),
+            transfer: pick(tagged.transfer, stream.transfer, TransferCharacteristic::Unspecified),
+            matrix: pick(tagged.matrix, stream.matrix, Space::Unspecified),
+            range: pick(tagged.range, stream.range, Range::Unspecified),
         }
     }
 
