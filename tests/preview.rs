@@ -257,3 +257,22 @@ fn errors_name_the_file_and_leave_no_grid() {
     assert!(e.to_string().starts_with(&format!("{}: ", input.display())), "{e}");
     assert!(!out.exists());
 }
+
+#[test]
+fn more_columns_than_frames_show_each_frame_once_including_the_last() {
+    // 6 frames at 25 fps (0.24 s): 5 columns show 5 different frames; 6 show every frame, the
+    // last included (its column's time, 0.22 s, is after the last frame starts at 0.2 s: that
+    // found no frame "at or after" it before); 1000 show the same 6, without 1000 seeks.
+    let dir = common::scratch_dir("preview-many-columns");
+    let input = clip(&dir);
+    let out = dir.join("grid.png");
+    for (asked, columns) in [(5, 5), (6, 6), (1000, 6)] {
+        let job = PreviewJob { frames: PreviewFrames::Spread(asked), size: 32, iterations: 1, ..job(&input, &out) };
+        let report = run_preview(&job, &mut NoProgress).unwrap();
+        assert_eq!(report.layout.columns, columns, "--preview-frames {asked}");
+    }
+    let (ok, stderr) = cli(&[input.to_str().unwrap(), "--style", starry().to_str().unwrap(), "--preview", out.to_str().unwrap(),
+        "--preview-frames", "40", "--size", "32", "--iterations", "1", "-y"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("note: --preview-frames 40: the clip has 6 different frames in the stretch, each shown once"), "{stderr}");
+}

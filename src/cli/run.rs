@@ -10,7 +10,7 @@ use stylize_video::Error;
 use stylize_video::jobs::batch::{run_batch, BatchItem, BatchProgress, FileResult, Outcome};
 use stylize_video::jobs::cache::StylizerCache;
 use stylize_video::jobs::pipeline::{run_video, VideoJob, VideoReport};
-use stylize_video::jobs::preview::{run_preview, PreviewJob};
+use stylize_video::jobs::preview::{run_preview, PreviewFrames, PreviewJob};
 use stylize_video::jobs::progress::{FrameRecord, PreviewProgress, VideoProgress};
 use stylize_video::jobs::segment::{assemble, run_segment, Assembled, SegmentSpec};
 use stylize_video::jobs::still::{run_still, StillJob, StillReport};
@@ -228,6 +228,11 @@ fn run_preview_job(job: &PreviewJob, quiet: bool) -> Result<(), Error> {
             report.iterations,
             report.seconds
         );
+        if let PreviewFrames::Spread(asked) = job.frames {
+            if l.columns < asked {
+                eprintln!("note: --preview-frames {asked}: the clip has {} different frames in the stretch, each shown once", l.columns);
+            }
+        }
     }
     Ok(())
 }

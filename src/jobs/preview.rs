@@ -405,11 +405,24 @@ fn columns(job: &PreviewJob) -> Result<Vec<Column>> {
 /// Decodes the frames the job asks for, each once (seeking to it), in time order.
 fn pick_frames(path: &Path, job: &PreviewJob) -> Result<Vec<DecodedFrame>> {
     let size = FrameSize::LongestSide(job.size);
-    let frame_at = |start: f64| -> Result<DecodedFrame> {
-        let options = DecodeOptions { size, start: Some(start), max_frames: Some(1), sequence_rate: job.sequence_rate, ..Default::default() };
-        VideoDecoder::open(path, &options)?
-            .next_frame()?
-            .ok_or_else(|| Error::input(path, format!("no video frame at or after {start} s")))
+    let from = job.start.unwrap_or(0.0);
+    // The frame on screen at `t`: the last one that starts at or before it (decoded from a
+    // frame's length earlier), or the first after it.
+    let frame_at = |t: f64, frame_seconds: f64| -> Result<DecodedFrame> {
+        let start = (t - frame_seconds).max(from);
+        let options = DecodeOptions { size, start: Some(start), max_frames: Some(2), sequence_rate: job.sequence_rate, ..Default::default() };
+        let mut decoder = VideoDecoder::open(path, &options)?;
+        let mut shown = None;
+        while let Some(frame) = decoder.next_frame()? {
+            let starts_after = frame.pts_seconds > t + 1e-9;
+            if shown.is_none() || !starts_after {
+                shown = Some(frame);
+            }
+            if starts_after {
+                break;
+            }
+        }
+        shown.ok_or_else(|| Error::input(path, format!("no video frame at {t} s")))
     };
     let probe_options =
         DecodeOptions {
@@ -421,7 +434,7 @@ fn pick_frames(path: &Path, job: &PreviewJob) -> Result<Vec<DecodedFrame>> {
             ..Default::default()
         };
     let probe = VideoDecoder::open(path, &probe_options)?;
-    let length = probe.info().duration_seconds;
+    let (length, frame_seconds) = (probe.info().duration_seconds, probe.info().frame_seconds());
     drop(probe);
     let targets = match job.frames {
         PreviewFrames::At(t) => {
@@ -435,7 +448,6 @@ fn pick_frames(path: &Path, job: &PreviewJob) -> Result<Vec<DecodedFrame>> {
         }
         PreviewFrames::Spread(0) => return Err(Error::Settings("--preview-frames: must be at least 1".into())),
         PreviewFrames::Spread(n) => {
-            let from = job.start.unwrap_or(0.0);
             let span = match length {
                 Some(length) => (length - from).min(job.duration.unwrap_or(f64::INFINITY)),
                 None => scanned_span(path, job)?,
@@ -443,12 +455,15 @@ fn pick_frames(path: &Path, job: &PreviewJob) -> Result<Vec<DecodedFrame>> {
             if span.is_nan() || span <= 0.0 {
                 return Err(Error::input(path, format!("no video in the requested range (--start {from} s)")));
             }
+            // No more columns than the stretch has frames: each frame once, not a seek per
+            // column asked for (--preview-frames 1000 on a 30-frame clip).
+            let n = n.min(((span / frame_seconds).round() as usize).max(1));
             (0..n).map(|i| from + span * (2 * i + 1) as f64 / (2 * n) as f64).collect()
         }
     };
     let mut frames: Vec<DecodedFrame> = Vec::with_capacity(targets.len());
     for t in targets {
-        let frame = frame_at(t)?;
+        let frame = frame_at(t, frame_seconds)?;
         // A clip with fewer frames than columns asked for: each frame once.
         if frames.last().is_none_or(|last| last.pts != frame.pts) {
             frames.push(frame);
