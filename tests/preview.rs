@@ -96,7 +96,7 @@ fn two_styles_three_frames_make_a_labelled_two_by_three_grid() {
     assert_eq!(grid.dimensions(), (l.label_width + 2 + 3 * (48 + 2), l.header_height + 2 + 2 * (36 + 2)));
     assert_eq!((report.width, report.height), grid.dimensions());
 
-    // Columns: the frames at or after the middles of three equal stretches of the 0.24 s clip
+    // Columns: the frames on screen at the middles of three equal stretches of the 0.24 s clip
     // (0.04, 0.12, 0.20 s: frames 1, 3, 5).
     let times: Vec<f64> = report.cells.iter().take(3).map(|c| c.t_seconds.unwrap()).collect();
     for (t, expected) in times.iter().zip([0.04, 0.12, 0.20]) {
@@ -260,9 +260,11 @@ fn errors_name_the_file_and_leave_no_grid() {
 
 #[test]
 fn more_columns_than_frames_show_each_frame_once_including_the_last() {
-    // 6 frames at 25 fps (0.24 s): 5 columns show 5 different frames; 6 show every frame, the
-    // last included (its column's time, 0.22 s, is after the last frame starts at 0.2 s: that
-    // found no frame "at or after" it before); 1000 show the same 6, without 1000 seeks.
+    // 6 frames at 25 fps (0.24 s). 5 columns: the frames on screen at the middles of 5
+    // stretches (0.024, 0.072, 0.12, 0.168, 0.216 s): frames 0, 1, 3, 4, 5. 6 columns: every
+    // frame, the last included (the middle of the last stretch, 0.22 s, is after the last frame
+    // starts: that found no frame "at or after" it before). 1000: the same 6, capped before the
+    // seeks (it made 1000, for minutes).
     let dir = common::scratch_dir("preview-many-columns");
     let input = clip(&dir);
     let out = dir.join("grid.png");
@@ -274,5 +276,5 @@ fn more_columns_than_frames_show_each_frame_once_including_the_last() {
     let (ok, stderr) = cli(&[input.to_str().unwrap(), "--style", starry().to_str().unwrap(), "--preview", out.to_str().unwrap(),
         "--preview-frames", "40", "--size", "32", "--iterations", "1", "-y"]);
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("note: --preview-frames 40: the clip has 6 different frames in the stretch, each shown once"), "{stderr}");
+    assert!(stderr.contains("note: --preview-frames 40: the columns' times fall on 6 different frames, each shown once"), "{stderr}");
 }

@@ -230,7 +230,7 @@ fn run_preview_job(job: &PreviewJob, quiet: bool) -> Result<(), Error> {
         );
         if let PreviewFrames::Spread(asked) = job.frames {
             if l.columns < asked {
-                eprintln!("note: --preview-frames {asked}: the clip has {} different frames in the stretch, each shown once", l.columns);
+                eprintln!("note: --preview-frames {asked}: the columns' times fall on {} different frames, each shown once", l.columns);
             }
         }
     }

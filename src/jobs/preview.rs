@@ -77,7 +77,7 @@ pub struct Sweep {
 #[serde(rename_all = "lowercase")]
 pub enum PreviewFrames {
     /// This many frames spread evenly over the clip (or over `start`…`start + duration`): the
-    /// frames at or after the middles of as many equal stretches.
+    /// frames on screen at the middles of as many equal stretches (no more than there are).
     Spread(usize),
     /// The one frame at or after this time (seconds from the start of the clip).
     At(f64),
@@ -406,23 +406,25 @@ fn columns(job: &PreviewJob) -> Result<Vec<Column>> {
 fn pick_frames(path: &Path, job: &PreviewJob) -> Result<Vec<DecodedFrame>> {
     let size = FrameSize::LongestSide(job.size);
     let from = job.start.unwrap_or(0.0);
-    // The frame on screen at `t`: the last one that starts at or before it (decoded from a
-    // frame's length earlier), or the first after it.
-    let frame_at = |t: f64, frame_seconds: f64| -> Result<DecodedFrame> {
+    // The frame at `t`: for --preview-at the first at or after it (as ffmpeg -ss), for a spread
+    // the one on screen then (the last that starts at or before it), so that n columns over n
+    // frames show each once. Either way, where no frame starts after `t` (a time after the
+    // last frame starts), the last one. Decoded from a frame's length before `t`.
+    let frame_at = |t: f64, frame_seconds: f64, on_screen: bool| -> Result<DecodedFrame> {
         let start = (t - frame_seconds).max(from);
-        let options = DecodeOptions { size, start: Some(start), max_frames: Some(2), sequence_rate: job.sequence_rate, ..Default::default() };
+        let options = DecodeOptions { size, start: Some(start), max_frames: None, sequence_rate: job.sequence_rate, ..Default::default() };
         let mut decoder = VideoDecoder::open(path, &options)?;
-        let mut shown = None;
+        let mut before = None;
         while let Some(frame) = decoder.next_frame()? {
-            let starts_after = frame.pts_seconds > t + 1e-9;
-            if shown.is_none() || !starts_after {
-                shown = Some(frame);
+            if on_screen && frame.pts_seconds > t + 1e-9 {
+                return Ok(before.unwrap_or(frame));
             }
-            if starts_after {
-                break;
+            if !on_screen && frame.pts_seconds >= t - 1e-9 {
+                return Ok(frame);
             }
+            before = Some(frame);
         }
-        shown.ok_or_else(|| Error::input(path, format!("no video frame at {t} s")))
+        before.ok_or_else(|| Error::input(path, format!("no video frame at {t} s")))
     };
     let probe_options =
         DecodeOptions {
@@ -463,7 +465,7 @@ fn pick_frames(path: &Path, job: &PreviewJob) -> Result<Vec<DecodedFrame>> {
     };
     let mut frames: Vec<DecodedFrame> = Vec::with_capacity(targets.len());
     for t in targets {
-        let frame = frame_at(t, frame_seconds)?;
+        let frame = frame_at(t, frame_seconds, matches!(job.frames, PreviewFrames::Spread(_)))?;
         // A clip with fewer frames than columns asked for: each frame once.
         if frames.last().is_none_or(|last| last.pts != frame.pts) {
             frames.push(frame);
