@@ -16,6 +16,7 @@ use stylize_video::jobs::cache::StylizerCache;
 use stylize_video::jobs::pipeline::{run_video, VideoJob};
 use stylize_video::jobs::segment::{assemble, boundaries, run_segment, Assembled, Boundary, Plan, SegmentSpec, DEFAULT_OVERLAP};
 use stylize_video::jobs::spec::StylizeOptions;
+use stylize_video::jobs::workdir::WorkDir;
 use stylize_video::motion::flow::FlowMethod;
 use stylize_video::motion::temporal::pair_warping_errors;
 use stylize_video::progress::NoProgress;
@@ -226,4 +227,31 @@ fn joins_inside_a_shot_are_seamless_against_a_single_run() {
     eprintln!("join at frame {join}, overlap {DEFAULT_OVERLAP}: join pair {warm_join:.2}×, mean {warm_mean:.3}× the single run's");
     assert!(warm_join <= 1.5, "join pair {warm_join:.2}× the single run's");
     assert!(warm_mean <= 1.1, "mean warping error {warm_mean:.3}× the single run's");
+}
+
+#[test]
+fn a_segment_run_with_other_settings_than_its_siblings_is_refused_before_any_work() {
+    let dir = common::scratch_dir("segments-other-settings");
+    let input = dir.join("clip.mkv");
+    make_clip(&input, &ClipSpec { frames: 6, video: ClipVideo::Ffv1, ..ClipSpec::new(32, 24) });
+    let output = dir.join("out.mp4");
+    let cache = StylizerCache::new();
+    let job = VideoJob { size: 32, first_iterations: 1, iterations: 1, ..small_job(&input, &output) };
+    let run = |job: &VideoJob, index: usize| run_segment(job, SegmentSpec { index, count: 2 }, 1, &mut NoProgress, &AtomicBool::new(false), &cache);
+    run(&job, 0).unwrap();
+    // The second segment with another style: it used to paint, then say a segment differs and
+    // to rerun with --fresh, which changed nothing.
+    let other_style = dir.join("other.png");
+    common::synthetic_style(32, 32).save(&other_style).unwrap();
+    let mut other = job.clone();
+    other.style.paths = vec![other_style];
+    for fresh in [false, true] {
+        let err = run(&VideoJob { fresh, ..other.clone() }, 1).err().expect("refused").to_string();
+        assert!(err.contains("segment 0/2") && err.contains("other settings (styles)") && err.contains("remove"), "{err}");
+    }
+    let second = WorkDir::path_for(&output).join("segment-1-of-2");
+    assert!(!second.exists(), "no work was started for segment 1");
+    // With the siblings' settings it goes through, and the segments assemble.
+    assert!(run(&job, 1).unwrap().all_segments_done);
+    assert!(matches!(assemble(&job).unwrap(), Assembled::Written(_)));
 }

@@ -309,6 +309,7 @@ pub fn run_segment(
     pipeline::check_video_job(job)?;
     let plan = Plan::load_or_make(job, segment.count, overlap)?;
     let this = plan.segments[segment.index];
+    check_other_segments(job, &plan, segment.index)?;
 
     let options = decode_options(job, this.run.start, Some(this.run.len()));
     let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options, job.flow, job.temporal_frames.clone(), pipeline::input_check(job))?;
@@ -332,6 +333,28 @@ pub fn run_segment(
         seconds: started.elapsed().as_secs_f64(),
         all_segments_done: missing_frames(job, &plan)?.is_empty(),
     })
+}
+
+/// Refuses, before any work, a segment run whose settings are not those the other segments of
+/// the same output were painted with: the assembly could not join them, and `--fresh` (which
+/// only concerns this segment) would not help.
+fn check_other_segments(job: &VideoJob, plan: &Plan, this: usize) -> Result<()> {
+    let count = plan.segments.len();
+    let fingerprint = pipeline::fingerprint(job)?;
+    for index in (0..count).filter(|&i| i != this) {
+        let dir = segment_dir(&job.output, index, count);
+        let differing = WorkDir::differing_settings(&dir, &fingerprint)?;
+        if !differing.is_empty() {
+            return Err(Error::Settings(format!(
+                "segment {index}/{count} of {} was painted with other settings ({}); every segment of one output needs the same: \
+                 run this one with those, or remove {} to start all of them over",
+                job.output.display(),
+                differing.join(", "),
+                WorkDir::path_for(&job.output).display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Per segment that is not finished: its index and the frames it still lacks.

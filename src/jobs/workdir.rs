@@ -96,6 +96,22 @@ impl WorkDir {
         Ok(finished_frames_in(dir, 0))
     }
 
+    /// The settings in which the work directory `dir` differs from `settings` (empty when it
+    /// matches, or holds nothing; `["settings.json"]` when its settings do not read back).
+    pub fn differing_settings(dir: &Path, settings: &serde_json::Value) -> Result<Vec<String>> {
+        let (_, settings) = as_read_back(settings, dir)?;
+        if !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let existing: Option<serde_json::Value> =
+            std::fs::read_to_string(dir.join(SETTINGS_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok());
+        Ok(match existing {
+            Some(existing) => differing_keys(&existing, &settings),
+            None if compare_settings(dir, &settings).is_err() => vec![SETTINGS_FILE.to_string()],
+            None => Vec::new(),
+        })
+    }
+
     /// Takes the directory's lock (an flock'd file, released when the process ends, even by
     /// kill -9), or says that another run holds it.
     fn lock(dir: &Path) -> Result<std::fs::File> {
