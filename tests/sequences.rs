@@ -138,6 +138,13 @@ fn a_video_becomes_a_sequence_numbered_from_the_source_frame() {
     // Writing over it needs -y.
     let err = run_video(&job(&input, &output), &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
     assert!(err.contains("out_%06d.png") && err.contains("already exist") && err.contains("--overwrite"), "{err}");
+    // With -y, a shorter sequence replaces it whole: no stale frames after the new ones, and
+    // the report says how many went. A file the pattern does not name stays.
+    std::fs::write(dir.join("frames/notes.txt"), "mine").unwrap();
+    let report = run(&VideoJob { start: Some(0.08), max_frames: Some(2), overwrite: true, ..job(&input, &output) });
+    assert_eq!(report.totals.frames, 2);
+    assert_eq!(names_in(&dir.join("frames")), ["notes.txt", "out_000003.png", "out_000004.png"]);
+    assert!(report.output.notes.iter().any(|n| n.starts_with("2 frames of the earlier sequence")), "{:?}", report.output.notes);
 }
 
 #[test]

@@ -884,6 +884,12 @@ impl FrameSink {
             FrameSink::Sequence { writer, source, mut notes, .. } => {
                 let written = writer.finish()?;
                 notes.push(format!("{}-bit frames numbered from {}", written.bits, written.first_number));
+                if written.stale_removed > 0 {
+                    notes.push(format!(
+                        "{} frames of the earlier sequence under these names, which this run's does not have, removed (-y replaces the whole sequence)",
+                        written.stale_removed
+                    ));
+                }
                 Ok(EncodedInfo {
                     path: PathBuf::from(&written.pattern),
                     width: written.width,

@@ -313,6 +313,9 @@ pub struct WrittenSequence {
     pub width: u32,
     pub height: u32,
     pub bits: u32,
+    /// Frames of an earlier sequence under the same names that this one does not have
+    /// (numbered beyond it, say), removed: the output is this run's sequence alone.
+    pub stale_removed: u64,
 }
 
 impl SequenceWriter {
@@ -363,6 +366,7 @@ impl SequenceWriter {
         }
         let _ = std::fs::remove_dir_all(&self.temporary);
         self.finished = true;
+        let stale_removed = self.remove_stale_frames()?;
         Ok(WrittenSequence {
             pattern: self.pattern.text.clone(),
             first_number: self.first_number.unwrap_or_default(),
@@ -370,7 +374,29 @@ impl SequenceWriter {
             width,
             height,
             bits: if self.depth == BitDepth::Sixteen { 16 } else { 8 },
+            stale_removed,
         })
+    }
+
+    /// Removes the pattern's frames that this sequence did not write: what an earlier, longer
+    /// sequence under the same names left (the run replaced it, with -y). The job checked
+    /// before any work that the pattern names no file it reads.
+    fn remove_stale_frames(&self) -> Result<u64> {
+        let directory = self.pattern.frames_directory();
+        let entries = std::fs::read_dir(&directory).map_err(|e| Error::output(&directory, format!("cannot list: {e}")))?;
+        let written: std::collections::HashSet<&std::ffi::OsStr> =
+            self.written.iter().filter_map(|(_, destination)| destination.file_name()).collect();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let stale = name.to_str().is_some_and(|n| self.pattern.matches(n)) && !written.contains(name.as_os_str());
+            if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| Error::output(&entry.path(), format!("cannot remove a frame of the earlier sequence: {e}")))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
 
