@@ -112,8 +112,8 @@ fn concatenated_transport_streams_make_one_continuous_video_with_its_audio() {
 
     let output = dir.join("out.mp4");
     let report = run(&VideoJob { size: 32, ..job(&input, &output) });
-    assert_eq!(report.totals.timestamp_discontinuities, 1);
-    let first = report.totals.first_discontinuity_seconds.unwrap();
+    assert_eq!(report.totals.decoded.timestamp_discontinuities, 1);
+    let first = report.totals.decoded.first_discontinuity_seconds.unwrap();
     assert!((first - 0.48).abs() < 0.05, "the join is at 0.48 s, found at {first}");
     let (out_info, out_frames) = decode_all(&output);
     assert_eq!(out_frames.len(), 24);
@@ -122,6 +122,38 @@ fn concatenated_transport_streams_make_one_continuous_video_with_its_audio() {
     assert_eq!(audio.len(), 1, "{:?}", out_info.other_streams);
     // Both parts' audio, end to end (the second part's 0.48 s after the first's).
     assert!((audio[0].duration_seconds.unwrap() - 0.96).abs() < 0.05, "{:?}", audio[0].duration_seconds);
+}
+
+#[test]
+fn interlaced_frames_and_a_change_of_shape_are_counted_and_said() {
+    let dir = common::scratch_dir("pipeline-decode-notes");
+    // Interlaced H.264: every frame is flagged.
+    let interlaced = dir.join("interlaced.mp4");
+    make_clip(&interlaced, &ClipSpec { frames: 4, interlaced: true, ..ClipSpec::new(64, 48) });
+    let report = run(&VideoJob { size: 32, ..job(&interlaced, &dir.join("i-out.mp4")) });
+    assert_eq!((report.totals.decoded.interlaced_frames, report.totals.decoded.reshaped_frames), (4, 0));
+    // A stream whose pictures change shape mid-way (4:3, then square): the square frames are
+    // scaled to the first's size, and counted.
+    let (a, b, joined) = (dir.join("a.ts"), dir.join("b.ts"), dir.join("joined.ts"));
+    make_clip(&a, &ClipSpec { frames: 4, ..ClipSpec::new(64, 48) });
+    make_clip(&b, &ClipSpec { frames: 3, ..ClipSpec::new(48, 48) });
+    std::fs::write(&joined, [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat()).unwrap();
+    let output = dir.join("j-out.mp4");
+    let report = run(&VideoJob { size: 32, report: Some(dir.join("j.json")), ..job(&joined, &output) });
+    assert_eq!(report.totals.frames, 7);
+    assert_eq!((report.totals.decoded.reshaped_frames, report.totals.decoded.first_other_size), (3, Some((48, 48))));
+    assert_eq!(report.totals.decoded.interlaced_frames, 0);
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("j.json")).unwrap()).unwrap();
+    assert_eq!(written["totals"]["reshaped_frames"], 3);
+    assert_eq!(written["totals"]["first_other_size"], serde_json::json!([48, 48]));
+    // The CLI says each in a line.
+    let out = cli()
+        .args([interlaced.to_str().unwrap(), "--style", style_path().to_str().unwrap(), "--size", "32", "--first-iterations", "1"])
+        .args(["--iterations", "1", "-o", dir.join("i-cli.mp4").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("note: 4 frames are interlaced: painted as progressive pictures"), "{stderr}");
 }
 
 #[test]

@@ -186,7 +186,7 @@ fn an_output_container_that_cannot_hold_the_video_is_refused_before_any_work() {
     let cache = stylize_video::jobs::cache::StylizerCache::default();
     let job_gif = VideoJob { output: output.clone(), ..job.clone() };
     let err = stylize_video::jobs::segment::run_segment(&job_gif, segment, 2, &mut NoProgress, &AtomicBool::new(false), &cache);
-    let err = err.err().expect("refused").to_string();
+    let err = err.expect_err("refused").to_string();
     assert!(err.contains("a gif file cannot hold h264 video"), "{err}");
     assert!(!stylize_video::jobs::workdir::WorkDir::path_for(&output).exists(), "no plan, no frames");
     // A transport stream takes H.264: the check is FFmpeg's muxer, not a list of ours.

@@ -246,7 +246,7 @@ fn a_segment_run_with_other_settings_than_its_siblings_is_refused_before_any_wor
     let mut other = job.clone();
     other.style.paths = vec![other_style];
     for fresh in [false, true] {
-        let err = run(&VideoJob { fresh, ..other.clone() }, 1).err().expect("refused").to_string();
+        let err = run(&VideoJob { fresh, ..other.clone() }, 1).expect_err("refused").to_string();
         assert!(err.contains("segment 0/2") && err.contains("other settings (styles)") && err.contains("remove"), "{err}");
     }
     let second = WorkDir::path_for(&output).join("segment-1-of-2");

@@ -234,3 +234,35 @@ fn a_sequence_output_that_fails_its_checks_leaves_no_empty_directory() {
     assert!(err.contains("style.jpg"), "{err}");
     assert!(!out_dir.exists(), "the directory made for the frames is gone again");
 }
+
+#[test]
+fn an_alpha_channel_in_the_input_is_said_to_be_dropped() {
+    let dir = common::scratch_dir("seq-alpha");
+    let shots = dir.join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    for i in 0..3u32 {
+        let rgb = frame_image(i, 48, 32);
+        // Half the picture transparent.
+        let rgba = image::RgbaImage::from_fn(48, 32, |x, y| {
+            let p = rgb.get_pixel(x, y);
+            image::Rgba([p[0], p[1], p[2], if x < 24 { 0 } else { 255 }])
+        });
+        rgba.save(shots.join(format!("f_{:04}.png", i + 1))).unwrap();
+    }
+    let input = shots.join("f_%04d.png");
+    let output = dir.join("out.mp4");
+    let report = run(&VideoJob { size: 32, ..job(&input, &output) });
+    assert!(report.input.alpha, "{}", report.input.pixel_format);
+    assert_eq!(report.totals.frames, 3);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stylize-video"))
+        .args([input.to_str().unwrap(), "--style", common::repo_path("samples/starry_night.jpg").to_str().unwrap()])
+        .args(["--size", "32", "--first-iterations", "1", "--iterations", "1", "-y", "-o", output.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("note: the input's alpha channel (rgba) is not kept"), "{stderr}");
+    // An opaque sequence says nothing of the kind.
+    let report = run(&VideoJob { size: 32, max_frames: Some(2), overwrite: true, ..job(&common::repo_path("samples/pedestrians.mp4"), &output) });
+    assert!(!report.input.alpha);
+}

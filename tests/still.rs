@@ -237,3 +237,26 @@ fn the_cli_keeps_the_photos_colours_on_request() {
     assert!(mean_channel_difference(&kept, &plain, 0) < 1.0);
     assert!(mean_channel_difference(&kept, &photo, 0) > 5.0, "{}", mean_channel_difference(&kept, &photo, 0));
 }
+
+#[test]
+fn a_still_with_alpha_is_said_to_lose_it() {
+    let dir = common::scratch_dir("cli-still-alpha");
+    let rgb = common::synthetic_content(40, 32);
+    let rgba = image::RgbaImage::from_fn(40, 32, |x, y| {
+        let p = rgb.get_pixel(x, y);
+        image::Rgba([p[0], p[1], p[2], if y < 16 { 0 } else { 255 }])
+    });
+    let (input, out, report) = (dir.join("logo.png"), dir.join("out.png"), dir.join("r.json"));
+    rgba.save(&input).unwrap();
+    let style = common::repo_path("samples/starry_night.jpg");
+    let args = [input.to_str().unwrap(), "--style", style.to_str().unwrap(), "-o", out.to_str().unwrap(), "--size", "32", "--iterations", "1"];
+    let (ok, stderr) = cli(&[&args[..], &["--report", report.to_str().unwrap()]].concat());
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("note: the input's alpha channel is not kept"), "{stderr}");
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(written["input_alpha"], true);
+    // An opaque photo: no such note.
+    let photo = write_content(&dir);
+    let (ok, stderr) = cli(&[&photo, "--style", style.to_str().unwrap(), "-o", out.to_str().unwrap(), "-y", "--size", "32", "--iterations", "1"]);
+    assert!(ok && !stderr.contains("alpha channel"), "{stderr}");
+}

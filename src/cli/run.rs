@@ -15,6 +15,7 @@ use stylize_video::jobs::progress::{FrameRecord, PreviewProgress, VideoProgress}
 use stylize_video::jobs::segment::{assemble, run_segment, Assembled, SegmentSpec};
 use stylize_video::jobs::still::{run_still, StillJob, StillReport};
 use stylize_video::jobs::workdir::WorkDir;
+use stylize_video::media::video::{DecodeNotes, VideoInfo};
 use stylize_video::progress::{NoProgress, Progress};
 
 use super::build::Job;
@@ -77,6 +78,9 @@ fn print_still_summary(report: &StillReport) {
         report.terms.style,
         report.terms.tv
     );
+    if report.input_alpha {
+        eprintln!("note: the input's alpha channel is not kept: the colours under transparent pixels are painted, and the output is opaque");
+    }
 }
 
 /// Set by the first Ctrl-C.
@@ -141,12 +145,8 @@ fn print_video_summary(report: &VideoReport) {
     for note in &report.output.notes {
         eprintln!("note: {note}");
     }
-    if t.timestamp_discontinuities > 0 {
-        eprintln!(
-            "note: the input's timestamps jump {} time(s) (first at {:.3} s: concatenated MPEG-TS?); the output's timeline continues across them, as FFmpeg's does",
-            t.timestamp_discontinuities,
-            t.first_discontinuity_seconds.unwrap_or(0.0)
-        );
+    for note in decode_notes(&t.decoded, &report.input) {
+        eprintln!("note: {note}");
     }
     if t.decoder_warnings > 0 {
         let kinds: Vec<String> = t.decoder_warning_kinds.iter().take(3).map(|k| format!("{}× \"{}\"", k.count, k.message)).collect();
@@ -351,4 +351,35 @@ impl BatchProgress for BatchDisplay {
             Err(_) => eprintln!("stylize-video: error: {}", result.error_line().unwrap_or_default()),
         }
     }
+}
+
+/// One line each for what the input held that the output does not keep as it was.
+fn decode_notes(notes: &DecodeNotes, input: &VideoInfo) -> Vec<String> {
+    let mut lines = Vec::new();
+    if input.alpha {
+        lines.push(format!(
+            "the input's alpha channel ({}) is not kept: the colours under transparent pixels are painted, and the output is opaque",
+            input.pixel_format
+        ));
+    }
+    if notes.interlaced_frames > 0 {
+        lines.push(format!(
+            "{} frames are interlaced: painted as progressive pictures, their fields together (deinterlace first for motion without combing, e.g. ffmpeg -vf bwdif)",
+            notes.interlaced_frames
+        ));
+    }
+    if let (n @ 1.., Some((w, h))) = (notes.reshaped_frames, notes.first_other_size) {
+        lines.push(format!(
+            "{n} frames are of another shape than the first ({w}×{h} instead of {}×{}): scaled to the same size, their aspect ratio not kept",
+            input.coded_width, input.coded_height
+        ));
+    }
+    if notes.timestamp_discontinuities > 0 {
+        lines.push(format!(
+            "the input's timestamps jump {} time(s) (first at {:.3} s: concatenated MPEG-TS?); the output's timeline continues across them, as FFmpeg's does",
+            notes.timestamp_discontinuities,
+            notes.first_discontinuity_seconds.unwrap_or(0.0)
+        ));
+    }
+    lines
 }

@@ -35,7 +35,7 @@ use crate::media::image_io::{self, FinishedFrame};
 use crate::media::paths::{self, Named};
 use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
 use crate::media::video::{
-    check_container, DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
+    check_container, DecodeNotes, DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
 };
 use crate::motion::flow::FlowMethod;
 use crate::motion::temporal::{warping_error, Motion, MotionEstimator, VideoInit};
@@ -197,11 +197,10 @@ pub struct Totals {
     pub decoder_warnings: usize,
     /// The same by kind (numbers in FFmpeg's messages written as N), most frequent first.
     pub decoder_warning_kinds: Vec<DecoderWarning>,
-    /// Jumps in the input's timestamps (concatenated MPEG-TS…) closed so that the output's
-    /// timeline is continuous, as FFmpeg's command line closes them.
-    pub timestamp_discontinuities: usize,
-    /// Where the first jump was, in seconds of the continuous timeline.
-    pub first_discontinuity_seconds: Option<f64>,
+    /// What the frames held that the output does not keep as it was (interlacing, another
+    /// shape, timestamp jumps).
+    #[serde(flatten)]
+    pub decoded: DecodeNotes,
 }
 
 /// What `--report` writes for a video.
@@ -316,8 +315,7 @@ pub fn run_video_with(
         // A panic on the decoder thread ended the frames early: that is the error to report.
         Err(failed) => (Err(failed), DecoderEnd::default()),
     };
-    let DecoderEnd { warning_kinds: decoder_warning_kinds, discontinuities: (timestamp_discontinuities, first_discontinuity_seconds) } =
-        decoded;
+    let DecoderEnd { warning_kinds: decoder_warning_kinds, notes: decoded } = decoded;
     // FFmpeg's image reader skips a frame it cannot decode: a sequence read whole must give
     // every frame, or the output would be silently short.
     let result = result.and_then(|()| match &info.sequence {
@@ -383,8 +381,7 @@ pub fn run_video_with(
         cuts: records.iter().filter(|r| r.cut).count() as u64,
         decoder_warnings,
         decoder_warning_kinds,
-        timestamp_discontinuities,
-        first_discontinuity_seconds,
+        decoded,
     };
     let report = VideoReport {
         input: info,
@@ -636,8 +633,8 @@ pub(crate) type DecoderThread = (JoinHandle<DecoderEnd>, VideoInfo, Receiver<Dec
 pub(crate) struct DecoderEnd {
     /// The decoder's warnings by kind ([`VideoDecoder::warning_kinds`]).
     pub warning_kinds: Vec<DecoderWarning>,
-    /// Timestamp discontinuities closed, and where the first was ([`VideoDecoder::discontinuities`]).
-    pub discontinuities: (usize, Option<f64>),
+    /// What the frames held that the output does not keep as it was ([`VideoDecoder::notes`]).
+    pub notes: DecodeNotes,
 }
 
 /// What the decoder thread sends: a frame, an error, or `Ok(None)` at the end of the stream. A
@@ -721,7 +718,7 @@ pub(crate) fn spawn_decoder(
                     break;
                 }
             }
-            DecoderEnd { warning_kinds: decoder.warning_kinds(), discontinuities: decoder.discontinuities() }
+            DecoderEnd { warning_kinds: decoder.warning_kinds(), notes: decoder.notes() }
         })
         .map_err(|e| Error::Settings(format!("cannot start the decoder thread: {e}")))?;
     let info = info_rx.recv().map_err(|_| Error::Settings("the decoder thread failed".into()))??;

@@ -68,6 +68,9 @@ impl StillJob {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StillReport {
     pub input: PathBuf,
+    /// Whether the input has an alpha channel, which is not kept: the colours under
+    /// transparent pixels are painted and the output is opaque.
+    pub input_alpha: bool,
     pub styles: Vec<PathBuf>,
     pub output: PathBuf,
     pub width: u32,
@@ -111,6 +114,7 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
 
     let report = StillReport {
         input: job.content.clone(),
+        input_alpha: image_io::has_alpha(&job.content),
         styles: job.style.paths.clone(),
         output: job.output.clone(),
         width,

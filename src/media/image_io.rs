@@ -66,6 +66,16 @@ pub fn encode_finished(frame: &FinishedFrame) -> std::result::Result<Vec<u8>, im
     Ok(bytes.into_inner())
 }
 
+/// Whether an image file's pixels carry alpha (read from its header; false when it cannot be
+/// read, which loading it reports).
+pub fn has_alpha(path: &Path) -> bool {
+    image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .ok()
+        .and_then(|r| r.into_decoder().ok())
+        .is_some_and(|d| image::ImageDecoder::color_type(&d).has_alpha())
+}
+
 /// Reads an image file (format from its contents), as 8-bit RGB.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     if !path.exists() {

@@ -392,7 +392,7 @@ impl SequenceWriter {
             let stale = name.to_str().is_some_and(|n| self.pattern.matches(n)) && !written.contains(name.as_os_str());
             if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
                 std::fs::remove_file(entry.path())
-                    .map_err(|e| Error::output(&entry.path(), format!("cannot remove a frame of the earlier sequence: {e}")))?;
+                    .map_err(|e| Error::output(entry.path(), format!("cannot remove a frame of the earlier sequence: {e}")))?;
                 removed += 1;
             }
         }

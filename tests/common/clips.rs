@@ -78,6 +78,8 @@ pub struct ClipSpec {
     pub colour: Option<ClipColour>,
     /// A start timecode, written as the video stream's `timecode` tag (a tmcd track in mov/mp4).
     pub timecode: Option<&'static str>,
+    /// Encoded as interlaced frames, top field first (H.264 only: x264's interlaced mode).
+    pub interlaced: bool,
 }
 
 impl ClipSpec {
@@ -96,6 +98,7 @@ impl ClipSpec {
             gop: None,
             colour: None,
             timecode: None,
+            interlaced: false,
         }
     }
 }
@@ -150,9 +153,14 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
         video.set_color_primaries(colour.primaries);
         video.set_color_transfer_characteristic(colour.transfer);
     }
+    let mut flags = codec::Flags::empty();
     if global_header {
-        video.set_flags(codec::Flags::GLOBAL_HEADER);
+        flags |= codec::Flags::GLOBAL_HEADER;
     }
+    if spec.interlaced {
+        flags |= codec::Flags::INTERLACED_DCT;
+    }
+    video.set_flags(flags);
     let mut options = ffmpeg::Dictionary::new();
     if spec.video == ClipVideo::H264 {
         options.set("preset", "ultrafast");
@@ -261,6 +269,13 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
         converter.run(&rgb, &mut yuv).unwrap();
         let pts = spec.pts_ms.as_ref().map_or(i as i64, |p| p[i as usize]);
         yuv.set_pts(Some(pts));
+        if spec.interlaced {
+            // SAFETY: `yuv` owns its AVFrame; two plain int fields are set.
+            unsafe {
+                (*yuv.as_mut_ptr()).interlaced_frame = 1;
+                (*yuv.as_mut_ptr()).top_field_first = 1;
+            }
+        }
         if let Some(colour) = spec.colour {
             // prores_ks writes the frame's tags, not the encoder's.
             yuv.set_color_space(colour.matrix);

@@ -212,6 +212,16 @@ pub fn bit_depth(format: ffmpeg::format::Pixel) -> u32 {
     }
 }
 
+/// Whether a pixel format carries an alpha channel (rgba, yuva420p, argb, ya8…).
+pub fn has_alpha(format: ffmpeg::format::Pixel) -> bool {
+    // SAFETY: as in `bit_depth`: null (checked) or a static descriptor, of which only `flags`
+    // is read.
+    unsafe {
+        let descriptor = ffmpeg::ffi::av_pix_fmt_desc_get(format.into());
+        !descriptor.is_null() && (*descriptor).flags & ffmpeg::ffi::AV_PIX_FMT_FLAG_ALPHA as u64 != 0
+    }
+}
+
 /// Whether a pixel format stores RGB (rgb24, gbrp10le…) rather than Y'CbCr.
 pub fn is_rgb(format: ffmpeg::format::Pixel) -> bool {
     // SAFETY: as in `bit_depth`: null (checked) or a static descriptor, of which only `flags`

@@ -73,6 +73,26 @@ pub struct DecodeOptions {
 /// Frame rate of an image sequence when none is given: film's 24 fps.
 pub const DEFAULT_SEQUENCE_RATE: (i32, i32) = (24, 1);
 
+/// What the decoded frames held that the output does not keep as it was: each a note for the
+/// user and a count in the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DecodeNotes {
+    /// Frames flagged interlaced: painted as progressive pictures, their two fields together.
+    pub interlaced_frames: u64,
+    /// Frames whose stored shape is not the first frame's (a resolution change mid-stream):
+    /// scaled to the working size, their aspect ratio not kept.
+    pub reshaped_frames: u64,
+    /// The first such frame's stored size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_other_size: Option<(u32, u32)>,
+    /// Jumps in the timestamps (concatenated MPEG-TS…) closed so that the output's timeline is
+    /// continuous (see [`super::discontinuity`]).
+    pub timestamp_discontinuities: usize,
+    /// Where the first jump was, in seconds from the start of the video.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_discontinuity_seconds: Option<f64>,
+}
+
 /// One decoded frame.
 #[derive(Debug, Clone)]
 pub struct DecodedFrame {
@@ -137,6 +157,9 @@ pub struct VideoInfo {
     pub pixel_format: String,
     /// Bits per component of the stored pixels.
     pub bit_depth: u32,
+    /// Whether the pixels carry an alpha channel, which is not kept: the colours under
+    /// transparent pixels are painted and the output is opaque.
+    pub alpha: bool,
     /// Colour tags (an untagged RGB format counts as `matrix: rgb`).
     pub colour: Colour,
     /// Start timecode the file states (`HH:MM:SS:FF`, `;` for drop-frame).
@@ -183,6 +206,10 @@ pub struct VideoDecoder {
     scaler: Option<Scaler>,
     decoded_frame: frame::Video,
     last_pts: Option<i64>,
+    /// What the frames held that the output does not keep (see [`DecodeNotes`]).
+    notes: DecodeNotes,
+    /// The stored size of the first frame decoded (to tell frames of another shape).
+    first_size: Option<(u32, u32)>,
     /// Timestamps made continuous across the jumps of formats that declare them.
     mender: TimestampMender,
     /// Frames of the range passed over so far, and how many to pass over.
@@ -261,6 +288,7 @@ impl VideoDecoder {
         let pixel = decoder.format();
         info.pixel_format = pixel.descriptor().map(|d| d.name().to_string()).unwrap_or_default();
         info.bit_depth = colour::bit_depth(pixel);
+        info.alpha = colour::has_alpha(pixel);
         if colour::is_rgb(pixel) && info.colour.matrix == ffmpeg::color::Space::Unspecified {
             info.colour.matrix = ffmpeg::color::Space::RGB;
         }
@@ -290,6 +318,8 @@ impl VideoDecoder {
             scaler: None,
             decoded_frame: frame::Video::empty(),
             last_pts: None,
+            notes: DecodeNotes::default(),
+            first_size: None,
             mender,
             skipped: 0,
             skip_frames: options.skip_frames,
@@ -316,12 +346,14 @@ impl VideoDecoder {
         self.problems.kinds()
     }
 
-    /// Timestamp discontinuities met so far (each closed: the frames after it continue the
-    /// timeline, as FFmpeg's command line continues it), and where the first one was (seconds from
-    /// the start of the video).
-    pub fn discontinuities(&self) -> (usize, Option<f64>) {
+    /// What the frames delivered so far held that the output does not keep as it was.
+    pub fn notes(&self) -> DecodeNotes {
         let video = self.info.stream_index;
-        (self.mender.discontinuities(video), self.mender.first_jump_seconds(video).map(|at| at - self.info.start_seconds))
+        DecodeNotes {
+            timestamp_discontinuities: self.mender.discontinuities(video),
+            first_discontinuity_seconds: self.mender.first_jump_seconds(video).map(|at| at - self.info.start_seconds),
+            ..self.notes.clone()
+        }
     }
 
     /// The next frame in the requested range, `None` after the last one. A file (or a range) in
@@ -460,6 +492,16 @@ impl VideoDecoder {
     fn convert(&mut self) -> Result<RgbImage> {
         let source = &self.decoded_frame;
         let from = (source.format(), source.width(), source.height());
+        if source.is_interlaced() {
+            self.notes.interlaced_frames += 1;
+        }
+        let (first_width, first_height) = *self.first_size.get_or_insert((from.1, from.2));
+        // Another shape (a resolution change mid-stream): scaled to the size of the first, so
+        // its aspect ratio is not kept.
+        if u64::from(from.1) * u64::from(first_height) != u64::from(from.2) * u64::from(first_width) {
+            self.notes.reshaped_frames += 1;
+            self.notes.first_other_size.get_or_insert((from.1, from.2));
+        }
         if self.scaler.as_ref().is_none_or(|s| s.from != from) {
             self.scaler = Some(Scaler::new(source, &self.info.colour, self.scaled_size).map_err(|e| {
                 Error::input(&self.info.path, format!("cannot convert {:?} {}×{} frames: {e}", from.0, from.1, from.2))
@@ -604,6 +646,7 @@ fn describe(path: &Path, input: &format::context::Input, stream: &format::stream
         container: input.format().name().to_string(),
         pixel_format: String::new(), // set once the decoder is open
         bit_depth: 8,
+        alpha: false,
         colour: Colour::of_stream(stream),
         timecode: timecode::of_input(input, stream.index()),
         sequence: None,

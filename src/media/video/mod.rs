@@ -25,7 +25,7 @@ mod ffmpeg_log;
 pub mod timecode;
 
 pub use decode::{
-    DecodeOptions, DecodedFrame, DEFAULT_SEQUENCE_RATE, FrameSize, StreamInfo, StreamKind, VideoDecoder, VideoInfo,
+    DecodeNotes, DecodeOptions, DecodedFrame, DEFAULT_SEQUENCE_RATE, FrameSize, StreamInfo, StreamKind, VideoDecoder, VideoInfo,
 };
 pub use colour::Colour;
 pub use ffmpeg_log::DecoderWarning;
