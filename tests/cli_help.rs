@@ -79,6 +79,13 @@ fn options_given_where_they_do_nothing_are_refused_before_any_work() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.starts_with("stylize-video: error: ") && err.contains(message) && err.lines().count() == 1, "{args:?}: {err}");
     }
+    // Counts say what they take, not Rust's "invalid digit found in string".
+    for (option, value) in [("--max-frames", "-5"), ("--iterations", "2.5"), ("--temporal-frames", "1,-2"), ("--preview-frames", "x")] {
+        let arg = format!("{option}={value}");
+        let (code, _, err) = stylize_video(&["clip.mp4", "-s", "s.jpg", &arg]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(option) && err.contains("is not a whole number (0, 1, 2…)") && !err.contains("invalid digit"), "{err}");
+    }
     // Where they apply, they are taken: a sequence's rate and depth, a batch where one input is
     // a video (the error is then the missing file's, not the option's).
     let (_, _, err) = stylize_video(&["shots/f_%04d.png", "-s", "s.jpg", "--frame-rate", "12", "--bit-depth", "16"]);

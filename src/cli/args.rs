@@ -112,7 +112,7 @@ pub struct Cli {
     pub duration: Option<f64>,
 
     /// Video: stylize at most this many frames.
-    #[arg(long, help_heading = INPUT_OUTPUT)]
+    #[arg(long, value_parser = whole_number::<u64>, help_heading = INPUT_OUTPUT)]
     pub max_frames: Option<u64>,
 
     /// Video: replace an existing output file.
@@ -209,7 +209,7 @@ pub struct Cli {
     ///
     /// Each iteration is a forward pass, the losses, a backward pass and a step. Default: 150
     /// for an image, 10 for video frames (50 for a preview's cells).
-    #[arg(long, help_heading = OPTIMISATION)]
+    #[arg(long, value_parser = whole_number::<usize>, help_heading = OPTIMISATION)]
     pub iterations: Option<usize>,
 
     /// Optimiser over the pixels.
@@ -230,7 +230,7 @@ pub struct Cli {
     ///
     /// The generator is ChaCha12, fixed by name: a seed in a report gives the same noise with
     /// later versions.
-    #[arg(long, default_value_t = 0, help_heading = OPTIMISATION)]
+    #[arg(long, default_value_t = 0, value_parser = whole_number::<u64>, help_heading = OPTIMISATION)]
     pub seed: u64,
 
     /// Coarse-to-fine levels for large images (1: paint at --size only) [default: automatic].
@@ -240,11 +240,11 @@ pub struct Cli {
     /// upscaled and running a fifth of its iterations, at least two (--iterations and --first-iterations count
     /// the coarsest level's). Automatic: one level up to √2 × --base-size, then one more per
     /// doubling (1280: 3 levels, 1920: 4, 3840: 5). A preview's cells are painted in one.
-    #[arg(long, help_heading = OPTIMISATION)]
+    #[arg(long, value_parser = whole_number::<usize>, help_heading = OPTIMISATION)]
     pub scales: Option<usize>,
 
     /// Longest side of the coarsest level of --scales, in pixels.
-    #[arg(long, default_value_t = DEFAULT_BASE_SIZE, help_heading = OPTIMISATION)]
+    #[arg(long, default_value_t = DEFAULT_BASE_SIZE, value_parser = whole_number::<u32>, help_heading = OPTIMISATION)]
     pub base_size: u32,
 
     /// Stop early when J changes by less than this fraction over 10 iterations (0: never).
@@ -254,7 +254,7 @@ pub struct Cli {
     /// Video: maximum iterations of the first frame (and of each shot's first).
     ///
     /// Those start from scratch rather than from the previous painting.
-    #[arg(long, default_value_t = DEFAULT_FIRST_ITERATIONS, help_heading = VIDEO)]
+    #[arg(long, default_value_t = DEFAULT_FIRST_ITERATIONS, value_parser = whole_number::<usize>, help_heading = VIDEO)]
     pub first_iterations: usize,
 
     /// Video: γ_temp, weight of the temporal cost J_temporal (0 disables it).
@@ -276,7 +276,7 @@ pub struct Cli {
     ///
     /// 1 is the previous frame; Ruder et al.'s long-term consistency is 1,10,20,40 (each pixel
     /// held to the nearest of them that saw it reliably).
-    #[arg(long, value_delimiter = ',', default_value = "1", help_heading = VIDEO)]
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = whole_number::<usize>, help_heading = VIDEO)]
     pub temporal_frames: Vec<usize>,
 
     /// Video: optical flow between input frames.
@@ -310,7 +310,7 @@ pub struct Cli {
     pub segment: Option<SegmentSpec>,
 
     /// --segment: frames both neighbours paint at a boundary inside a shot (cross-faded).
-    #[arg(long, value_name = "K", default_value_t = DEFAULT_OVERLAP, requires = "segment", help_heading = CLUSTER)]
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_OVERLAP, value_parser = whole_number::<u64>, requires = "segment", help_heading = CLUSTER)]
     pub segment_overlap: u64,
 
     /// Video: join the segments in the output's work directory into the output.
@@ -335,7 +335,7 @@ pub struct Cli {
     pub preview_at: Option<f64>,
 
     /// --preview: how many frames to spread over the clip (or over --start/--duration).
-    #[arg(long, requires = "preview", default_value_t = DEFAULT_PREVIEW_FRAMES, help_heading = PREVIEW)]
+    #[arg(long, requires = "preview", default_value_t = DEFAULT_PREVIEW_FRAMES, value_parser = whole_number::<usize>, help_heading = PREVIEW)]
     pub preview_frames: usize,
 
     /// The options given on the command line (clap's ids: the field names), so that one given
@@ -383,6 +383,16 @@ impl Codec {
             Codec::Prores => VideoCodec::ProresKs,
         }
     }
+}
+
+/// A count or a number of pixels: digits only (Rust's own message for "-5" is "invalid digit
+/// found in string").
+fn whole_number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    let digits = text.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{text}' is not a whole number (0, 1, 2…)"));
+    }
+    digits.parse().map_err(|_| format!("'{text}' is too large"))
 }
 
 /// Seconds, or [HH:]MM:SS[.fraction], as ffmpeg's time durations.
