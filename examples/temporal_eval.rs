@@ -69,6 +69,7 @@ fn job_for(clip: &Path, style: &Path, frames: u64, size: u32, out: &Path, name: 
             "init_video" => job.init_video = v.parse()?,
             "temporal_weight" => job.options.settings.temporal_weight = v.parse()?,
             "iterations" => job.iterations = v.parse()?,
+            "max_iterations" => job.max_iterations = Some(v.parse()?),
             "flow" => job.flow = v.parse()?,
             "temporal_frames" => job.temporal_frames = v.split(';').map(|j| j.parse()).collect::<Result<_, _>>()?,
             _ => return Err(format!("unknown variant key '{k}'").into()),
@@ -146,31 +147,40 @@ fn main() -> Fallible<()> {
         let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(job.report.as_ref().unwrap())?)?;
         let distances = content_distances(&vgg, &inputs, job.frames_dir.as_ref().unwrap())?;
         let totals = &report["totals"];
-        rows.push((name, totals["warping_error"].as_f64(), distances, totals["warm_frame_seconds"].as_f64(), totals["iterations"].as_u64()));
+        // The least painted shot: the highest per-shot median and 95th percentile style ratios.
+        let worst = |key: &str| {
+            totals["shots"].as_array().into_iter().flatten().filter_map(|shot| shot[key].as_f64()).reduce(f64::max)
+        };
+        let style = (worst("median_style_ratio"), worst("p95_style_ratio"));
+        rows.push((name, totals["warping_error"].as_f64(), distances, totals["warm_frame_seconds"].as_f64(), totals["iterations"].as_u64(), style));
     }
     let baseline = rows.iter().find(|r| r.0 == "independent").map(|r| r.2.clone()).expect("independent variant is always run");
     let plain_warm = rows.iter().find(|r| r.0 == "prev").and_then(|r| r.1);
     println!("clip {} ({} frames at {size} px), style {}", clip.display(), inputs.len(), style.display());
-    println!("{:<28} {:>14} {:>12} {:>12} {:>16} {:>12}", "variant", "warping_error", "vs prev", "content_lag", "s/frame (2..N)", "iterations");
-    for (name, error, distance, seconds, iterations) in &rows {
+    println!(
+        "{:<28} {:>14} {:>12} {:>12} {:>16} {:>12} {:>14}",
+        "variant", "warping_error", "vs prev", "content_lag", "s/frame (2..N)", "iterations", "style p50/p95"
+    );
+    for (name, error, distance, seconds, iterations, (p50, p95)) in &rows {
         let fmt = |v: Option<f64>, p: usize| v.map(|v| format!("{v:.p$}")).unwrap_or_else(|| "-".into());
         let vs_prev = match (error, plain_warm) {
             (Some(e), Some(p)) => format!("{:.2}×", e / p),
             _ => "-".into(),
         };
         println!(
-            "{:<28} {:>14} {:>12} {:>12.3} {:>16} {:>12}",
+            "{:<28} {:>14} {:>12} {:>12.3} {:>16} {:>12} {:>14}",
             name,
             fmt(*error, 4),
             vs_prev,
             mean_after_first(distance) / mean_after_first(&baseline),
             fmt(*seconds, 1),
-            iterations.map(|i| i.to_string()).unwrap_or_default()
+            iterations.map(|i| i.to_string()).unwrap_or_default(),
+            format!("{}/{}", fmt(*p50, 2), fmt(*p95, 2))
         );
     }
     if std::env::var_os("EVAL_PER_FRAME").is_some() {
         println!("per-frame content distance / independent's:");
-        for (name, _, distances, _, _) in &rows {
+        for (name, _, distances, _, _, _) in &rows {
             let ratios: Vec<String> = distances.iter().zip(&baseline).map(|(d, b)| format!("{:.3}", d / b)).collect();
             println!("{name:<28} {}", ratios.join(" "));
         }

@@ -586,3 +586,48 @@ fn original_colors_keep_each_frames_own_chroma() {
         assert!(i > 0 || luma_difference > 2.0, "the brushwork is gone (mean luminance change {luma_difference})");
     }
 }
+
+/// A smooth textured scene, still for frames 0–2, then panned by an eighth of the width
+/// (revealing a band of new texture on the right).
+fn pan_reveals_a_band(i: u32, width: u32, height: u32) -> image::RgbImage {
+    let offset = if i >= 3 { width / 8 } else { 0 };
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let (x, y) = ((x + offset) as f32, y as f32);
+        let wave = |v: f32| (128.0 + 100.0 * v) as u8;
+        image::Rgb([wave((x * 0.21).sin() * (y * 0.17).cos()), wave(((x + y) * 0.13).sin()), wave((x * 0.09 - y * 0.23).cos())])
+    })
+}
+
+#[test]
+fn the_adaptive_budget_repaints_a_revealed_band_and_style_ratio_is_j_style_over_the_shots_first() {
+    let dir = common::scratch_dir("pipeline-adaptive-budget");
+    let input = dir.join("pan.mkv");
+    make_clip(&input, &ClipSpec { frames: 5, video: ClipVideo::Ffv1, picture: pan_reveals_a_band, ..ClipSpec::new(64, 48) });
+    let base = VideoJob { size: 48, first_iterations: 30, iterations: 2, ..job(&input, &dir.join("fixed.mkv")) };
+    let fixed = run(&VideoJob { codec: VideoCodec::Ffv1, ..base.clone() });
+    let adaptive = run(&VideoJob { codec: VideoCodec::Ffv1, max_iterations: Some(20), output: dir.join("adaptive.mkv"), ..base });
+
+    for report in [&fixed, &adaptive] {
+        let reference = report.frames[0].style;
+        for f in &report.frames {
+            let ratio = f.style_ratio.unwrap();
+            assert!((ratio - f.style / reference).abs() <= 1e-12 * ratio, "frame {}: {ratio} vs {}", f.index, f.style / reference);
+        }
+        assert_eq!(report.totals.shots.len(), 1);
+        let mut warm: Vec<f64> = report.frames[1..].iter().map(|f| f.style_ratio.unwrap()).collect();
+        warm.sort_by(f64::total_cmp);
+        assert_eq!(report.totals.shots[0].median_style_ratio, Some(warm[1]), "nearest-rank median of 4");
+        assert_eq!(report.totals.shots[0].p95_style_ratio, Some(warm[3]));
+    }
+    // Fixed: every warm frame 2 iterations, no reason to give.
+    assert!(fixed.frames[1..].iter().all(|f| f.iterations == 2 && f.stopped.is_none()));
+    // The pan is less painted than the shot with the minimum: adaptive, that frame gets more
+    // iterations than the still frame before it, and ends painted or at the cap.
+    let (still, pan) = (&adaptive.frames[2], &adaptive.frames[3]);
+    assert!(fixed.frames[3].style_ratio.unwrap() > 1.2, "the revealed band is under-painted: {:?}", fixed.frames[3].style_ratio);
+    assert!(pan.iterations > still.iterations, "pan {} vs still {} iterations", pan.iterations, still.iterations);
+    let why = pan.stopped.as_deref().unwrap();
+    assert!(pan.style_ratio.unwrap() <= 1.2 || (pan.iterations == 20 && why.starts_with("--max-iterations 20")), "{why}");
+    assert!(pan.style_ratio.unwrap() < fixed.frames[3].style_ratio.unwrap());
+    assert!(adaptive.frames[1..].iter().all(|f| (2..=20).contains(&f.iterations)));
+}

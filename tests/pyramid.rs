@@ -9,7 +9,7 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 use stylize_video::jobs::cache::StylizerCache;
-use stylize_video::jobs::pyramid::Painter;
+use stylize_video::jobs::pyramid::{Painter, Warm};
 use stylize_video::jobs::spec::{NetworkSpec, PyramidSpec, StyleSpec, StylizeOptions};
 use stylize_video::jobs::still::{run_still, StillJob};
 use stylize_video::media::image_io::resize;
@@ -137,7 +137,8 @@ fn a_warm_frame_paints_the_band_the_flow_revealed() {
     }];
     let start = to_tensor(&warped, &dev).unwrap();
     let paint = |painter: &Painter| {
-        let painted = painter.paint_warm(&frame1, &start, &temporal, 10, &[], &mut NoProgress).unwrap();
+        let warm = Warm { start: &start, temporal: &temporal, previous: &[], top_up: None };
+        let painted = painter.paint_warm(&frame1, warm, 10, &mut NoProgress).unwrap();
         (stylize_video::net::input::from_tensor(&painted.stylized.image).unwrap(), painted.levels.len())
     };
     let (pyramid_result, levels) = paint(&painter);

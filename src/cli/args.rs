@@ -257,6 +257,14 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_FIRST_ITERATIONS, value_parser = whole_number::<usize>, help_heading = VIDEO)]
     pub first_iterations: usize,
 
+    /// Video: the most iterations of a warm frame (with --iterations the least).
+    ///
+    /// Beyond --iterations, a frame goes on while it is less painted than its shot: while its
+    /// J_style is above 1.2 × that of the shot's first frame (fast motion, revealed areas). The
+    /// report says per frame why it stopped (`stopped`) and its `style_ratio`.
+    #[arg(long, value_parser = whole_number::<usize>, help_heading = VIDEO)]
+    pub max_iterations: Option<usize>,
+
     /// Video: γ_temp, weight of the temporal cost J_temporal (0 disables it).
     ///
     /// J_temporal holds each frame's reliable pixels to the previous stylized frame warped

@@ -49,15 +49,15 @@ fn list_text(values: &[f64]) -> String {
 /// Options that only a video (or an image sequence) uses.
 const VIDEO_ONLY: &[&str] = &[
     "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "frame_rate", "start", "duration", "max_frames",
-    "fresh", "keep_work", "first_iterations", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
+    "fresh", "keep_work", "first_iterations", "max_iterations", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
     "segment_overlap", "assemble",
 ];
 
 /// Options a preview grid has no use for (it stylizes a few frames, each on its own, into one image).
 const NOT_FOR_PREVIEW: &[&str] = &[
     "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "max_frames", "fresh", "keep_work",
-    "first_iterations", "temporal_weight", "init_video", "temporal_frames", "flow", "segment", "segment_overlap",
-    "assemble",
+    "first_iterations", "max_iterations", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
+    "segment_overlap", "assemble",
 ];
 
 /// What the command line asks for.
@@ -122,6 +122,10 @@ impl Cli {
         } else if lists.len() > 1 {
             let names: Vec<String> = lists.iter().map(|(o, _)| format!("--{}", o.name())).collect();
             return Err(format!("{} are both lists: a preview sweeps one option at a time", names.join(" and ")));
+        }
+        let warm = self.iterations.unwrap_or(DEFAULT_WARM_ITERATIONS);
+        if let Some(max) = self.max_iterations.filter(|&m| m < warm) {
+            return Err(format!("--max-iterations {max} is below --iterations {warm}, the least a warm frame gets"));
         }
         let options = self.options();
         if self.preview.is_some() {
@@ -242,6 +246,7 @@ impl Cli {
             output_size: self.output_size,
             first_iterations: self.first_iterations,
             iterations: self.iterations.unwrap_or(DEFAULT_WARM_ITERATIONS),
+            max_iterations: self.max_iterations,
             options: options.clone(),
             init_video: self.init_video,
             flow: self.flow,

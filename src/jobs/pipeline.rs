@@ -25,7 +25,7 @@ use image::RgbImage;
 use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
 use crate::jobs::progress::{FrameRecord, VideoProgress};
-use crate::jobs::pyramid::{LevelRecord, Painted, Painter};
+use crate::jobs::pyramid::{LevelRecord, Painted, Painter, TopUp, Warm};
 use crate::jobs::spec::{
     check_before_work, check_working_size, job_reads, job_writes, load_init_image, refuse_existing, write_json, Init, OptionsReport,
     StyleSpec, StylizeOptions,
@@ -89,8 +89,13 @@ pub struct VideoJob {
     pub output_size: OutputSize,
     /// Iterations of frame 1 (from its content or `init`).
     pub first_iterations: usize,
-    /// Iterations of each later frame (warm-started from the previous stylized frame).
+    /// Iterations of each later frame (warm-started from the previous stylized frame); with
+    /// `max_iterations`, the least.
     pub iterations: usize,
+    /// The most iterations of a warm frame: beyond `iterations`, it goes on while its J_style is
+    /// above [`STYLE_RATIO_TARGET`] × its shot's first frame's ([`TopUp`]). None: `iterations`
+    /// exactly.
+    pub max_iterations: Option<usize>,
     /// The network and the optimisation's options shared with the other jobs (`init`: the
     /// starting image of frame 1 and of each frame after a cut; with `original_colors`, what is
     /// written is also what the next frame starts from).
@@ -133,6 +138,7 @@ impl VideoJob {
             output_size: OutputSize::Processing,
             first_iterations: DEFAULT_FIRST_ITERATIONS,
             iterations: DEFAULT_WARM_ITERATIONS,
+            max_iterations: None,
             options: StylizeOptions::default(),
             init_video: VideoInit::PrevWarped,
             flow: FlowMethod::Dis,
@@ -201,6 +207,49 @@ pub struct Totals {
     /// shape, timestamp jumps).
     #[serde(flatten)]
     pub decoded: DecodeNotes,
+    /// Per shot, how painted its warm frames stayed ([`FrameRecord::style_ratio`]).
+    pub shots: Vec<ShotFigures>,
+}
+
+/// How painted one shot's warm frames stayed, against its first frame.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ShotFigures {
+    /// Index of the shot's first frame.
+    pub first_frame: u64,
+    pub frames: u64,
+    /// Median and 95th percentile (nearest rank) of the warm frames' style ratios; none for a
+    /// shot of one frame.
+    pub median_style_ratio: Option<f64>,
+    pub p95_style_ratio: Option<f64>,
+    /// Mean iterations of its warm frames.
+    pub warm_iterations: Option<f64>,
+}
+
+/// The shots of `records` (a new one at the first record and at each cut) and their figures.
+pub fn shot_figures(records: &[FrameRecord]) -> Vec<ShotFigures> {
+    let mut shots: Vec<Vec<&FrameRecord>> = Vec::new();
+    for record in records {
+        match shots.last_mut() {
+            Some(shot) if !record.cut => shot.push(record),
+            _ => shots.push(vec![record]),
+        }
+    }
+    shots
+        .into_iter()
+        .map(|shot| {
+            let warm = &shot[1..];
+            let mut ratios: Vec<f64> = warm.iter().filter_map(|r| r.style_ratio).collect();
+            ratios.sort_by(f64::total_cmp);
+            let rank = |q: f64| (!ratios.is_empty()).then(|| ratios[((q * ratios.len() as f64).ceil() as usize).clamp(1, ratios.len()) - 1]);
+            ShotFigures {
+                first_frame: shot[0].index,
+                frames: shot.len() as u64,
+                median_style_ratio: rank(0.5),
+                p95_style_ratio: rank(0.95),
+                warm_iterations: (!warm.is_empty()).then(|| warm.iter().map(|r| r.iterations as f64).sum::<f64>() / warm.len() as f64),
+            }
+        })
+        .collect()
 }
 
 /// What `--report` writes for a video.
@@ -382,6 +431,7 @@ pub fn run_video_with(
         decoder_warnings,
         decoder_warning_kinds,
         decoded,
+        shots: shot_figures(&records),
     };
     let report = VideoReport {
         input: info,
@@ -486,13 +536,23 @@ pub(crate) fn stylize_frames(
             }
             Some((_, motion)) => {
                 let previous_levels = records.last().map_or(&[][..], |r: &FrameRecord| &r.levels);
-                let (painted, warped) =
-                    stylize_following(job, painter, &frame.image, &content, &earlier, motion, previous_levels, &mut frame_progress)?;
+                let reference = shot_reference_style(records);
+                let (painted, warped) = stylize_following(
+                    job,
+                    painter,
+                    &frame.image,
+                    &content,
+                    &earlier,
+                    motion,
+                    previous_levels,
+                    reference,
+                    &mut frame_progress,
+                )?;
                 warped_previous = Some(warped);
                 painted
             }
         };
-        let stylized = painted.stylized;
+        let (stylized, stopped) = (painted.stylized, painted.stopped);
         // As written: at 16 bits for deep outputs (the 8-bit frame, which the next frame starts
         // from, is then its rounding, as a resumed run reads it back).
         let image = if deep {
@@ -519,6 +579,11 @@ pub(crate) fn stylize_frames(
             flow_seconds: motion.as_ref().map(|m| m.seconds),
             levels: painted.levels,
             repaired,
+            style_ratio: match follows {
+                None => Some(1.0),
+                Some(_) => shot_reference_style(records).filter(|r| *r > 0.0).map(|r| stylized.terms.style / r),
+            },
+            stopped,
             ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
         };
         // The frames after a repaired one in its shot were started from the damaged copy.
@@ -573,6 +638,7 @@ fn stylize_following(
     earlier: &VecDeque<Previous>,
     motion: &Motion,
     previous_levels: &[LevelRecord],
+    shot_reference_style: Option<f64>,
     progress: &mut dyn Progress,
 ) -> Result<(Painted, Tensor)> {
     let device = content.device();
@@ -606,7 +672,25 @@ fn stylize_following(
         };
         temporal.push(TemporalTarget { warped_previous: warped, reliability: motion.weights_tensor(&weights, device)? });
     }
-    Ok((painter.paint_warm(frame, &start, &temporal, job.iterations, previous_levels, progress)?, warped_previous))
+    let top_up = match (job.max_iterations, shot_reference_style) {
+        (Some(max_iterations), Some(reference_style)) if max_iterations > job.iterations && reference_style > 0.0 => {
+            Some(TopUp { reference_style, ratio: STYLE_RATIO_TARGET, max_iterations })
+        }
+        _ => None,
+    };
+    let warm = Warm { start: &start, temporal: &temporal, previous: previous_levels, top_up };
+    Ok((painter.paint_warm(frame, warm, job.iterations, progress)?, warped_previous))
+}
+
+/// A warm frame whose J_style exceeds its shot's first frame's by more than this factor is
+/// less painted than its shot: with `--max-iterations` it goes on (see [`TopUp`]).
+pub const STYLE_RATIO_TARGET: f64 = 1.2;
+
+/// The J_style of the current shot's first frame (the newest record that started afresh: the
+/// run's first, or a cut), the reference of [`FrameRecord::style_ratio`].
+fn shot_reference_style(records: &[FrameRecord]) -> Option<f64> {
+    let first = records.iter().rposition(|r| r.cut).unwrap_or(0);
+    records.get(first).map(|r| r.style)
 }
 
 /// Passes iteration progress on and turns the stop flag into [`Progress::should_stop`].
@@ -966,6 +1050,11 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
     let pyramid = &job.options.pyramid;
     if pyramid.sizes(job.size, job.size, 1).len() > 1 {
         fingerprint["pyramid"] = serde_json::to_value(pyramid).unwrap_or_default();
+    }
+    // Likewise the adaptive budget, only when it is on.
+    if let Some(max) = job.max_iterations.filter(|&m| m > job.iterations) {
+        fingerprint["max_iterations"] = max.into();
+        fingerprint["style_ratio_target"] = STYLE_RATIO_TARGET.into();
     }
     Ok(fingerprint)
 }

@@ -56,6 +56,14 @@ pub struct FrameRecord {
     /// older runs.
     #[serde(default)]
     pub levels: Vec<LevelRecord>,
+    /// J_style over its shot's reference, the J_style of the shot's first frame (1 for that
+    /// frame): how much less painted than its shot the frame is. None in records of older runs.
+    #[serde(default)]
+    pub style_ratio: Option<f64>,
+    /// Why a warm frame's optimisation stopped where it did (see
+    /// [`crate::jobs::pyramid::TopUp`]); none for a shot's first frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl FrameRecord {
@@ -80,6 +88,8 @@ impl FrameRecord {
             resumed: false,
             repaired: None,
             levels: Vec::new(),
+            style_ratio: None,
+            stopped: None,
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::jobs::spec::{NetworkSpec, PyramidSpec, StyleSpec};
 use crate::media::image_io;
 use crate::net::input;
 use crate::progress::Progress;
-use crate::stylize::stylizer::{Settings, Stylized, Stylizer, TemporalTarget};
+use crate::stylize::stylizer::{ContentTarget, Settings, Stylized, Stylizer, TemporalTarget};
 
 /// Each level above the coarsest runs 1/this of the iterations of the level below (an
 /// iteration costs about 4× more per 2× in size). Measured on a 1280×720 frame (fp32, 2 cores,
@@ -88,6 +88,33 @@ pub struct LevelRecord {
 pub struct Painted {
     pub stylized: Stylized,
     pub levels: Vec<LevelRecord>,
+    /// Why a warm frame with a [`TopUp`] stopped (none without one).
+    pub stopped: Option<String>,
+}
+
+/// What a warm frame starts from and is held to, besides its content.
+pub struct Warm<'a> {
+    /// The starting image, at the working size.
+    pub start: &'a Tensor,
+    /// J_temporal's targets, at the working size.
+    pub temporal: &'a [TemporalTarget],
+    /// What the previous frame's levels did (empty when unknown): each level's L-BFGS starts
+    /// with the curvature the same level ended with there, so its first iteration is a real
+    /// step, not Torch's probe ([`Stylizer::optimise_with_curvature`]).
+    pub previous: &'a [LevelRecord],
+    /// More iterations where the frame stays less painted than its shot.
+    pub top_up: Option<TopUp>,
+}
+
+/// More iterations for a warm frame less painted than its shot (fast motion, revealed areas):
+/// after its budget, the finest level goes on, a budget's worth of iterations at a time, while
+/// J_style exceeds `ratio` × the shot's reference (its first frame's J_style), until
+/// `max_iterations` in all at that level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopUp {
+    pub reference_style: f64,
+    pub ratio: f64,
+    pub max_iterations: usize,
 }
 
 /// The stylizers of a pyramid's levels, coarse to fine (the last at the working size), with the
@@ -143,26 +170,16 @@ impl Painter {
     /// Paints `content` (at the working size) from `start`, an image at the coarsest level's
     /// size, with `iterations` at the coarsest level and fewer above ([`schedule`]).
     pub fn paint(&self, content: &RgbImage, start: &Tensor, iterations: usize, progress: &mut dyn Progress) -> Result<Painted> {
-        self.climb(content, Start::Cold(start), &[], iterations, &[], progress)
+        self.climb(content, Start::Cold(start), &[], iterations, &[], None, progress)
     }
 
-    /// Paints a warm frame: `start` and the `temporal` targets are at the working size; each
-    /// level starts from `start` at its size plus the coarser levels' change, upscaled.
-    /// `previous` is what the previous frame's levels did (empty when unknown): each level's
-    /// L-BFGS starts with the curvature the same level ended with there, so its first iteration
-    /// is a real step, not Torch's probe ([`Stylizer::optimise_with_curvature`]).
-    pub fn paint_warm(
-        &self,
-        content: &RgbImage,
-        start: &Tensor,
-        temporal: &[TemporalTarget],
-        iterations: usize,
-        previous: &[LevelRecord],
-        progress: &mut dyn Progress,
-    ) -> Result<Painted> {
-        self.climb(content, Start::Warm(start), temporal, iterations, previous, progress)
+    /// Paints a warm frame (see [`Warm`]); each level starts from `warm.start` at its size plus
+    /// the coarser levels' change, upscaled.
+    pub fn paint_warm(&self, content: &RgbImage, warm: Warm, iterations: usize, progress: &mut dyn Progress) -> Result<Painted> {
+        self.climb(content, Start::Warm(warm.start), warm.temporal, iterations, warm.previous, warm.top_up, progress)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn climb(
         &self,
         content: &RgbImage,
@@ -170,6 +187,7 @@ impl Painter {
         temporal: &[TemporalTarget],
         iterations: usize,
         previous: &[LevelRecord],
+        top_up: Option<TopUp>,
         progress: &mut dyn Progress,
     ) -> Result<Painted> {
         // Each level's L-BFGS starts from the previous frame's curvature at that level, where
@@ -191,6 +209,7 @@ impl Painter {
         // start at that level's size).
         let mut below: Option<(Tensor, Tensor)> = None;
         let mut last = None;
+        let mut stopped = None;
         for (level, ((stylizer, &budget), &(width, height))) in self.levels.iter().zip(&budgets).zip(&sizes).enumerate() {
             let device = stylizer.vgg().device();
             let content_here = if content.dimensions() == (width, height) {
@@ -235,7 +254,12 @@ impl Painter {
             };
             let done_before: usize = budgets[..level].iter().sum();
             let mut level_progress = LevelProgress { inner: progress, done_before, total };
-            let stylized = stylizer.optimise_with_curvature(&target, &level_start, budget, curvature[level], &mut level_progress)?;
+            let mut stylized = stylizer.optimise_with_curvature(&target, &level_start, budget, curvature[level], &mut level_progress)?;
+            if let Some(top) = top_up.filter(|_| level + 1 == self.levels.len()) {
+                let (more, why) = top_up_level(stylizer, &target, stylized, budget, top, &mut level_progress)?;
+                stylized = more;
+                stopped = Some(why);
+            }
             records.push(LevelRecord {
                 width,
                 height,
@@ -251,8 +275,51 @@ impl Painter {
         stylized.iterations = records.iter().map(|r| r.iterations).sum();
         stylized.evaluations = records.iter().map(|r| r.evaluations).sum();
         stylized.seconds = records.iter().map(|r| r.seconds).sum();
-        Ok(Painted { stylized, levels: records })
+        Ok(Painted { stylized, levels: records, stopped })
     }
+}
+
+/// Runs [`TopUp`]'s further iterations on a level's result: chunks of `chunk` iterations (at
+/// least 1), each L-BFGS started with the curvature the previous one ended with. Returns the
+/// result, with the iterations, evaluations and seconds of all its chunks, and why it stopped.
+fn top_up_level(
+    stylizer: &Stylizer,
+    target: &ContentTarget,
+    first: Stylized,
+    chunk: usize,
+    top: TopUp,
+    progress: &mut LevelProgress,
+) -> Result<(Stylized, String)> {
+    let limit = top.ratio * top.reference_style;
+    let ratio = |s: &Stylized| s.terms.style / top.reference_style;
+    let mut current = first;
+    if current.terms.style <= limit {
+        let why = format!("painted: style ratio {:.2} ≤ {} after the minimum", ratio(&current), top.ratio);
+        return Ok((current, why));
+    }
+    let level_started_at = progress.done_before;
+    while current.terms.style > limit && current.iterations < top.max_iterations && !progress.should_stop() {
+        let steps = chunk.max(1).min(top.max_iterations - current.iterations);
+        // The progress display's count grows by the chunk; its steps follow the level's.
+        progress.total += steps;
+        progress.done_before = level_started_at + current.iterations;
+        let more = stylizer.optimise_with_curvature(target, &current.image, steps, current.curvature_scale, progress)?;
+        if more.iterations == 0 {
+            break;
+        }
+        current = Stylized {
+            iterations: current.iterations + more.iterations,
+            evaluations: current.evaluations + more.evaluations,
+            seconds: current.seconds + more.seconds,
+            ..more
+        };
+    }
+    let why = if current.terms.style <= limit {
+        format!("painted: style ratio {:.2} ≤ {} after {} iterations", ratio(&current), top.ratio, current.iterations)
+    } else {
+        format!("--max-iterations {} reached at style ratio {:.2}", top.max_iterations, ratio(&current))
+    };
+    Ok((current, why))
 }
 
 /// Per-pixel weights (reliability c) at `width × height`: resized, they stay within 0..1.
