@@ -109,7 +109,6 @@ impl Cli {
     }
 
     pub fn job(self) -> Result<Job, String> {
-        self.check_given_options_apply()?;
         let lists: Vec<(SweptOption, &Vec<f64>)> = sweepable(&self).into_iter().filter(|(_, v)| v.len() > 1).collect();
         if self.preview.is_none() {
             if let Some((option, values)) = lists.first() {
@@ -132,8 +131,10 @@ impl Cli {
             if self.input.len() > 1 {
                 return Err(format!("--preview takes one input, got {}", self.input.len()));
             }
+            self.check_given_options_apply()?;
             return self.preview_job(options).map(Job::Preview);
         }
+        self.check_given_options_apply()?;
         if let [input] = &self.input[..] {
             let (output, report, frames_dir) = (self.output.clone(), self.report.clone(), self.frames_dir.clone());
             return Ok(match (self.item(input, output, report, frames_dir, &options), self.segment) {
