@@ -103,11 +103,9 @@ impl WorkDir {
         if !dir.is_dir() {
             return Ok(Vec::new());
         }
-        let existing: Option<serde_json::Value> =
-            std::fs::read_to_string(dir.join(SETTINGS_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok());
-        Ok(match existing {
+        Ok(match kept_settings(dir) {
             Some(existing) => differing_keys(&existing, &settings),
-            None if compare_settings(dir, &settings).is_err() => vec![SETTINGS_FILE.to_string()],
+            None if holds_more_than_the_lock(dir) => vec![SETTINGS_FILE.to_string()],
             None => Vec::new(),
         })
     }
@@ -226,9 +224,7 @@ enum Kept {
 /// Compares the settings an existing work directory was made with to `settings` (as read
 /// back): an error names what differs, or says the settings are unreadable.
 fn compare_settings(dir: &Path, settings: &serde_json::Value) -> Result<Kept> {
-    let existing: Option<serde_json::Value> =
-        std::fs::read_to_string(dir.join(SETTINGS_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok());
-    match existing {
+    match kept_settings(dir) {
         Some(existing) if &existing == settings => Ok(Kept::Matching),
         Some(existing) => Err(Error::Settings(format!(
             "{} holds {} finished frames made with different settings ({}); rerun with --fresh to discard them",
@@ -236,7 +232,7 @@ fn compare_settings(dir: &Path, settings: &serde_json::Value) -> Result<Kept> {
             finished_frames_in(dir, 0),
             differing_keys(&existing, settings).join(", ")
         ))),
-        None if dir.read_dir().map(|mut d| d.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE))).unwrap_or(true) => {
+        None if holds_more_than_the_lock(dir) => {
             Err(Error::Settings(format!(
                 "{} exists but its settings.json is missing or unreadable; rerun with --fresh to discard it",
                 dir.display()
@@ -244,6 +240,16 @@ fn compare_settings(dir: &Path, settings: &serde_json::Value) -> Result<Kept> {
         }
         None => Ok(Kept::Absent),
     }
+}
+
+/// The settings the work directory `dir` was made with, if they read back.
+fn kept_settings(dir: &Path) -> Option<serde_json::Value> {
+    std::fs::read_to_string(dir.join(SETTINGS_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Whether `dir` holds anything but the lock (or cannot be listed).
+fn holds_more_than_the_lock(dir: &Path) -> bool {
+    dir.read_dir().map(|mut d| d.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE))).unwrap_or(true)
 }
 
 /// The record of frame `index` (from 0) in the work directory `dir`.
