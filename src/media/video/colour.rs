@@ -214,20 +214,20 @@ pub fn bit_depth(format: ffmpeg::format::Pixel) -> u32 {
 
 /// Whether a pixel format carries an alpha channel (rgba, yuva420p, argb, ya8…).
 pub fn has_alpha(format: ffmpeg::format::Pixel) -> bool {
-    // SAFETY: as in `bit_depth`: null (checked) or a static descriptor, of which only `flags`
-    // is read.
-    unsafe {
-        let descriptor = ffmpeg::ffi::av_pix_fmt_desc_get(format.into());
-        !descriptor.is_null() && (*descriptor).flags & ffmpeg::ffi::AV_PIX_FMT_FLAG_ALPHA as u64 != 0
-    }
+    has_flag(format, ffmpeg::ffi::AV_PIX_FMT_FLAG_ALPHA)
 }
 
 /// Whether a pixel format stores RGB (rgb24, gbrp10le…) rather than Y'CbCr.
 pub fn is_rgb(format: ffmpeg::format::Pixel) -> bool {
+    has_flag(format, ffmpeg::ffi::AV_PIX_FMT_FLAG_RGB)
+}
+
+/// Whether a pixel format's descriptor has `flag` (one of FFmpeg's `AV_PIX_FMT_FLAG_*`).
+fn has_flag(format: ffmpeg::format::Pixel, flag: i32) -> bool {
     // SAFETY: as in `bit_depth`: null (checked) or a static descriptor, of which only `flags`
     // is read.
     unsafe {
         let descriptor = ffmpeg::ffi::av_pix_fmt_desc_get(format.into());
-        !descriptor.is_null() && (*descriptor).flags & ffmpeg::ffi::AV_PIX_FMT_FLAG_RGB as u64 != 0
+        !descriptor.is_null() && (*descriptor).flags & flag as u64 != 0
     }
 }
