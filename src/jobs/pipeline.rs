@@ -523,6 +523,8 @@ pub(crate) fn stylize_frames(
         };
         let mut frame_progress = StopAware { inner: progress, stop };
         let mut warped_previous = None;
+        // A warm frame's reference: the J_style of its shot's first frame.
+        let reference = follows.and(shot_reference_style(records));
         let painted = match follows {
             None => {
                 let (width, height) = painter.coarsest_size(frame.image.dimensions());
@@ -536,7 +538,6 @@ pub(crate) fn stylize_frames(
             }
             Some((_, motion)) => {
                 let previous_levels = records.last().map_or(&[][..], |r: &FrameRecord| &r.levels);
-                let reference = shot_reference_style(records);
                 let (painted, warped) = stylize_following(
                     job,
                     painter,
@@ -581,7 +582,7 @@ pub(crate) fn stylize_frames(
             repaired,
             style_ratio: match follows {
                 None => Some(1.0),
-                Some(_) => shot_reference_style(records).filter(|r| *r > 0.0).map(|r| stylized.terms.style / r),
+                Some(_) => reference.map(|r| stylized.terms.style / r),
             },
             stopped,
             ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
@@ -673,7 +674,7 @@ fn stylize_following(
         temporal.push(TemporalTarget { warped_previous: warped, reliability: motion.weights_tensor(&weights, device)? });
     }
     let top_up = match (job.max_iterations, shot_reference_style) {
-        (Some(max_iterations), Some(reference_style)) if max_iterations > job.iterations && reference_style > 0.0 => {
+        (Some(max_iterations), Some(reference_style)) if max_iterations > job.iterations => {
             Some(TopUp { reference_style, ratio: STYLE_RATIO_TARGET, max_iterations })
         }
         _ => None,
@@ -687,10 +688,11 @@ fn stylize_following(
 pub const STYLE_RATIO_TARGET: f64 = 1.2;
 
 /// The J_style of the current shot's first frame (the newest record that started afresh: the
-/// run's first, or a cut), the reference of [`FrameRecord::style_ratio`].
+/// run's first, or a cut), the reference of [`FrameRecord::style_ratio`]; none when there is
+/// no such frame or its J_style is 0.
 fn shot_reference_style(records: &[FrameRecord]) -> Option<f64> {
     let first = records.iter().rposition(|r| r.cut).unwrap_or(0);
-    records.get(first).map(|r| r.style)
+    records.get(first).map(|r| r.style).filter(|&style| style > 0.0)
 }
 
 /// Passes iteration progress on and turns the stop flag into [`Progress::should_stop`].

@@ -465,8 +465,9 @@ fn accepts(container: &Container, codec: codec::Id) -> Option<bool> {
 }
 
 /// Whether the `container` muxer takes one video stream of `codec` at `source`'s rate, by
-/// FFmpeg's own check: a muxer set up with such a stream writes its header to memory. For the containers that [`accepts`] cannot answer (gif, mpegts,
-/// mxf, ogg…); `true` when the check itself cannot be set up, so that the run says what fails.
+/// FFmpeg's own check: a muxer set up with such a stream writes its header to memory. For the
+/// containers that [`accepts`] cannot answer (gif, mpegts, mxf, ogg…); `true` when the check
+/// itself cannot be set up, so that the run says what fails.
 fn muxer_takes(container: &Container, codec: VideoCodec, source: &VideoInfo) -> bool {
     use ffmpeg::ffi;
     let mut context: *mut ffi::AVFormatContext = std::ptr::null_mut();
