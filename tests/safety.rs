@@ -63,17 +63,28 @@ fn a_still_never_writes_over_its_input_style_or_init_even_with_y() {
     run_still(&still(&photo, &style, &out), &mut NoProgress).unwrap();
 }
 
+/// A 12-frame 64×48 clip (0.48 s at 25 fps) and a copy of the style in `dir`, and a job that
+/// paints it at 32 px, one iteration a frame, into `dir/out.mp4`.
+fn quick_video_job(dir: &Path) -> VideoJob {
+    let input = dir.join("in.mp4");
+    make_clip(&input, &ClipSpec::new(64, 48));
+    VideoJob { size: 32, first_iterations: 1, iterations: 1, ..VideoJob::with_defaults(input, style_copy(dir), dir.join("out.mp4")) }
+}
+
+/// The error a video job stops with.
+fn video_error(job: VideoJob) -> String {
+    run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string()
+}
+
 #[test]
 fn a_video_never_writes_over_its_input_even_with_y() {
     let dir = common::scratch_dir("safety-video");
-    let input = dir.join("in.mp4");
-    make_clip(&input, &ClipSpec::new(64, 48));
-    let style = style_copy(&dir);
-    let job = |output: &Path| VideoJob { size: 32, first_iterations: 1, iterations: 1, overwrite: true, ..VideoJob::with_defaults(input.clone(), style.clone(), output.into()) };
-    let run = |job: VideoJob| run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
-    refused(&[&input], || run(job(&input)), &["-o would write over the input", "in.mp4"]);
-    refused(&[&input], || run(VideoJob { report: Some(input.clone()), ..job(&dir.join("out.mp4")) }), &["--report would write over the input"]);
-    refused(&[&style], || run(VideoJob { report: Some(style.clone()), ..job(&dir.join("out.mp4")) }), &["--report would write over --style"]);
+    let base = VideoJob { overwrite: true, ..quick_video_job(&dir) };
+    let (input, style) = (base.input.clone(), base.style.paths[0].clone());
+    let job = |output: &Path| VideoJob { output: output.into(), ..base.clone() };
+    refused(&[&input], || video_error(job(&input)), &["-o would write over the input", "in.mp4"]);
+    refused(&[&input], || video_error(VideoJob { report: Some(input.clone()), ..job(&dir.join("out.mp4")) }), &["--report would write over the input"]);
+    refused(&[&style], || video_error(VideoJob { report: Some(style.clone()), ..job(&dir.join("out.mp4")) }), &["--report would write over --style"]);
     assert!(!dir.join("out.mp4").exists() && !dir.join("out.mp4.partial").exists());
 }
 
@@ -95,10 +106,9 @@ fn a_sequence_output_never_names_the_input_frames_even_with_y() {
         overwrite: true,
         ..VideoJob::with_defaults(input.into(), style.clone(), output.into())
     };
-    let run = |job: VideoJob| run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
-    refused(&[&first], || run(job(&pattern, &pattern)), &["-o would write over", "f_0001.png"]);
-    refused(&[&first], || run(job(&frames, &frames.join("g_%04d.png"))), &["-o would write over the input"]);
-    refused(&[&first], || run(VideoJob { frames_dir: Some(frames.clone()), ..job(&frames, &dir.join("out.mp4")) }), &["--frames-dir"]);
+    refused(&[&first], || video_error(job(&pattern, &pattern)), &["-o would write over", "f_0001.png"]);
+    refused(&[&first], || video_error(job(&frames, &frames.join("g_%04d.png"))), &["-o would write over the input"]);
+    refused(&[&first], || video_error(VideoJob { frames_dir: Some(frames.clone()), ..job(&frames, &dir.join("out.mp4")) }), &["--frames-dir"]);
 }
 
 #[test]
@@ -123,27 +133,24 @@ fn a_batch_never_writes_one_files_output_over_anothers_input() {
 #[test]
 fn bad_values_are_refused_before_any_work_naming_the_option_and_value() {
     let dir = common::scratch_dir("safety-values");
-    let input = dir.join("in.mp4");
-    make_clip(&input, &ClipSpec::new(64, 48)); // 12 frames at 25 fps: 0.48 s
-    let style = style_copy(&dir);
-    let job = VideoJob { size: 32, first_iterations: 1, iterations: 1, ..VideoJob::with_defaults(input.clone(), style.clone(), dir.join("out.mp4")) };
-    let run = |job: VideoJob| run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
-    let err = run(VideoJob { max_frames: Some(0), ..job.clone() });
+    let job = quick_video_job(&dir); // 0.48 s
+    let style = job.style.paths[0].clone();
+    let err = video_error(VideoJob { max_frames: Some(0), ..job.clone() });
     assert!(err.contains("--max-frames") && err.contains("got 0"), "{err}");
-    let err = run(VideoJob { start: Some(159.0), ..job.clone() });
+    let err = video_error(VideoJob { start: Some(159.0), ..job.clone() });
     assert!(err.contains("--start 159") && err.contains("past the end") && err.contains("in.mp4"), "{err}");
-    let err = run(VideoJob { duration: Some(0.0), ..job.clone() });
+    let err = video_error(VideoJob { duration: Some(0.0), ..job.clone() });
     assert!(err.contains("--duration 0 s is not a usable time"), "{err}");
     for rate in [-1.0, 0.0] {
         let mut bad = job.clone();
         bad.options.settings.learning_rate = rate;
-        let err = run(bad);
+        let err = video_error(bad);
         assert!(err.contains("--learning-rate: must be a finite number > 0") && err.contains(&format!("got {rate}")), "{err}");
     }
     // Sizes beyond FFmpeg's scaler (it panicked on the decoder thread), and beyond memory.
-    let err = run(VideoJob { size: 100_000, ..job.clone() });
+    let err = video_error(VideoJob { size: 100_000, ..job.clone() });
     assert!(err.contains("--size 100000") && err.contains("at most 16384"), "{err}");
-    let err = run(VideoJob { size: 16_000, ..job.clone() });
+    let err = video_error(VideoJob { size: 16_000, ..job.clone() });
     assert!(err.contains("--size 16000") && err.contains("16000×12000") && err.contains("GiB"), "{err}");
     let photo = photo(&dir);
     let err = run_still(&StillJob { size: 16_000, ..still(&photo, &style, &dir.join("big.png")) }, &mut NoProgress).unwrap_err().to_string();
@@ -151,7 +158,7 @@ fn bad_values_are_refused_before_any_work_naming_the_option_and_value() {
     // An output that is a directory: refused at once, not after the work.
     let taken = dir.join("taken.mp4");
     std::fs::create_dir_all(&taken).unwrap();
-    let err = run(VideoJob { output: taken.clone(), overwrite: true, ..job.clone() });
+    let err = video_error(VideoJob { output: taken.clone(), overwrite: true, ..job.clone() });
     assert!(err.contains("taken.mp4") && err.contains("is a directory"), "{err}");
     assert!(!dir.join("out.mp4").exists() && !dir.join("out.mp4.partial").exists(), "nothing written");
 }
@@ -159,11 +166,7 @@ fn bad_values_are_refused_before_any_work_naming_the_option_and_value() {
 #[test]
 fn an_output_container_that_cannot_hold_the_video_is_refused_before_any_work() {
     let dir = common::scratch_dir("safety-containers");
-    let input = dir.join("in.mp4");
-    make_clip(&input, &ClipSpec::new(64, 48));
-    let style = style_copy(&dir);
-    let job = VideoJob { size: 32, first_iterations: 1, iterations: 1, ..VideoJob::with_defaults(input.clone(), style.clone(), dir.join("out.mp4")) };
-    let run = |job: VideoJob| run_video(&job, &mut NoProgress, &AtomicBool::new(false)).unwrap_err().to_string();
+    let job = quick_video_job(&dir);
     // Containers that avformat_query_codec cannot answer for (FFmpeg's muxer refused them only
     // at the header, after the first frame was painted), and a single image.
     for (name, expected) in [
@@ -174,7 +177,7 @@ fn an_output_container_that_cannot_hold_the_video_is_refused_before_any_work() {
         ("one.png", "names one image: a video's frames go to a video file"),
     ] {
         let output = dir.join(name);
-        let err = run(VideoJob { output: output.clone(), ..job.clone() });
+        let err = video_error(VideoJob { output: output.clone(), ..job.clone() });
         assert!(err.contains(name) && err.contains(expected), "{err}");
         assert!(!output.exists(), "{name} written");
         let work = stylize_video::jobs::workdir::WorkDir::path_for(&output);
