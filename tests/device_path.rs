@@ -13,7 +13,7 @@ use stylize_video::net::precision::Precision;
 use stylize_video::net::vgg::{weights_path, Pooling, Vgg16};
 use stylize_video::progress::NoProgress;
 use stylize_video::stylize::optim::{Optimizer, OptimizerKind};
-use stylize_video::stylize::stylizer::{ContentTarget, Settings, Stylizer, TemporalTarget};
+use stylize_video::stylize::stylizer::{displayable_box, ContentTarget, Settings, Stylizer, TemporalTarget};
 
 fn norm(t: &Tensor) -> f64 {
     t.to_dtype(DType::F64).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap().sqrt()
@@ -107,9 +107,12 @@ fn optimisation_matches_the_host(optimizer: OptimizerKind, iterations: usize, ho
     assert_eq!((device.iterations, device.evaluations, device.history.len()), (iterations, iterations + 1, iterations + 1));
     assert_eq!(device.image.device().location(), Device::Cpu.location());
 
-    // The host optimiser over the device path's own evaluations.
-    let mut host_optimizer = Optimizer::new(optimizer, settings.learning_rate, settings.lbfgs_history);
+    // The host optimiser over the device path's own evaluations, in the same box.
+    let pixel_box = displayable_box(start.dims4().unwrap());
+    let mut host_optimizer =
+        Optimizer::new(optimizer, settings.learning_rate, settings.lbfgs_history).with_box(Some(pixel_box.clone()));
     let mut x = start.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    pixel_box.project(&mut x, 0);
     let mut host_history = Vec::new();
     for k in 0..=iterations {
         let image = Tensor::from_slice(&x, start.shape(), start.device()).unwrap();

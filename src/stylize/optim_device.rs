@@ -19,25 +19,39 @@ use std::collections::VecDeque;
 use candle_core::{DType, Tensor};
 
 use crate::error::Result;
-use crate::stylize::optim::{usable_curvature_scale, OptimizerKind};
+use crate::stylize::optim::{usable_curvature_scale, OptimizerKind, PixelBox};
 
 /// One optimiser state on the device; [`Self::step`] returns x_{k+1} from x_k and ∇J(x_k).
-pub enum DeviceOptimizer {
+pub struct DeviceOptimizer {
+    kind: DeviceOptimizerKind,
+    /// The box's bounds as `(1, C, 1, 1)` tensors, set by the first step (see [`Self::with_box`]).
+    pixel_box: Option<PixelBox>,
+    bounds: Option<(Tensor, Tensor)>,
+}
+
+enum DeviceOptimizerKind {
     Lbfgs(DeviceLbfgs),
     Adam(DeviceAdam),
 }
 
 impl DeviceOptimizer {
     pub fn new(kind: OptimizerKind, learning_rate: f64, lbfgs_history: usize) -> Self {
-        match kind {
-            OptimizerKind::Lbfgs => DeviceOptimizer::Lbfgs(DeviceLbfgs::new(learning_rate, lbfgs_history)),
-            OptimizerKind::Adam => DeviceOptimizer::Adam(DeviceAdam::new(learning_rate)),
-        }
+        let kind = match kind {
+            OptimizerKind::Lbfgs => DeviceOptimizerKind::Lbfgs(DeviceLbfgs::new(learning_rate, lbfgs_history)),
+            OptimizerKind::Adam => DeviceOptimizerKind::Adam(DeviceAdam::new(learning_rate)),
+        };
+        DeviceOptimizer { kind, pixel_box: None, bounds: None }
+    }
+
+    /// See [`crate::stylize::optim::Optimizer::with_box`]; x is `(1, C, H, W)` with planes of H·W.
+    pub fn with_box(mut self, pixel_box: Option<PixelBox>) -> Self {
+        self.pixel_box = pixel_box;
+        self
     }
 
     /// See [`crate::stylize::optim::Optimizer::with_gradient_resolution`].
     pub fn with_gradient_resolution(mut self, pixels: f64) -> Self {
-        if let DeviceOptimizer::Lbfgs(o) = &mut self {
+        if let DeviceOptimizerKind::Lbfgs(o) = &mut self.kind {
             o.min_first_step = pixels;
         }
         self
@@ -45,7 +59,7 @@ impl DeviceOptimizer {
 
     /// See [`crate::stylize::optim::Optimizer::with_curvature_scale`].
     pub fn with_curvature_scale(mut self, scale: Option<f64>) -> Self {
-        if let DeviceOptimizer::Lbfgs(o) = &mut self {
+        if let DeviceOptimizerKind::Lbfgs(o) = &mut self.kind {
             o.first_scale = usable_curvature_scale(scale);
         }
         self
@@ -54,9 +68,9 @@ impl DeviceOptimizer {
     /// See [`crate::stylize::optim::Optimizer::curvature_scale`] (read from the device: call it
     /// once, after the last step).
     pub fn curvature_scale(&self) -> Result<Option<f64>> {
-        match self {
-            DeviceOptimizer::Lbfgs(DeviceLbfgs { h_diag: Some(h), .. }) => Ok(Some(h.to_dtype(DType::F64)?.to_scalar::<f64>()?)),
-            DeviceOptimizer::Lbfgs(DeviceLbfgs { first_scale, .. }) => Ok(*first_scale),
+        match &self.kind {
+            DeviceOptimizerKind::Lbfgs(DeviceLbfgs { h_diag: Some(h), .. }) => Ok(Some(h.to_dtype(DType::F64)?.to_scalar::<f64>()?)),
+            DeviceOptimizerKind::Lbfgs(DeviceLbfgs { first_scale, .. }) => Ok(*first_scale),
             _ => Ok(None),
         }
     }
@@ -64,11 +78,27 @@ impl DeviceOptimizer {
     /// x_{k+1} (the shape of `x`) from x_k and the gradient of J there.
     pub fn step(&mut self, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
         let (shape, x_flat, g_flat) = (x.shape().clone(), x.flatten_all()?, grad.flatten_all()?);
-        let next = match self {
-            DeviceOptimizer::Lbfgs(o) => o.step(&x_flat, &g_flat)?,
-            DeviceOptimizer::Adam(o) => o.step(&x_flat, &g_flat)?,
+        let next = match &mut self.kind {
+            DeviceOptimizerKind::Lbfgs(o) => o.step(&x_flat, &g_flat)?,
+            DeviceOptimizerKind::Adam(o) => o.step(&x_flat, &g_flat)?,
         };
-        Ok(next.reshape(shape)?)
+        let next = next.reshape(shape)?;
+        match self.bounds(x)? {
+            Some((lower, upper)) => Ok(next.broadcast_maximum(&lower)?.broadcast_minimum(&upper)?),
+            None => Ok(next),
+        }
+    }
+
+    /// The box's lower and upper bounds as `(1, C, 1, 1)` tensors on x's device (None: no box).
+    fn bounds(&mut self, x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        let Some(pixel_box) = &self.pixel_box else { return Ok(None) };
+        if self.bounds.is_none() {
+            let c = pixel_box.lower.len();
+            let lower = Tensor::from_slice(&pixel_box.lower, (1, c, 1, 1), x.device())?.to_dtype(x.dtype())?;
+            let upper = Tensor::from_slice(&pixel_box.upper, (1, c, 1, 1), x.device())?.to_dtype(x.dtype())?;
+            self.bounds = Some((lower, upper));
+        }
+        Ok(self.bounds.clone())
     }
 }
 
@@ -267,6 +297,38 @@ mod tests {
                 let g: f32 = gradient(x).iter().map(|g| g.abs()).sum();
                 assert!(kind == OptimizerKind::Adam || g < 1.0, "{kind} did not get near the minimum in 60 steps: |g|₁ = {g} (564 at the start)");
             }
+        }
+    }
+
+    /// In a box the device optimisers take the host ones' projected steps too: x stays in the
+    /// box, and the trajectories agree to rounding for 10 steps (then a pair without
+    /// positive curvature, which the host drops and the device keeps as a neutral pair in the
+    /// memory, sends them apart), and both stay in the box for 20.
+    #[test]
+    fn device_optimisers_keep_to_the_box_as_the_host_ones_do() {
+        let pixel_box = PixelBox { plane: 3, lower: vec![-1.0, 0.0], upper: vec![2.5, 6.0] };
+        for (kind, lr) in [(OptimizerKind::Lbfgs, 1.0), (OptimizerKind::Adam, 0.3)] {
+            let mut host = Optimizer::new(kind, lr, 4).with_box(Some(pixel_box.clone()));
+            let mut device = DeviceOptimizer::new(kind, lr, 4).with_box(Some(pixel_box.clone()));
+            let mut x_host = vec![0f32, 0.0, 0.0, 0.0, 5.0, 1.0];
+            let mut x_device = Tensor::from_vec(x_host.clone(), (1, 2, 1, 3), &Device::Cpu).unwrap();
+            let mut held = 0;
+            for k in 0..20 {
+                let g_host = gradient(&x_host);
+                host.step(&mut x_host, &g_host);
+                let x = x_device.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let g_device = Tensor::from_vec(gradient(&x), (1, 2, 1, 3), &Device::Cpu).unwrap();
+                x_device = device.step(&x_device, &g_device).unwrap();
+                let got = x_device.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for (i, (d, h)) in got.iter().zip(&x_host).enumerate() {
+                    let (lo, hi) = (pixel_box.lower[i / 3], pixel_box.upper[i / 3]);
+                    assert!((lo..=hi).contains(d) && (lo..=hi).contains(h), "{kind} step {k}, x_{i}: device {d}, host {h}");
+                    assert!(k >= 10 || (d - h).abs() <= 1e-4 * h.abs().max(1.0), "{kind} step {k}, x_{i}: device {d}, host {h}");
+                    held += usize::from(*h == lo || *h == hi);
+                }
+            }
+            // The minimum (3, −2, 0.5 | 7, −1, 4) is outside the box in three coordinates.
+            assert!(held > 0, "{kind}: the box never held a coordinate");
         }
     }
 }

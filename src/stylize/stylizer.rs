@@ -15,7 +15,8 @@ use crate::net::profile;
 use crate::net::vgg::{Activation, DeviceTrace, LayerName, Trace, Vgg16};
 use crate::progress::Progress;
 use crate::stylize::loss::{self, content_cost, layer_style_cost, temporal_cost, tv_cost, StyleTarget};
-use crate::stylize::optim::{Optimizer, OptimizerKind};
+use crate::net::input::IMAGENET_MEAN_RGB;
+use crate::stylize::optim::{Optimizer, OptimizerKind, PixelBox};
 use crate::stylize::optim_device::DeviceOptimizer;
 
 /// What the stylizer optimises and how. Defaults are the documented CLI defaults.
@@ -43,6 +44,17 @@ pub struct Settings {
     /// Early stop when |J_{t−w} − J_t| / J_{t−w} < tol over a window of w iterations (0: never).
     pub tol: f64,
     pub tol_window: usize,
+}
+
+/// The pixels a frame file can hold, for a network input of `dims` (1, C, H, W): 0..255 minus
+/// each channel's ImageNet mean. The optimisers keep G inside it (see [`PixelBox`]).
+pub fn displayable_box((_, channels, h, w): (usize, usize, usize, usize)) -> PixelBox {
+    let mean = |c: usize| IMAGENET_MEAN_RGB[c % IMAGENET_MEAN_RGB.len()];
+    PixelBox {
+        plane: h * w,
+        lower: (0..channels).map(|c| -mean(c)).collect(),
+        upper: (0..channels).map(|c| 255.0 - mean(c)).collect(),
+    }
 }
 
 /// Default γ_temp (see the temporal-coherence table in docs/temporal.md for how it was chosen).
@@ -349,11 +361,14 @@ impl Stylizer {
             return self.optimise_on_device(content, start, iterations, curvature_scale, progress, started);
         }
         let s = &self.settings;
-        let mut image = start.detach();
+        let pixel_box = displayable_box(content.dims);
         let mut x = start.flatten_all()?.to_vec1::<f32>()?;
+        pixel_box.project(&mut x, 0);
+        let mut image = Tensor::from_slice(&x, start.shape(), start.device())?;
         let mut optimizer = Optimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
             .with_gradient_resolution(self.vgg.precision().gradient_resolution())
-            .with_curvature_scale(curvature_scale);
+            .with_curvature_scale(curvature_scale)
+            .with_box(Some(pixel_box));
         let mut record = Record::new(iterations);
         loop {
             let (evaluation, terms) = profile::time(|| "J: features and losses".into(), || self.evaluate(&image, content))?;
@@ -463,10 +478,16 @@ impl Stylizer {
         started: Instant,
     ) -> Result<Stylized> {
         let s = &self.settings;
+        let pixel_box = displayable_box(content.dims);
+        let (_, channels, _, _) = content.dims;
+        let lower = Tensor::from_slice(&pixel_box.lower, (1, channels, 1, 1), start.device())?;
+        let upper = Tensor::from_slice(&pixel_box.upper, (1, channels, 1, 1), start.device())?;
         let mut optimizer = DeviceOptimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
             .with_gradient_resolution(self.vgg.precision().gradient_resolution())
-            .with_curvature_scale(curvature_scale);
-        let mut x = start.detach().to_dtype(DType::F32)?.contiguous()?;
+            .with_curvature_scale(curvature_scale)
+            .with_box(Some(pixel_box));
+        let x = start.detach().to_dtype(DType::F32)?;
+        let mut x = x.broadcast_maximum(&lower)?.broadcast_minimum(&upper)?.contiguous()?;
         let mut record = Record::new(iterations);
         loop {
             let (evaluation, terms_on_device) =
