@@ -638,3 +638,43 @@ fn the_adaptive_budget_repaints_a_revealed_band_and_style_ratio_is_j_style_over_
     assert!(pan.style_ratio.unwrap() < fixed.frames[3].style_ratio.unwrap());
     assert!(adaptive.frames[1..].iter().all(|f| (2..=20).contains(&f.iterations)));
 }
+
+/// `--paint-revealed`: the band the pan reveals is painted in a crop of its own before the
+/// frame's iterations, the report says which crop, and the band ends further from the photo
+/// than with the frame's 2 iterations alone; frames that reveal nothing are left alone.
+#[test]
+fn paint_revealed_paints_the_band_a_pan_reveals_in_a_crop_of_its_own() {
+    let dir = common::scratch_dir("pipeline-paint-revealed");
+    let input = dir.join("pan.mkv");
+    make_clip(&input, &ClipSpec { frames: 5, video: ClipVideo::Ffv1, picture: pan_reveals_a_band, ..ClipSpec::new(64, 48) });
+    let base = VideoJob { size: 64, first_iterations: 30, iterations: 2, codec: VideoCodec::Ffv1, ..job(&input, &dir.join("plain.mkv")) };
+    let plain = run(&VideoJob { frames_dir: Some(dir.join("plain")), ..base.clone() });
+    let revealed = run(&VideoJob {
+        paint_revealed: Some(20),
+        frames_dir: Some(dir.join("revealed")),
+        output: dir.join("revealed.mkv"),
+        ..base
+    });
+    assert!(plain.frames.iter().all(|f| f.revealed.is_none()));
+    // Frames 1 and 2 are still; frame 3 reveals the right 8 columns (the last 16-px tile).
+    assert!(revealed.frames[..3].iter().all(|f| f.revealed.is_none()), "{:?}", revealed.frames[1].revealed);
+    let crop = revealed.frames[3].revealed.as_ref().expect("frame 3 reveals a band");
+    assert_eq!((crop.x, crop.y, crop.width, crop.height), (32, 0, 32, 48), "the last tile column and 16 px of context");
+    assert!(crop.pixels >= 8 * 48 && crop.pixels < 32 * 48, "{} revealed pixels", crop.pixels);
+    assert!(crop.iterations > 0 && crop.iterations <= 20);
+
+    let (_, inputs) = decode_all(&input);
+    let band_distance = |frames: &str| {
+        let output = image::open(dir.join(frames).join("frame_000004.png")).unwrap().to_rgb8();
+        let content = &inputs[3].image;
+        let band: Vec<f64> = (0..48)
+            .flat_map(|y| (56..64).map(move |x| (x, y)))
+            .flat_map(|(x, y)| (0..3).map(move |c| (x, y, c)))
+            .map(|(x, y, c)| output.get_pixel(x, y)[c].abs_diff(content.get_pixel(x, y)[c]) as f64)
+            .collect();
+        band.iter().sum::<f64>() / band.len() as f64
+    };
+    let (plain_band, revealed_band) = (band_distance("plain"), band_distance("revealed"));
+    eprintln!("revealed band's mean distance from the photo: {plain_band:.1} plain, {revealed_band:.1} painted apart");
+    assert!(revealed_band > 1.3 * plain_band, "band {revealed_band:.1} from the photo, {plain_band:.1} without --paint-revealed");
+}

@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
 use crate::jobs::progress::{FrameRecord, VideoProgress};
 use crate::jobs::pyramid::{LevelRecord, Painted, Painter, TopUp, Warm};
+use crate::jobs::revealed::{paint_revealed, RevealedRecord};
 use crate::jobs::spec::{
     check_before_work, check_working_size, job_reads, job_writes, load_init_image, refuse_existing, write_json, Init, OptionsReport,
     StyleSpec, StylizeOptions,
@@ -96,6 +97,9 @@ pub struct VideoJob {
     /// above [`STYLE_RATIO_TARGET`] × its shot's first frame's ([`TopUp`]). None: `iterations`
     /// exactly.
     pub max_iterations: Option<usize>,
+    /// Iterations of the crop around what a warm frame reveals, painted before the frame's own
+    /// ([`crate::jobs::revealed`]). None: off.
+    pub paint_revealed: Option<usize>,
     /// The network and the optimisation's options shared with the other jobs (`init`: the
     /// starting image of frame 1 and of each frame after a cut; with `original_colors`, what is
     /// written is also what the next frame starts from).
@@ -139,6 +143,7 @@ impl VideoJob {
             first_iterations: DEFAULT_FIRST_ITERATIONS,
             iterations: DEFAULT_WARM_ITERATIONS,
             max_iterations: None,
+            paint_revealed: None,
             options: StylizeOptions::default(),
             init_video: VideoInit::PrevWarped,
             flow: FlowMethod::Dis,
@@ -522,7 +527,7 @@ pub(crate) fn stylize_frames(
             _ => None,
         };
         let mut frame_progress = StopAware { inner: progress, stop };
-        let mut warped_previous = None;
+        let (mut warped_previous, mut revealed) = (None, None);
         // A warm frame's reference: the J_style of its shot's first frame.
         let reference = follows.and(shot_reference_style(records));
         let painted = match follows {
@@ -538,7 +543,7 @@ pub(crate) fn stylize_frames(
             }
             Some((_, motion)) => {
                 let previous_levels = records.last().map_or(&[][..], |r: &FrameRecord| &r.levels);
-                let (painted, warped) = stylize_following(
+                let (painted, warped, painted_revealed) = stylize_following(
                     job,
                     painter,
                     &frame.image,
@@ -550,6 +555,7 @@ pub(crate) fn stylize_frames(
                     &mut frame_progress,
                 )?;
                 warped_previous = Some(warped);
+                revealed = painted_revealed;
                 painted
             }
         };
@@ -585,6 +591,7 @@ pub(crate) fn stylize_frames(
                 Some(_) => reference.map(|r| stylized.terms.style / r),
             },
             stopped,
+            revealed,
             ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
         };
         // The frames after a repaired one in its shot were started from the damaged copy.
@@ -629,7 +636,8 @@ struct Previous {
 /// Stylizes a frame that follows the `earlier` frames (newest first) with `motion` from them:
 /// the start image as `--init-video` says, J_temporal against the warped earlier outputs.
 /// `previous_levels` is what the previous frame's levels did (their L-BFGS curvature).
-/// Returns the result and ω(x_{t−1}), the previous output warped to this frame.
+/// Returns the result, ω(x_{t−1}) (the previous output warped to this frame) and what
+/// `--paint-revealed` painted.
 #[allow(clippy::too_many_arguments)]
 fn stylize_following(
     job: &VideoJob,
@@ -641,7 +649,7 @@ fn stylize_following(
     previous_levels: &[LevelRecord],
     shot_reference_style: Option<f64>,
     progress: &mut dyn Progress,
-) -> Result<(Painted, Tensor)> {
+) -> Result<(Painted, Tensor, Option<RevealedRecord>)> {
     let device = content.device();
     let previous = &earlier[0];
     let previous_output = input::to_tensor(&previous.output, device)?;
@@ -660,6 +668,14 @@ fn stylize_following(
         }
         VideoInit::Prev => previous_output.clone(),
         VideoInit::Content => content.clone(),
+    };
+    // With --paint-revealed, what the flow could not vouch for is painted in a crop first.
+    let (start, revealed) = match job.paint_revealed {
+        Some(iterations) => {
+            let stylizer = painter.finest();
+            paint_revealed(stylizer, content, &start, &warped_previous, &motion.reliability, iterations, progress)?
+        }
+        None => (start, None),
     };
     // J_temporal against the previous frame and, with --temporal-frames, frames further back.
     let mut temporal = Vec::new();
@@ -680,7 +696,7 @@ fn stylize_following(
         _ => None,
     };
     let warm = Warm { start: &start, temporal: &temporal, previous: previous_levels, top_up };
-    Ok((painter.paint_warm(frame, warm, job.iterations, progress)?, warped_previous))
+    Ok((painter.paint_warm(frame, warm, job.iterations, progress)?, warped_previous, revealed))
 }
 
 /// A warm frame whose J_style exceeds its shot's first frame's by more than this factor is
@@ -1057,6 +1073,9 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
     if let Some(max) = job.max_iterations.filter(|&m| m > job.iterations) {
         fingerprint["max_iterations"] = max.into();
         fingerprint["style_ratio_target"] = STYLE_RATIO_TARGET.into();
+    }
+    if let Some(iterations) = job.paint_revealed {
+        fingerprint["paint_revealed"] = iterations.into();
     }
     Ok(fingerprint)
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::jobs::pyramid::LevelRecord;
+use crate::jobs::revealed::RevealedRecord;
 use crate::progress::{NoProgress, Progress};
 use crate::stylize::stylizer::{LossTerms, Stylized};
 
@@ -64,6 +65,10 @@ pub struct FrameRecord {
     /// [`crate::jobs::pyramid::TopUp`]); none for a shot's first frame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// The crop `--paint-revealed` painted before the frame (none without it, or when the
+    /// frame revealed nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revealed: Option<RevealedRecord>,
 }
 
 impl FrameRecord {
@@ -90,6 +95,7 @@ impl FrameRecord {
             levels: Vec::new(),
             style_ratio: None,
             stopped: None,
+            revealed: None,
         }
     }
 }
