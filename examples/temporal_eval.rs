@@ -70,6 +70,7 @@ fn job_for(clip: &Path, style: &Path, frames: u64, size: u32, out: &Path, name: 
             "temporal_weight" => job.options.settings.temporal_weight = v.parse()?,
             "iterations" => job.iterations = v.parse()?,
             "max_iterations" => job.max_iterations = Some(v.parse()?),
+            "paint_revealed" => job.paint_revealed = Some(v.parse()?),
             "flow" => job.flow = v.parse()?,
             "temporal_frames" => job.temporal_frames = v.split(';').map(|j| j.parse()).collect::<Result<_, _>>()?,
             _ => return Err(format!("unknown variant key '{k}'").into()),
@@ -87,6 +88,8 @@ fn already_done(job: &VideoJob, frames: u64) -> Fallible<bool> {
         && report["flow"] == serde_json::to_value(job.flow)?
         && report["temporal_frames"] == serde_json::to_value(&job.temporal_frames)?
         && report["iterations"] == serde_json::to_value(job.iterations)?
+        && report["max_iterations"] == serde_json::to_value(job.max_iterations)?
+        && report["paint_revealed"] == serde_json::to_value(job.paint_revealed)?
         && report["first_iterations"] == serde_json::to_value(job.first_iterations)?
         && report["totals"]["frames"] == serde_json::to_value(frames)?;
     Ok(same)

@@ -655,6 +655,7 @@ fn paint_revealed_paints_the_band_a_pan_reveals_in_a_crop_of_its_own() {
         output: dir.join("revealed.mkv"),
         ..base
     });
+    assert_eq!((plain.paint_revealed, revealed.paint_revealed), (None, Some(20)), "the report gives the setting");
     assert!(plain.frames.iter().all(|f| f.revealed.is_none()));
     // Frames 1 and 2 are still; frame 3 reveals the right 8 columns (the last 16-px tile).
     assert!(revealed.frames[..3].iter().all(|f| f.revealed.is_none()), "{:?}", revealed.frames[1].revealed);

@@ -267,6 +267,12 @@ pub struct VideoReport {
     pub height: u32,
     pub first_iterations: usize,
     pub iterations: usize,
+    /// `--max-iterations` (none: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_iterations: Option<usize>,
+    /// `--paint-revealed` (none: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paint_revealed: Option<usize>,
     pub init_video: VideoInit,
     pub flow: FlowMethod,
     pub temporal_frames: Vec<usize>,
@@ -445,6 +451,8 @@ pub fn run_video_with(
         width,
         height,
         first_iterations: job.first_iterations,
+        max_iterations: job.max_iterations,
+        paint_revealed: job.paint_revealed,
         iterations: job.iterations,
         init_video: job.init_video,
         flow: job.flow,
