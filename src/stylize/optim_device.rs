@@ -24,8 +24,9 @@ use crate::stylize::optim::{usable_curvature_scale, OptimizerKind, PixelBox};
 /// One optimiser state on the device; [`Self::step`] returns x_{k+1} from x_k and ∇J(x_k).
 pub struct DeviceOptimizer {
     kind: DeviceOptimizerKind,
-    /// The box's bounds as `(1, C, 1, 1)` tensors, set by the first step (see [`Self::with_box`]).
+    /// Where x must stay (see [`Self::with_box`]).
     pixel_box: Option<PixelBox>,
+    /// The box's bounds as `(1, C, 1, 1)` tensors, made on first use.
     bounds: Option<(Tensor, Tensor)>,
 }
 
@@ -82,10 +83,15 @@ impl DeviceOptimizer {
             DeviceOptimizerKind::Lbfgs(o) => o.step(&x_flat, &g_flat)?,
             DeviceOptimizerKind::Adam(o) => o.step(&x_flat, &g_flat)?,
         };
-        let next = next.reshape(shape)?;
+        self.project(&next.reshape(shape)?)
+    }
+
+    /// `x` (`(1, C, H, W)`) moved into the box, each element clamped to its channel's bounds
+    /// (x itself without a box).
+    pub fn project(&mut self, x: &Tensor) -> Result<Tensor> {
         match self.bounds(x)? {
-            Some((lower, upper)) => Ok(next.broadcast_maximum(&lower)?.broadcast_minimum(&upper)?),
-            None => Ok(next),
+            Some((lower, upper)) => Ok(x.broadcast_maximum(&lower)?.broadcast_minimum(&upper)?),
+            None => Ok(x.clone()),
         }
     }
 

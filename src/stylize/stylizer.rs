@@ -11,11 +11,11 @@ use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
 use crate::net::cpu::layers::Gram;
+use crate::net::input::IMAGENET_MEAN_RGB;
 use crate::net::profile;
 use crate::net::vgg::{Activation, DeviceTrace, LayerName, Trace, Vgg16};
 use crate::progress::Progress;
 use crate::stylize::loss::{self, content_cost, layer_style_cost, temporal_cost, tv_cost, StyleTarget};
-use crate::net::input::IMAGENET_MEAN_RGB;
 use crate::stylize::optim::{Optimizer, OptimizerKind, PixelBox};
 use crate::stylize::optim_device::DeviceOptimizer;
 
@@ -478,16 +478,11 @@ impl Stylizer {
         started: Instant,
     ) -> Result<Stylized> {
         let s = &self.settings;
-        let pixel_box = displayable_box(content.dims);
-        let (_, channels, _, _) = content.dims;
-        let lower = Tensor::from_slice(&pixel_box.lower, (1, channels, 1, 1), start.device())?;
-        let upper = Tensor::from_slice(&pixel_box.upper, (1, channels, 1, 1), start.device())?;
         let mut optimizer = DeviceOptimizer::new(s.optimizer, s.learning_rate, s.lbfgs_history)
             .with_gradient_resolution(self.vgg.precision().gradient_resolution())
             .with_curvature_scale(curvature_scale)
-            .with_box(Some(pixel_box));
-        let x = start.detach().to_dtype(DType::F32)?;
-        let mut x = x.broadcast_maximum(&lower)?.broadcast_minimum(&upper)?.contiguous()?;
+            .with_box(Some(displayable_box(content.dims)));
+        let mut x = optimizer.project(&start.detach().to_dtype(DType::F32)?)?.contiguous()?;
         let mut record = Record::new(iterations);
         loop {
             let (evaluation, terms_on_device) =
