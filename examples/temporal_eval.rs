@@ -71,6 +71,7 @@ fn job_for(clip: &Path, style: &Path, frames: u64, size: u32, out: &Path, name: 
             "iterations" => job.iterations = v.parse()?,
             "max_iterations" => job.max_iterations = Some(v.parse()?),
             "paint_revealed" => job.paint_revealed = Some(v.parse()?),
+            "passes" => job.passes = v.parse()?,
             "flow" => job.flow = v.parse()?,
             "temporal_frames" => job.temporal_frames = v.split(';').map(|j| j.parse()).collect::<Result<_, _>>()?,
             _ => return Err(format!("unknown variant key '{k}'").into()),
@@ -90,6 +91,7 @@ fn already_done(job: &VideoJob, frames: u64) -> Fallible<bool> {
         && report["iterations"] == serde_json::to_value(job.iterations)?
         && report["max_iterations"] == serde_json::to_value(job.max_iterations)?
         && report["paint_revealed"] == serde_json::to_value(job.paint_revealed)?
+        && report["passes"] == serde_json::to_value(job.passes)?
         && report["first_iterations"] == serde_json::to_value(job.first_iterations)?
         && report["totals"]["frames"] == serde_json::to_value(frames)?;
     Ok(same)
@@ -155,7 +157,12 @@ fn main() -> Fallible<()> {
             totals["shots"].as_array().into_iter().flatten().filter_map(|shot| shot[key].as_f64()).reduce(f64::max)
         };
         let style = (worst("median_style_ratio"), worst("p95_style_ratio"));
-        rows.push((name, totals["warping_error"].as_f64(), distances, totals["warm_frame_seconds"].as_f64(), totals["iterations"].as_u64(), style));
+        // A warm frame's seconds over all passes: the first pass's, plus each later pass's mean.
+        let later_passes: f64 = totals["passes"].as_array().into_iter().flatten().skip(1).filter_map(|pass| {
+            Some(pass["seconds"].as_f64()? / pass["computed_frames"].as_f64().filter(|&n| n > 0.0)?)
+        }).sum();
+        let seconds = totals["warm_frame_seconds"].as_f64().map(|s| s + later_passes);
+        rows.push((name, totals["warping_error"].as_f64(), distances, seconds, totals["iterations"].as_u64(), style));
     }
     let baseline = rows.iter().find(|r| r.0 == "independent").map(|r| r.2.clone()).expect("independent variant is always run");
     let plain_warm = rows.iter().find(|r| r.0 == "prev").and_then(|r| r.1);

@@ -275,6 +275,17 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = whole_number::<usize>, help_heading = VIDEO)]
     pub paint_revealed: Option<usize>,
 
+    /// Video: paint the clip N times, forward then backward in turn (Ruder et al.'s multi-pass).
+    ///
+    /// One pass only carries the painting forward: flicker that one frame's --iterations cannot
+    /// settle stays, and what enters the frame is painted from the photo. Each further pass
+    /// paints every frame again, from its last painting blended with its neighbour's (warped
+    /// along the flow) and held to it by J_temporal, so consistency spreads both ways. For
+    /// hand-held and fast footage; each pass costs about one more pass's time, and the video is
+    /// written when the last is done.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = whole_number::<usize>, help_heading = VIDEO)]
+    pub passes: usize,
+
     /// Video: γ_temp, weight of the temporal cost J_temporal (0 disables it).
     ///
     /// J_temporal holds each frame's reliable pixels to the previous stylized frame warped

@@ -49,14 +49,14 @@ fn list_text(values: &[f64]) -> String {
 /// Options that only a video (or an image sequence) uses.
 const VIDEO_ONLY: &[&str] = &[
     "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "frame_rate", "start", "duration", "max_frames",
-    "fresh", "keep_work", "first_iterations", "max_iterations", "paint_revealed", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
+    "fresh", "keep_work", "first_iterations", "max_iterations", "paint_revealed", "passes", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
     "segment_overlap", "assemble",
 ];
 
 /// Options a preview grid has no use for (it stylizes a few frames, each on its own, into one image).
 const NOT_FOR_PREVIEW: &[&str] = &[
     "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "max_frames", "fresh", "keep_work",
-    "first_iterations", "max_iterations", "paint_revealed", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
+    "first_iterations", "max_iterations", "paint_revealed", "passes", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
     "segment_overlap", "assemble",
 ];
 
@@ -142,6 +142,9 @@ impl Cli {
                     return Err("--segment and --assemble are for videos".into())
                 }
                 (BatchItem::Still(job), _) => Job::Still(job),
+                (BatchItem::Video(job), _) if job.passes > 1 && (self.segment.is_some() || self.assemble) => {
+                    return Err("--passes paints the whole clip back and forth in one run: it does not split into --segment runs".into())
+                }
                 (BatchItem::Video(job), Some(segment)) => Job::Segment { job, segment, overlap: self.segment_overlap },
                 (BatchItem::Video(job), None) if self.assemble => Job::Assemble(job),
                 (BatchItem::Video(job), None) => Job::Video(job),
@@ -249,6 +252,7 @@ impl Cli {
             iterations: self.iterations.unwrap_or(DEFAULT_WARM_ITERATIONS),
             max_iterations: self.max_iterations,
             paint_revealed: self.paint_revealed.filter(|&n| n > 0),
+            passes: self.passes,
             options: options.clone(),
             init_video: self.init_video,
             flow: self.flow,

@@ -122,6 +122,12 @@ fn print_video_summary(report: &VideoReport) {
         (Some(first), None) => format!("; {first:.1} s"),
         (None, None) => String::new(),
     };
+    // Each pass after the first paints every frame again.
+    let later: Vec<f64> = t.passes.iter().skip(1).filter(|p| p.computed_frames > 0).map(|p| p.seconds / p.computed_frames as f64).collect();
+    let speed = match later.len() {
+        0 => speed,
+        n => format!("{speed}; {n} more passes, {:.1} s per frame each", later.iter().sum::<f64>() / n as f64),
+    };
     let mut resumed = if t.resumed_frames > 0 { format!(", {} resumed", t.resumed_frames) } else { String::new() };
     if t.repaired_frames > 0 {
         resumed += &format!(", {} recomputed from a damaged work directory", t.repaired_frames);

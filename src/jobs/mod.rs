@@ -7,10 +7,13 @@ pub mod cache;
 pub mod progress;
 pub mod pyramid;
 pub mod revealed;
+pub mod shots;
 pub mod still;
 pub mod workdir;
 #[cfg(feature = "media")]
 pub mod batch;
+#[cfg(feature = "media")]
+pub mod passes;
 #[cfg(feature = "media")]
 pub mod pipeline;
 #[cfg(feature = "media")]

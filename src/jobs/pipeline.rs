@@ -24,8 +24,11 @@ use image::RgbImage;
 
 use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
-use crate::jobs::progress::{FrameRecord, VideoProgress};
-use crate::jobs::pyramid::{LevelRecord, Painted, Painter, TopUp, Warm};
+use crate::jobs::passes::{self, PassFigures, Repaint};
+use crate::jobs::progress::{FrameRecord, StopAware, VideoProgress};
+use crate::jobs::shots::{self, shot_reference_style};
+pub use crate::jobs::shots::{shot_figures, ShotFigures, STYLE_RATIO_TARGET};
+use crate::jobs::pyramid::{LevelRecord, Painted, Painter, Warm};
 use crate::jobs::revealed::{paint_revealed, RevealedRecord};
 use crate::jobs::spec::{
     check_before_work, check_working_size, job_reads, job_writes, load_init_image, refuse_existing, write_json, Init, OptionsReport,
@@ -94,12 +97,15 @@ pub struct VideoJob {
     /// `max_iterations`, the least.
     pub iterations: usize,
     /// The most iterations of a warm frame: beyond `iterations`, it goes on while its J_style is
-    /// above [`STYLE_RATIO_TARGET`] × its shot's first frame's ([`TopUp`]). None: `iterations`
+    /// above [`STYLE_RATIO_TARGET`] × its shot's first frame's ([`crate::jobs::pyramid::TopUp`]). None: `iterations`
     /// exactly.
     pub max_iterations: Option<usize>,
     /// Iterations of the crop around what a warm frame reveals, painted before the frame's own
     /// ([`crate::jobs::revealed`]). None: off.
     pub paint_revealed: Option<usize>,
+    /// Passes over the clip (Ruder et al.'s multi-pass, [`crate::jobs::passes`]): 1 paints it
+    /// once, forward; each further pass paints every frame again, backward and forward in turn.
+    pub passes: usize,
     /// The network and the optimisation's options shared with the other jobs (`init`: the
     /// starting image of frame 1 and of each frame after a cut; with `original_colors`, what is
     /// written is also what the next frame starts from).
@@ -144,6 +150,7 @@ impl VideoJob {
             iterations: DEFAULT_WARM_ITERATIONS,
             max_iterations: None,
             paint_revealed: None,
+            passes: 1,
             options: StylizeOptions::default(),
             init_video: VideoInit::PrevWarped,
             flow: FlowMethod::Dis,
@@ -194,9 +201,10 @@ pub struct Totals {
     /// Evaluations of J over the computed frames (see [`crate::stylize::stylizer::Stylized::evaluations`]).
     pub evaluations: usize,
     pub seconds: f64,
-    /// Seconds of the first frame, when this run computed it.
+    /// Seconds of the first frame, when this run computed it (in the first pass, with
+    /// `--passes`; each later pass's are in `passes`).
     pub first_frame_seconds: Option<f64>,
-    /// Mean seconds of the warm-started frames this run computed.
+    /// Mean seconds of the warm-started frames this run computed (in the first pass).
     pub warm_frame_seconds: Option<f64>,
     /// Mean seconds of the optical flow and masks per frame pair (on the decoder's thread).
     pub flow_seconds: Option<f64>,
@@ -214,47 +222,10 @@ pub struct Totals {
     pub decoded: DecodeNotes,
     /// Per shot, how painted its warm frames stayed ([`FrameRecord::style_ratio`]).
     pub shots: Vec<ShotFigures>,
-}
-
-/// How painted one shot's warm frames stayed, against its first frame.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ShotFigures {
-    /// Index of the shot's first frame.
-    pub first_frame: u64,
-    pub frames: u64,
-    /// Median and 95th percentile (nearest rank) of the warm frames' style ratios; none for a
-    /// shot of one frame.
-    pub median_style_ratio: Option<f64>,
-    pub p95_style_ratio: Option<f64>,
-    /// Mean iterations of its warm frames.
-    pub warm_iterations: Option<f64>,
-}
-
-/// The shots of `records` (a new one at the first record and at each cut) and their figures.
-pub fn shot_figures(records: &[FrameRecord]) -> Vec<ShotFigures> {
-    let mut shots: Vec<Vec<&FrameRecord>> = Vec::new();
-    for record in records {
-        match shots.last_mut() {
-            Some(shot) if !record.cut => shot.push(record),
-            _ => shots.push(vec![record]),
-        }
-    }
-    shots
-        .into_iter()
-        .map(|shot| {
-            let warm = &shot[1..];
-            let mut ratios: Vec<f64> = warm.iter().filter_map(|r| r.style_ratio).collect();
-            ratios.sort_by(f64::total_cmp);
-            let rank = |q: f64| (!ratios.is_empty()).then(|| ratios[((q * ratios.len() as f64).ceil() as usize).clamp(1, ratios.len()) - 1]);
-            ShotFigures {
-                first_frame: shot[0].index,
-                frames: shot.len() as u64,
-                median_style_ratio: rank(0.5),
-                p95_style_ratio: rank(0.95),
-                warm_iterations: (!warm.is_empty()).then(|| warm.iter().map(|r| r.iterations as f64).sum::<f64>() / warm.len() as f64),
-            }
-        })
-        .collect()
+    /// With `--passes`, what each pass did (the frames and the figures above are the last
+    /// pass's; `seconds`, `iterations` and `evaluations` are all passes').
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passes: Vec<PassFigures>,
 }
 
 /// What `--report` writes for a video.
@@ -273,6 +244,8 @@ pub struct VideoReport {
     /// `--paint-revealed` (none: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paint_revealed: Option<usize>,
+    /// `--passes`.
+    pub passes: usize,
     pub init_video: VideoInit,
     pub flow: FlowMethod,
     pub temporal_frames: Vec<usize>,
@@ -363,11 +336,13 @@ pub fn run_video_with(
         }
     };
 
-    progress.begin(expected_frames(&info, job));
+    progress.begin(expected_frames(&info, job).map(|frames| frames * job.passes as u64));
     let mut records = Vec::new();
     let deep = deep_output(job, &info);
-    let result =
-        stylize_frames(job, &painter, &workdir, init_image, deep, &frames, Some(&to_encoder), progress, stop, &mut records);
+    // With --passes, the first pass's frames wait in the work directory for the others.
+    let mut pts = Vec::new();
+    let to = if job.passes > 1 { FramesTo::LaterPasses(&mut pts) } else { FramesTo::Encoder(&to_encoder) };
+    let result = stylize_frames(job, &painter, &workdir, init_image, deep, &frames, to, progress, stop, &mut records);
     // Stop the decoder early if we stopped early; then learn how the encoder ended.
     drop(frames);
     let (result, decoded) = match join_decoder(decoder, &job.input) {
@@ -390,6 +365,29 @@ pub fn run_video_with(
             ))
         }
         _ => Ok(()),
+    });
+    let (mut pass_figures, mut first_pass) = (Vec::new(), None);
+    let result = result.and_then(|()| {
+        if job.passes > 1 {
+            first_pass = Some(records.clone());
+            let settings = fingerprint(job)?;
+            let finish = |painting: &Tensor, content: &RgbImage| finished_frame(job, deep, painting, content);
+            let plan = Repaint {
+                passes: job.passes,
+                iterations: job.iterations,
+                max_iterations: job.max_iterations,
+                flow: job.flow,
+                settings: &settings,
+                finish: &finish,
+            };
+            let mut send = |index: u64, image: FinishedFrame| {
+                to_encoder
+                    .send(ToEncoder::Frame { image, pts: pts[index as usize], index })
+                    .map_err(|_| Error::output(&job.output, "the encoder stopped"))
+            };
+            pass_figures = passes::repaint(&plan, &painter, &workdir, &mut records, &mut send, progress, stop)?;
+        }
+        Ok(())
     });
     let decoder_warnings = decoder_warning_kinds.iter().map(|k| k.count).sum();
     let encoded = match result {
@@ -422,8 +420,9 @@ pub fn run_video_with(
     }
 
     let computed: Vec<&FrameRecord> = records.iter().filter(|r| !r.resumed).collect();
-    let first_frame_seconds = computed.iter().find(|r| r.index == 0).map(|r| r.seconds);
-    let warm: Vec<f64> = computed.iter().filter(|r| r.index > 0 && !r.cut).map(|r| r.seconds).collect();
+    let first_pass_computed: Vec<&FrameRecord> = first_pass.as_ref().unwrap_or(&records).iter().filter(|r| !r.resumed).collect();
+    let first_frame_seconds = first_pass_computed.iter().find(|r| r.index == 0).map(|r| r.seconds);
+    let warm: Vec<f64> = first_pass_computed.iter().filter(|r| r.index > 0 && !r.cut).map(|r| r.seconds).collect();
     let mean = |values: Vec<f64>| (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
     let totals = Totals {
         frames: records.len() as u64,
@@ -431,8 +430,14 @@ pub fn run_video_with(
         resumed_frames: (records.len() - computed.len()) as u64,
         repaired_frames: records.iter().filter(|r| r.repaired.is_some()).count() as u64,
         kept_beyond,
-        iterations: computed.iter().map(|r| r.iterations).sum(),
-        evaluations: computed.iter().map(|r| r.evaluations).sum(),
+        iterations: match pass_figures.is_empty() {
+            true => computed.iter().map(|r| r.iterations).sum(),
+            false => pass_figures.iter().map(|p| p.iterations).sum(),
+        },
+        evaluations: match pass_figures.is_empty() {
+            true => computed.iter().map(|r| r.evaluations).sum(),
+            false => pass_figures.iter().map(|p| p.evaluations).sum(),
+        },
         seconds: started.elapsed().as_secs_f64(),
         first_frame_seconds,
         warm_frame_seconds: mean(warm),
@@ -443,6 +448,7 @@ pub fn run_video_with(
         decoder_warning_kinds,
         decoded,
         shots: shot_figures(&records),
+        passes: pass_figures,
     };
     let report = VideoReport {
         input: info,
@@ -453,6 +459,7 @@ pub fn run_video_with(
         first_iterations: job.first_iterations,
         max_iterations: job.max_iterations,
         paint_revealed: job.paint_revealed,
+        passes: job.passes,
         iterations: job.iterations,
         init_video: job.init_video,
         flow: job.flow,
@@ -476,7 +483,7 @@ pub(crate) fn stylize_frames(
     init_image: Option<Tensor>,
     deep: bool,
     frames: &Receiver<DecoderMessage>,
-    to_encoder: Option<&SyncSender<ToEncoder>>,
+    mut to: FramesTo,
     progress: &mut dyn VideoProgress,
     stop: &AtomicBool,
     records: &mut Vec<FrameRecord>,
@@ -512,10 +519,11 @@ pub(crate) fn stylize_frames(
                 if record.cut {
                     earlier.clear();
                 }
+                to.keep_input(workdir, &frame)?;
                 remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
                 progress.frame(&record);
                 records.push(*record);
-                if let Some(to_encoder) = to_encoder {
+                if let FramesTo::Encoder(to_encoder) = &to {
                     to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
                 }
                 continue;
@@ -568,21 +576,7 @@ pub(crate) fn stylize_frames(
             }
         };
         let (stylized, stopped) = (painted.stylized, painted.stopped);
-        // As written: at 16 bits for deep outputs (the 8-bit frame, which the next frame starts
-        // from, is then its rounding, as a resumed run reads it back).
-        let image = if deep {
-            let mut deep = input::from_tensor16(&stylized.image)?;
-            if job.options.original_colors {
-                deep = image_io::keep_original_colors16(&deep, &frame.image);
-            }
-            FinishedFrame::deep(deep)
-        } else {
-            let mut image = input::from_tensor(&stylized.image)?;
-            if job.options.original_colors {
-                image = image_io::keep_original_colors(&image, &frame.image);
-            }
-            FinishedFrame { rgb8: image, rgb16: None }
-        };
+        let image = finished_frame(job, deep, &stylized.image, &frame.image)?;
         let error = match (&warped_previous, &motion) {
             (Some(warped), Some(motion)) => warping_error(&image.rgb8, warped, motion)?,
             _ => None,
@@ -605,10 +599,11 @@ pub(crate) fn stylize_frames(
         // The frames after a repaired one in its shot were started from the damaged copy.
         repairing = cause;
         workdir.save(&image, &record)?;
+        to.keep_input(workdir, &frame)?;
         remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
         progress.frame(&record);
         records.push(record);
-        if let Some(to_encoder) = to_encoder {
+        if let FramesTo::Encoder(to_encoder) = &to {
             to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
         }
     }
@@ -619,6 +614,47 @@ pub(crate) fn stylize_frames(
         return Err(Error::input(&job.input, "contains no video frames in the requested range"));
     }
     Ok(())
+}
+
+/// Where the frame loop sends each finished frame.
+pub(crate) enum FramesTo<'a> {
+    /// The encoder thread, in order.
+    Encoder(&'a SyncSender<ToEncoder>),
+    /// The passes after the first (`--passes`), which paint every frame again: nothing is
+    /// encoded yet; each frame's input is kept in the work directory and its timestamp here.
+    LaterPasses(&'a mut Vec<i64>),
+    /// Nowhere: a segment's frames stay in its work directory for the assembly.
+    WorkDir,
+}
+
+impl FramesTo<'_> {
+    /// Keeps what the later passes need of `frame` (nothing unless they follow).
+    fn keep_input(&mut self, workdir: &WorkDir, frame: &DecodedFrame) -> Result<()> {
+        if let FramesTo::LaterPasses(pts) = self {
+            workdir.save_input(frame.index, &frame.image)?;
+            pts.push(frame.pts);
+        }
+        Ok(())
+    }
+}
+
+/// A stylized image (a `(1, 3, H, W)` tensor, mean-subtracted) as it is written: at 16 bits for
+/// deep outputs (the 8-bit frame, which the next frame starts from, is then its rounding, as a
+/// resumed run reads it back), with `--original-colors` the colours of its `content`.
+fn finished_frame(job: &VideoJob, deep: bool, stylized: &Tensor, content: &RgbImage) -> Result<FinishedFrame> {
+    Ok(if deep {
+        let mut deep = input::from_tensor16(stylized)?;
+        if job.options.original_colors {
+            deep = image_io::keep_original_colors16(&deep, content);
+        }
+        FinishedFrame::deep(deep)
+    } else {
+        let mut image = input::from_tensor(stylized)?;
+        if job.options.original_colors {
+            image = image_io::keep_original_colors(&image, content);
+        }
+        FinishedFrame { rgb8: image, rgb16: None }
+    })
 }
 
 /// A directory this run made (for a sequence's frames), removed when the run ends if it is
@@ -697,41 +733,9 @@ fn stylize_following(
         };
         temporal.push(TemporalTarget { warped_previous: warped, reliability: motion.weights_tensor(&weights, device)? });
     }
-    let top_up = match (job.max_iterations, shot_reference_style) {
-        (Some(max_iterations), Some(reference_style)) if max_iterations > job.iterations => {
-            Some(TopUp { reference_style, ratio: STYLE_RATIO_TARGET, max_iterations })
-        }
-        _ => None,
-    };
+    let top_up = shots::top_up(job.iterations, job.max_iterations, shot_reference_style);
     let warm = Warm { start: &start, temporal: &temporal, previous: previous_levels, top_up };
     Ok((painter.paint_warm(frame, warm, job.iterations, progress)?, warped_previous, revealed))
-}
-
-/// A warm frame whose J_style exceeds its shot's first frame's by more than this factor is
-/// less painted than its shot: with `--max-iterations` it goes on (see [`TopUp`]).
-pub const STYLE_RATIO_TARGET: f64 = 1.2;
-
-/// The J_style of the current shot's first frame (the newest record that started afresh: the
-/// run's first, or a cut), the reference of [`FrameRecord::style_ratio`]; none when there is
-/// no such frame or its J_style is 0.
-fn shot_reference_style(records: &[FrameRecord]) -> Option<f64> {
-    let first = records.iter().rposition(|r| r.cut).unwrap_or(0);
-    records.get(first).map(|r| r.style).filter(|&style| style > 0.0)
-}
-
-/// Passes iteration progress on and turns the stop flag into [`Progress::should_stop`].
-struct StopAware<'a> {
-    inner: &'a mut dyn VideoProgress,
-    stop: &'a AtomicBool,
-}
-
-impl Progress for StopAware<'_> {
-    fn iteration(&mut self, done: usize, total: usize, cost: f64) {
-        self.inner.iteration(done, total, cost);
-    }
-    fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
 }
 
 /// The decoder thread (it returns what the decoder met: [`DecoderEnd`]), the input's facts, and
@@ -915,6 +919,9 @@ pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
     check_before_work(&job.options, job.size, &job.output, job.report.as_deref())?;
     if job.max_frames == Some(0) {
         return Err(Error::Settings("--max-frames: must be at least 1 (got 0)".into()));
+    }
+    if job.passes == 0 {
+        return Err(Error::Settings("--passes: must be at least 1 (got 0)".into()));
     }
     if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {
         return Err(Error::Settings(format!(

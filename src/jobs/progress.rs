@@ -3,6 +3,7 @@
 //! the progress traits that receive them, extending [`crate::progress::Progress`].
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::jobs::pyramid::LevelRecord;
 use crate::jobs::revealed::RevealedRecord;
@@ -69,6 +70,9 @@ pub struct FrameRecord {
     /// frame revealed nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revealed: Option<RevealedRecord>,
+    /// The pass of `--passes` that painted the frame (2, 3, …); none for the first pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass: Option<usize>,
 }
 
 impl FrameRecord {
@@ -96,6 +100,7 @@ impl FrameRecord {
             style_ratio: None,
             stopped: None,
             revealed: None,
+            pass: None,
         }
     }
 }
@@ -146,4 +151,19 @@ impl VideoProgress for NoProgress {
 impl PreviewProgress for NoProgress {
     fn begin_cells(&mut self, _: usize) {}
     fn cell(&mut self, _: &CellRecord) {}
+}
+
+/// Passes iteration progress on and turns the stop flag into [`Progress::should_stop`].
+pub struct StopAware<'a> {
+    pub inner: &'a mut dyn VideoProgress,
+    pub stop: &'a AtomicBool,
+}
+
+impl Progress for StopAware<'_> {
+    fn iteration(&mut self, done: usize, total: usize, cost: f64) {
+        self.inner.iteration(done, total, cost);
+    }
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
 }

@@ -307,6 +307,9 @@ pub fn run_segment(
         return Err(Error::output(&job.output, "already exists: the segments were assembled (use -y/--overwrite to redo them)"));
     }
     pipeline::check_video_job(job)?;
+    if job.passes > 1 {
+        return Err(Error::Settings("--passes paints the whole clip back and forth in one run: it does not split into --segment runs".into()));
+    }
     let plan = Plan::load_or_make(job, segment.count, overlap)?;
     let this = plan.segments[segment.index];
     check_other_segments(job, &plan, segment.index)?;
@@ -320,7 +323,7 @@ pub fn run_segment(
     progress.begin(Some(this.run.len()));
     let mut records = Vec::new();
     let deep = pipeline::deep_output(job, &info);
-    let result = pipeline::stylize_frames(job, &painter, &workdir, init_image, deep, &frames, None, progress, stop, &mut records);
+    let result = pipeline::stylize_frames(job, &painter, &workdir, init_image, deep, &frames, pipeline::FramesTo::WorkDir, progress, stop, &mut records);
     drop(frames);
     let result = pipeline::join_decoder(decoder, &job.input).and(result);
     result.map_err(|e| pipeline::with_resume_hint(e, &workdir))?;

@@ -181,6 +181,42 @@ impl WorkDir {
         image_io::write_atomically(&record_path, |tmp| std::fs::write(tmp, text).map_err(|e| format!("cannot write: {e}")))
     }
 
+    /// Keeps input frame `index` at the processing size, for the passes after the first
+    /// (`--passes`, which read the clip again in both directions). Every run writes them anew
+    /// as its first pass decodes the clip, so one that does not read back is rewritten.
+    pub fn save_input(&self, index: u64, image: &image::RgbImage) -> Result<()> {
+        let path = self.input_path(index);
+        let mut bytes = Vec::new();
+        image
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .map_err(|e| Error::output(&path, format!("cannot encode image: {e}")))?;
+        image_io::write_atomically(&path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| format!("cannot write image: {e}")))
+    }
+
+    /// Input frame `index` as [`WorkDir::save_input`] kept it.
+    pub fn load_input(&self, index: u64) -> Result<image::RgbImage> {
+        let path = self.input_path(index);
+        image::open(&path)
+            .map(|image| image.into_rgb8())
+            .map_err(|e| Error::output(&path, format!("the kept input frame does not read back ({e}); run the same command again to rewrite it")))
+    }
+
+    fn input_path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("input_{:06}.png", index + 1))
+    }
+
+    /// The work directory of pass `pass` (2, 3, … of `--passes`) inside this one, for a clip of
+    /// `frames` frames painted with `settings` (it goes when this one is removed or discarded).
+    /// A pass's frames depend on the whole clip (a backward pass starts from its last frame): one
+    /// kept for another length (a rerun with another `--max-frames`) is discarded, not taken.
+    pub fn pass(&self, pass: usize, settings: &serde_json::Value, frames: u64) -> Result<WorkDir> {
+        let dir = self.dir.join(format!("pass-{pass}"));
+        let mut settings = settings.clone();
+        settings["clip_frames"] = frames.into();
+        let stale = !Self::differing_settings(&dir, &settings)?.is_empty();
+        Self::open_dir(&dir, &settings, stale)
+    }
+
     /// Number of finished frames from index `first` on (an earlier run's, beyond what a run with
     /// a smaller `--max-frames` used).
     pub fn finished_from(&self, first: u64) -> u64 {

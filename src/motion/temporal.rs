@@ -184,9 +184,10 @@ impl MotionEstimator {
 
 }
 
-/// The motion from `earlier` to `current`: both flows and the masks.
+/// The motion from `earlier` to `current`: both flows and the masks. `earlier` may also be a
+/// later frame (the backward passes of `--passes` warp the next frame into this one).
 #[cfg(feature = "media")]
-fn between(flow: &mut FlowEstimator, current: &GrayImage, earlier: &GrayImage) -> Result<Motion> {
+pub fn between(flow: &mut FlowEstimator, current: &GrayImage, earlier: &GrayImage) -> Result<Motion> {
     let backward = flow.estimate(current, earlier)?;
     let forward = flow.estimate(earlier, current)?;
     Ok(Motion::from_flows(backward, &forward, earlier, current))
