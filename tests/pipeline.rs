@@ -15,7 +15,7 @@ use stylize_video::jobs::pipeline::{run_video, OutputSize, VideoJob, VideoReport
 use stylize_video::jobs::progress::FrameRecord;
 use stylize_video::jobs::spec::StylizeOptions;
 use stylize_video::jobs::workdir::WorkDir;
-use stylize_video::media::video::{StreamKind, VideoCodec};
+use stylize_video::media::video::{Deinterlace, StreamKind, VideoCodec};
 use stylize_video::progress::NoProgress;
 use stylize_video::stylize::stylizer::Settings;
 
@@ -127,11 +127,15 @@ fn concatenated_transport_streams_make_one_continuous_video_with_its_audio() {
 #[test]
 fn interlaced_frames_and_a_change_of_shape_are_counted_and_said() {
     let dir = common::scratch_dir("pipeline-decode-notes");
-    // Interlaced H.264: every frame is flagged.
+    // Interlaced H.264: every frame is flagged; deinterlaced by default, or painted as it is.
     let interlaced = dir.join("interlaced.mp4");
     make_clip(&interlaced, &ClipSpec { frames: 4, interlaced: true, ..ClipSpec::new(64, 48) });
     let report = run(&VideoJob { size: 32, ..job(&interlaced, &dir.join("i-out.mp4")) });
-    assert_eq!((report.totals.decoded.interlaced_frames, report.totals.decoded.reshaped_frames), (4, 0));
+    let decoded = &report.totals.decoded;
+    assert_eq!((decoded.deinterlaced_frames, decoded.interlaced_frames, decoded.reshaped_frames), (4, 0, 0));
+    assert_eq!(report.totals.frames, 4);
+    let report = run(&VideoJob { size: 32, deinterlace: Deinterlace::Off, ..job(&interlaced, &dir.join("i-off.mp4")) });
+    assert_eq!((report.totals.decoded.deinterlaced_frames, report.totals.decoded.interlaced_frames), (0, 4));
     // A stream whose pictures change shape mid-way (4:3, then square): the square frames are
     // scaled to the first's size, and counted.
     let (a, b, joined) = (dir.join("a.ts"), dir.join("b.ts"), dir.join("joined.ts"));
@@ -147,13 +151,19 @@ fn interlaced_frames_and_a_change_of_shape_are_counted_and_said() {
     assert_eq!(written["totals"]["reshaped_frames"], 3);
     assert_eq!(written["totals"]["first_other_size"], serde_json::json!([48, 48]));
     // The CLI says each in a line.
-    let out = cli()
-        .args([interlaced.to_str().unwrap(), "--style", style_path().to_str().unwrap(), "--size", "32", "--first-iterations", "1"])
-        .args(["--iterations", "1", "-o", dir.join("i-cli.mp4").to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("note: 4 frames are interlaced: painted as progressive pictures"), "{stderr}");
+    for (args, note) in [
+        (&[][..], "note: 4 frames are interlaced: each was rebuilt from its two fields before painting (bwdif"),
+        (&["--deinterlace", "off"][..], "note: 4 frames are interlaced: painted as progressive pictures, their fields together"),
+    ] {
+        let out = cli()
+            .args([interlaced.to_str().unwrap(), "--style", style_path().to_str().unwrap(), "--size", "32", "--first-iterations", "1"])
+            .args(["--iterations", "1", "-y", "-o", dir.join("i-cli.mp4").to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.contains(note), "{stderr}");
+    }
 }
 
 #[test]

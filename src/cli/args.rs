@@ -11,7 +11,7 @@ use stylize_video::jobs::preview::DEFAULT_PREVIEW_FRAMES;
 use stylize_video::jobs::segment::{SegmentSpec, DEFAULT_OVERLAP};
 use stylize_video::jobs::spec::{Init, DEFAULT_BASE_SIZE};
 use stylize_video::media::sequence::BitDepth;
-use stylize_video::media::video::VideoCodec;
+use stylize_video::media::video::{Deinterlace, VideoCodec};
 use stylize_video::motion::flow::FlowMethod;
 use stylize_video::motion::temporal::VideoInit;
 use stylize_video::net::precision::{Compute, Precision};
@@ -98,6 +98,14 @@ pub struct Cli {
     /// 24, 25, 23.976, 30000/1001…, since a sequence carries none.
     #[arg(long, value_parser = parse_rate, help_heading = INPUT_OUTPUT)]
     pub frame_rate: Option<(i32, i32)>,
+
+    /// Video: what is done with interlaced frames (1080i broadcast, DV).
+    ///
+    /// frame: each is rebuilt from its two fields before painting (FFmpeg's bwdif), one frame
+    /// per frame, so moving edges are not painted with their combing; off: painted as they are.
+    /// Progressive frames are never touched.
+    #[arg(long, value_enum, default_value_t = Deinterlace::Frame, help_heading = INPUT_OUTPUT)]
+    pub deinterlace: Deinterlace,
 
     /// Video: start this far into the input, like ffmpeg -ss.
     ///

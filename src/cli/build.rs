@@ -48,14 +48,14 @@ fn list_text(values: &[f64]) -> String {
 
 /// Options that only a video (or an image sequence) uses.
 const VIDEO_ONLY: &[&str] = &[
-    "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "frame_rate", "start", "duration", "max_frames",
+    "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "frame_rate", "deinterlace", "start", "duration", "max_frames",
     "fresh", "keep_work", "first_iterations", "max_iterations", "paint_revealed", "passes", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
     "segment_overlap", "assemble",
 ];
 
 /// Options a preview grid has no use for (it stylizes a few frames, each on its own, into one image).
 const NOT_FOR_PREVIEW: &[&str] = &[
-    "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "max_frames", "fresh", "keep_work",
+    "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "deinterlace", "max_frames", "fresh", "keep_work",
     "first_iterations", "max_iterations", "paint_revealed", "passes", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
     "segment_overlap", "assemble",
 ];
@@ -264,6 +264,7 @@ impl Cli {
             duration: self.duration,
             max_frames: self.max_frames,
             sequence_rate: self.frame_rate,
+            deinterlace: self.deinterlace,
             bit_depth: self.bit_depth,
             overwrite: self.overwrite,
             fresh: self.fresh,

@@ -370,8 +370,14 @@ fn decode_notes(notes: &DecodeNotes, input: &VideoInfo) -> Vec<String> {
     }
     if notes.interlaced_frames > 0 {
         lines.push(format!(
-            "{} frames are interlaced: painted as progressive pictures, their fields together (deinterlace first for motion without combing, e.g. ffmpeg -vf bwdif)",
+            "{} frames are interlaced: painted as progressive pictures, their fields together (--deinterlace off; drop it to deinterlace them)",
             notes.interlaced_frames
+        ));
+    }
+    if notes.deinterlaced_frames > 0 {
+        lines.push(format!(
+            "{} frames are interlaced: each was rebuilt from its two fields before painting (bwdif; --deinterlace off paints them as they are)",
+            notes.deinterlaced_frames
         ));
     }
     if let (n @ 1.., Some((w, h))) = (notes.reshaped_frames, notes.first_other_size) {

@@ -39,7 +39,7 @@ use crate::media::image_io::{self, FinishedFrame};
 use crate::media::paths::{self, Named};
 use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
 use crate::media::video::{
-    check_container, DecodeNotes, DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
+    check_container, DecodeNotes, Deinterlace, DecodeOptions, DecodedFrame, DecoderWarning, EncodeOptions, EncodedInfo, FrameSize, VideoCodec, VideoDecoder, VideoEncoder, VideoInfo,
 };
 use crate::motion::flow::FlowMethod;
 use crate::motion::temporal::{warping_error, Motion, MotionEstimator, VideoInit};
@@ -127,6 +127,8 @@ pub struct VideoJob {
     pub max_frames: Option<u64>,
     /// Frames per second of an image-sequence input (24 when `None`).
     pub sequence_rate: Option<(i32, i32)>,
+    /// What is done with interlaced frames.
+    pub deinterlace: Deinterlace,
     /// Bits per channel of an image-sequence output.
     pub bit_depth: BitDepth,
     pub overwrite: bool,
@@ -162,6 +164,7 @@ impl VideoJob {
             duration: None,
             max_frames: None,
             sequence_rate: None,
+            deinterlace: Deinterlace::Frame,
             bit_depth: BitDepth::Eight,
             overwrite: false,
             fresh: false,
@@ -307,6 +310,7 @@ pub fn run_video_with(
         duration: job.duration,
         max_frames: job.max_frames,
         sequence_rate: job.sequence_rate,
+        deinterlace: job.deinterlace,
         ..Default::default()
     };
     let check = input_check(job);
@@ -1078,6 +1082,11 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
         "start": job.start,
         "duration": job.duration,
     });
+    // Frames painted as they were decoded: without the key, a run from before deinterlacing
+    // existed resumes as it did (only interlaced input differs).
+    if job.deinterlace == Deinterlace::Off {
+        fingerprint["deinterlace"] = serde_json::to_value(job.deinterlace).unwrap_or_default();
+    }
     // The levels, where there are several: a run painted in one level (every run at sizes up
     // to √2 × the base size, as before there were levels) resumes as it did.
     let pyramid = &job.options.pyramid;

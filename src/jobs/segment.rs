@@ -276,6 +276,7 @@ fn decode_options(job: &VideoJob, skip_frames: u64, max_frames: Option<u64>) -> 
         },
         sequence_rate: job.sequence_rate,
         skip_frames,
+        deinterlace: job.deinterlace,
     }
 }
 

@@ -31,6 +31,7 @@ use ffmpeg::{codec, format, media, software::scaling, util::frame, Rational};
 use image::RgbImage;
 use serde::Serialize;
 
+use super::deinterlace::{Deinterlace, Deinterlacer, Pulled};
 use super::colour::{self, set_conversion, Colour};
 use super::ffmpeg_log::{DecoderWarning, LogTap};
 use super::timecode;
@@ -68,6 +69,8 @@ pub struct DecodeOptions {
     /// Frames per second of an image sequence, which carries none
     /// ([`DEFAULT_SEQUENCE_RATE`] when `None`); videos keep their own.
     pub sequence_rate: Option<(i32, i32)>,
+    /// What is done with frames flagged interlaced.
+    pub deinterlace: Deinterlace,
 }
 
 /// Frame rate of an image sequence when none is given: film's 24 fps.
@@ -77,8 +80,11 @@ pub const DEFAULT_SEQUENCE_RATE: (i32, i32) = (24, 1);
 /// user and a count in the report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DecodeNotes {
-    /// Frames flagged interlaced: painted as progressive pictures, their two fields together.
+    /// Frames flagged interlaced and painted as they were (`--deinterlace off`): as progressive
+    /// pictures, their two fields together.
     pub interlaced_frames: u64,
+    /// Frames flagged interlaced and rebuilt from their fields before painting (bwdif).
+    pub deinterlaced_frames: u64,
     /// Frames whose stored shape is not the first frame's (a resolution change mid-stream):
     /// scaled to the working size, their aspect ratio not kept.
     pub reshaped_frames: u64,
@@ -205,6 +211,9 @@ pub struct VideoDecoder {
     scaled_size: (u32, u32),
     scaler: Option<Scaler>,
     decoded_frame: frame::Video,
+    deinterlace: Deinterlace,
+    /// Made at the first interlaced frame; every frame after it goes through it.
+    deinterlacer: Option<Deinterlacer>,
     last_pts: Option<i64>,
     /// What the frames held that the output does not keep (see [`DecodeNotes`]).
     notes: DecodeNotes,
@@ -317,6 +326,8 @@ impl VideoDecoder {
             scaled_size,
             scaler: None,
             decoded_frame: frame::Video::empty(),
+            deinterlace: options.deinterlace,
+            deinterlacer: None,
             last_pts: None,
             notes: DecodeNotes::default(),
             first_size: None,
@@ -365,6 +376,19 @@ impl VideoDecoder {
                 self.finished = true;
                 return Ok(None);
             }
+            // What the deinterlacer has ready comes first.
+            if let Some(deinterlacer) = &mut self.deinterlacer {
+                match deinterlacer.pull(&mut self.decoded_frame).map_err(|e| self.deinterlace_failed(e))? {
+                    Pulled::Frame => {
+                        if let Some(frame) = self.take_decoded()? {
+                            return Ok(Some(frame));
+                        }
+                        continue;
+                    }
+                    Pulled::Ended => return self.end_of_stream(),
+                    Pulled::NeedsInput => {}
+                }
+            }
             match self.decoder.receive_frame(&mut self.decoded_frame) {
                 Ok(()) => {
                     consecutive_errors = 0;
@@ -372,11 +396,18 @@ impl VideoDecoder {
                     if self.decoded_frame.is_corrupt() {
                         self.problems.note("frame decoded with errors (flagged corrupt)");
                     }
+                    if self.deinterlace_decoded()? {
+                        continue;
+                    }
                     if let Some(frame) = self.take_decoded()? {
                         return Ok(Some(frame));
                     }
                 }
-                Err(ffmpeg::Error::Eof) => return self.end_of_stream(),
+                Err(ffmpeg::Error::Eof) => match &mut self.deinterlacer {
+                    // The filter holds the last frame back until it hears the input ended.
+                    Some(deinterlacer) => deinterlacer.flush().map_err(|e| self.deinterlace_failed(e))?,
+                    None => return self.end_of_stream(),
+                },
                 Err(ffmpeg::Error::Other { errno }) if errno == libc_eagain() => self.feed()?,
                 Err(e) => {
                     self.problems.note(&format!("decoding failed: {e}"));
@@ -436,6 +467,38 @@ impl VideoDecoder {
         self.sent_eof = true;
         let _ = self.decoder.send_eof();
         Ok(())
+    }
+
+    /// With `--deinterlace frame`, puts the frame just decoded through the deinterlacer (made at
+    /// the first interlaced frame); true when it went in (it comes out of [`Deinterlacer::pull`]).
+    fn deinterlace_decoded(&mut self) -> Result<bool> {
+        if self.deinterlace == Deinterlace::Off {
+            return Ok(false);
+        }
+        let interlaced = self.decoded_frame.is_interlaced();
+        if self.deinterlacer.is_none() && !interlaced {
+            return Ok(false);
+        }
+        if interlaced {
+            self.notes.deinterlaced_frames += 1;
+        }
+        // A frame of another shape (a resolution change): the frames the old graph holds come
+        // out first, then a graph for the new shape takes over.
+        if self.deinterlacer.as_ref().is_none_or(|d| !d.takes(&self.decoded_frame)) {
+            let mut new = Deinterlacer::new(&self.decoded_frame, self.time_base).map_err(|e| self.deinterlace_failed(e))?;
+            if let Some(mut old) = self.deinterlacer.take() {
+                old.drain().map_err(|e| self.deinterlace_failed(e))?;
+                new.take_pending_from(old);
+            }
+            self.deinterlacer = Some(new);
+        }
+        let deinterlacer = self.deinterlacer.as_mut().expect("made above");
+        deinterlacer.push(&mut self.decoded_frame).map_err(|e| self.deinterlace_failed(e))?;
+        Ok(true)
+    }
+
+    fn deinterlace_failed(&self, e: ffmpeg::Error) -> Error {
+        Error::input(&self.info.path, format!("cannot deinterlace (FFmpeg's bwdif: {e}); try --deinterlace off"))
     }
 
     fn end_of_stream(&mut self) -> Result<Option<DecodedFrame>> {

@@ -4,6 +4,7 @@
 //! - [`encode`]: RGB frames with the source's timestamps → H.264, FFV1 or ProRes in the
 //!   container the output's extension names, with the source's audio and subtitle streams
 //!   copied alongside (re-encoded to AAC only where the container refuses the audio codec);
+//! - [`deinterlace`]: interlaced frames rebuilt from their fields on the way in (bwdif);
 //! - [`discontinuity`]: timestamps made continuous where a format lets them jump (MPEG-TS);
 //! - `ffmpeg_log` (internal): FFmpeg's own log, captured instead of printed and counted for the
 //!   decoder each message is about ([`VideoDecoder::warning_kinds`]).
@@ -19,6 +20,7 @@
 
 pub mod colour;
 pub mod decode;
+pub mod deinterlace;
 pub mod encode;
 pub mod discontinuity;
 mod ffmpeg_log;
@@ -28,6 +30,7 @@ pub use decode::{
     DecodeNotes, DecodeOptions, DecodedFrame, DEFAULT_SEQUENCE_RATE, FrameSize, StreamInfo, StreamKind, VideoDecoder, VideoInfo,
 };
 pub use colour::Colour;
+pub use deinterlace::Deinterlace;
 pub use ffmpeg_log::DecoderWarning;
 pub use encode::{check_container, EncodeOptions, EncodedInfo, EncodedStream, StreamHandling, VideoCodec, VideoEncoder};
 

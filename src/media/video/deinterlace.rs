@@ -1,0 +1,126 @@
+//! Deinterlacing on the way in (`--deinterlace`). An interlaced frame (1080i broadcast, DV)
+//! holds two fields taken half a frame apart. Painted as one picture, every moving edge keeps
+//! its combing, and the optimiser paints the combs. FFmpeg's bwdif filter (through
+//! libavfilter) rebuilds each frame from its fields, one frame out per frame in, with the same
+//! timestamp. Frames not flagged interlaced pass unchanged, so mixed footage is safe.
+
+use std::collections::VecDeque;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg::{filter, frame, Rational};
+
+/// What is done with interlaced frames (`--deinterlace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Deinterlace {
+    /// Painted as they are, their two fields together (combing on motion).
+    Off,
+    /// Each frame rebuilt from its fields (bwdif), one frame per frame.
+    #[default]
+    Frame,
+}
+
+/// A bwdif filter graph for frames of one format and size, with what it has given back but
+/// not yet been taken.
+pub(crate) struct Deinterlacer {
+    graph: filter::Graph,
+    /// The format and size the graph was made for.
+    shape: (ffmpeg::format::Pixel, u32, u32),
+    /// Frames out of a graph that was flushed (the input changed shape) and not yet taken.
+    pending: VecDeque<frame::Video>,
+    flushed: bool,
+}
+
+/// What [`Deinterlacer::pull`] got.
+pub(crate) enum Pulled {
+    /// A frame, now in the caller's frame.
+    Frame,
+    /// Nothing until another frame goes in.
+    NeedsInput,
+    /// Nothing more: the graph was flushed and has given everything.
+    Ended,
+}
+
+impl Deinterlacer {
+    /// A graph for frames like `first`, whose timestamps are in `time_base`.
+    pub(crate) fn new(first: &frame::Video, time_base: Rational) -> Result<Deinterlacer, ffmpeg::Error> {
+        let shape = (first.format(), first.width(), first.height());
+        let aspect = first.aspect_ratio();
+        let aspect = if aspect.numerator() > 0 && aspect.denominator() > 0 { aspect } else { Rational::new(1, 1) };
+        let args = format!(
+            "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
+            shape.1,
+            shape.2,
+            ffmpeg::ffi::AVPixelFormat::from(shape.0) as i32,
+            time_base.numerator(),
+            time_base.denominator().max(1),
+            aspect.numerator(),
+            aspect.denominator()
+        );
+        let mut graph = filter::Graph::new();
+        let not_built = || ffmpeg::Error::FilterNotFound;
+        graph.add(&filter::find("buffer").ok_or_else(not_built)?, "in", &args)?;
+        graph.add(&filter::find("buffersink").ok_or_else(not_built)?, "out", "")?;
+        // send_frame: one frame out per frame in; deint=interlaced: only frames flagged so.
+        graph.output("in", 0)?.input("out", 0)?.parse("bwdif=mode=send_frame:parity=auto:deint=interlaced")?;
+        graph.validate()?;
+        Ok(Deinterlacer { graph, shape, pending: VecDeque::new(), flushed: false })
+    }
+
+    /// Whether `frame` has the format and size this graph takes.
+    pub(crate) fn takes(&self, frame: &frame::Video) -> bool {
+        self.shape == (frame.format(), frame.width(), frame.height())
+    }
+
+    /// Puts a decoded frame in (its data is taken: `frame` is left empty).
+    pub(crate) fn push(&mut self, frame: &mut frame::Video) -> Result<(), ffmpeg::Error> {
+        self.graph.get("in").expect("the graph has its input").source().add(frame)
+    }
+
+    /// Says the input ended: the frames the filter holds back (it looks one frame ahead) come out.
+    pub(crate) fn flush(&mut self) -> Result<(), ffmpeg::Error> {
+        if !self.flushed {
+            self.flushed = true;
+            self.graph.get("in").expect("the graph has its input").source().flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the graph and keeps every frame it gives, to be pulled before a new graph's (the
+    /// input changed shape mid-stream).
+    pub(crate) fn drain(&mut self) -> Result<(), ffmpeg::Error> {
+        self.flush()?;
+        loop {
+            let mut out = frame::Video::empty();
+            match self.sink_frame(&mut out)? {
+                Pulled::Frame => self.pending.push_back(out),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Hands over a frame it pulled from `other` before its own (see [`Deinterlacer::drain`]).
+    pub(crate) fn take_pending_from(&mut self, other: Deinterlacer) {
+        let mut pending = other.pending;
+        pending.append(&mut self.pending);
+        self.pending = pending;
+    }
+
+    /// The next deinterlaced frame, into `out`.
+    pub(crate) fn pull(&mut self, out: &mut frame::Video) -> Result<Pulled, ffmpeg::Error> {
+        if let Some(frame) = self.pending.pop_front() {
+            *out = frame;
+            return Ok(Pulled::Frame);
+        }
+        self.sink_frame(out)
+    }
+
+    fn sink_frame(&mut self, out: &mut frame::Video) -> Result<Pulled, ffmpeg::Error> {
+        match self.graph.get("out").expect("the graph has its output").sink().frame(out) {
+            Ok(()) => Ok(Pulled::Frame),
+            Err(ffmpeg::Error::Eof) => Ok(Pulled::Ended),
+            Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => Ok(Pulled::NeedsInput),
+            Err(e) => Err(e),
+        }
+    }
+}
