@@ -107,19 +107,24 @@ fn more_passes_lower_the_warping_error_and_the_report_says_what_each_pass_did() 
     assert!(!dir.join("three.mkv.partial").exists(), "the work directory (with the passes' frames) is removed");
 }
 
-#[test]
-fn an_interrupted_multi_pass_run_resumes_in_the_pass_where_it_stopped() {
-    let dir = common::scratch_dir("passes-resume");
-    let input = shaken_clip(&dir);
-    let output = dir.join("out.mkv");
-    let the_job = job(&input, &output, 3);
-    // Stopped after the first pass and two frames of the second (the last two, going backward).
+/// A three-pass job on the shaken clip in `dir`, stopped after the first pass and two frames of
+/// the second (the last two, going backward); returns the job.
+fn stopped_in_pass_two(dir: &Path) -> VideoJob {
+    let input = shaken_clip(dir);
+    let the_job = job(&input, &dir.join("out.mkv"), 3);
     let stop = AtomicBool::new(false);
     run_video(&the_job, &mut StopAfter { after: 8, finished: 0, stop: &stop }, &stop).unwrap_err();
-    assert!(!output.exists());
+    assert!(!the_job.output.exists());
     let workdir = dir.join("out.mkv.partial");
     assert!(workdir.join("input_000006.png").is_file() && workdir.join("pass-2/frame_000005.json").is_file());
     assert!(!workdir.join("pass-2/frame_000004.json").exists());
+    the_job
+}
+
+#[test]
+fn an_interrupted_multi_pass_run_resumes_in_the_pass_where_it_stopped() {
+    let dir = common::scratch_dir("passes-resume");
+    let the_job = stopped_in_pass_two(&dir);
 
     let resumed = run(&the_job);
     let computed: Vec<u64> = resumed.totals.passes.iter().map(|p| p.computed_frames).collect();
@@ -128,7 +133,7 @@ fn an_interrupted_multi_pass_run_resumes_in_the_pass_where_it_stopped() {
     for (after, uninterrupted) in resumed.frames.iter().zip(&whole.frames) {
         assert!((after.total - uninterrupted.total).abs() <= 1e-3 * uninterrupted.total, "J {} vs {}", after.total, uninterrupted.total);
     }
-    assert_same_timing(&input, &output);
+    assert_same_timing(&the_job.input, &the_job.output);
 }
 
 /// A backward pass starts from the clip's last frame: its paintings kept for a longer clip are
@@ -136,12 +141,7 @@ fn an_interrupted_multi_pass_run_resumes_in_the_pass_where_it_stopped() {
 #[test]
 fn a_pass_kept_for_another_clip_length_is_painted_again() {
     let dir = common::scratch_dir("passes-other-length");
-    let input = shaken_clip(&dir);
-    let output = dir.join("out.mkv");
-    let the_job = job(&input, &output, 3);
-    let stop = AtomicBool::new(false);
-    run_video(&the_job, &mut StopAfter { after: 8, finished: 0, stop: &stop }, &stop).unwrap_err();
-    assert!(dir.join("out.mkv.partial/pass-2/frame_000005.json").is_file(), "pass 2 painted frames 6 and 5 of 6");
+    let the_job = stopped_in_pass_two(&dir);
 
     let shorter = run(&VideoJob { max_frames: Some(5), ..the_job.clone() });
     let computed: Vec<u64> = shorter.totals.passes.iter().map(|p| p.computed_frames).collect();
