@@ -97,8 +97,8 @@ pub struct VideoJob {
     /// `max_iterations`, the least.
     pub iterations: usize,
     /// The most iterations of a warm frame: beyond `iterations`, it goes on while its J_style is
-    /// above [`STYLE_RATIO_TARGET`] × its shot's first frame's ([`crate::jobs::pyramid::TopUp`]). None: `iterations`
-    /// exactly.
+    /// above [`STYLE_RATIO_TARGET`] × its shot's first frame's ([`crate::jobs::pyramid::TopUp`]).
+    /// None: `iterations` exactly.
     pub max_iterations: Option<usize>,
     /// Iterations of the crop around what a warm frame reveals, painted before the frame's own
     /// ([`crate::jobs::revealed`]). None: off.
@@ -225,8 +225,9 @@ pub struct Totals {
     pub decoded: DecodeNotes,
     /// Per shot, how painted its warm frames stayed ([`FrameRecord::style_ratio`]).
     pub shots: Vec<ShotFigures>,
-    /// With `--passes`, what each pass did (the frames and the figures above are the last
-    /// pass's; `seconds`, `iterations` and `evaluations` are all passes').
+    /// With `--passes`, what each pass did. The frames, the shots and the warping error above
+    /// are the last pass's, the first and warm frame seconds the first pass's; `seconds`,
+    /// `iterations` and `evaluations` count all passes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub passes: Vec<PassFigures>,
 }
