@@ -230,6 +230,14 @@ pub struct VideoDecoder {
     finished: bool,
 }
 
+/// Which of a frame's timestamps is its time: the decoder's best-effort guess for a frame
+/// straight from the decoder, the `pts` a filter set for a deinterlaced one.
+#[derive(Clone, Copy)]
+enum TimestampFrom {
+    BestEffort,
+    Pts,
+}
+
 /// A swscale context with the input geometry it was made for (rebuilt when frames change size).
 struct Scaler {
     from: (ffmpeg::format::Pixel, u32, u32),
@@ -380,7 +388,7 @@ impl VideoDecoder {
             if let Some(deinterlacer) = &mut self.deinterlacer {
                 match deinterlacer.pull(&mut self.decoded_frame).map_err(|e| self.deinterlace_failed(e))? {
                     Pulled::Frame => {
-                        if let Some(frame) = self.take_decoded()? {
+                        if let Some(frame) = self.take_decoded_with(TimestampFrom::Pts)? {
                             return Ok(Some(frame));
                         }
                         continue;
@@ -399,7 +407,7 @@ impl VideoDecoder {
                     if self.deinterlace_decoded()? {
                         continue;
                     }
-                    if let Some(frame) = self.take_decoded()? {
+                    if let Some(frame) = self.take_decoded_with(TimestampFrom::BestEffort)? {
                         return Ok(Some(frame));
                     }
                 }
@@ -518,9 +526,13 @@ impl VideoDecoder {
         ))
     }
 
-    /// The frame just decoded, converted, if it falls in the requested range.
-    fn take_decoded(&mut self) -> Result<Option<DecodedFrame>> {
-        let pts = match self.decoded_frame.timestamp().or(self.decoded_frame.pts()) {
+    /// The frame just decoded (or deinterlaced), converted, if it falls in the requested range.
+    fn take_decoded_with(&mut self, from: TimestampFrom) -> Result<Option<DecodedFrame>> {
+        let (pts, best_effort) = (self.decoded_frame.pts(), self.decoded_frame.timestamp());
+        let pts = match match from {
+            TimestampFrom::BestEffort => best_effort.or(pts),
+            TimestampFrom::Pts => pts.or(best_effort),
+        } {
             Some(pts) => pts,
             // No timestamp at all: one nominal frame after the previous one.
             None => match self.last_pts {

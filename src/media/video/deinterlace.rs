@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use ffmpeg_next as ffmpeg;
-use ffmpeg::{filter, frame, Rational};
+use ffmpeg::{filter, frame, Rational, Rescale};
 
 /// What is done with interlaced frames (`--deinterlace`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
@@ -26,6 +26,8 @@ pub(crate) struct Deinterlacer {
     graph: filter::Graph,
     /// The format and size the graph was made for.
     shape: (ffmpeg::format::Pixel, u32, u32),
+    /// The time base of the frames going in, which those coming out are given back in.
+    time_base: Rational,
     /// Frames out of a graph that was flushed (the input changed shape) and not yet taken.
     pending: VecDeque<frame::Video>,
     flushed: bool,
@@ -64,7 +66,7 @@ impl Deinterlacer {
         // send_frame: one frame out per frame in; deint=interlaced: only frames flagged so.
         graph.output("in", 0)?.input("out", 0)?.parse("bwdif=mode=send_frame:parity=auto:deint=interlaced")?;
         graph.validate()?;
-        Ok(Deinterlacer { graph, shape, pending: VecDeque::new(), flushed: false })
+        Ok(Deinterlacer { graph, shape, time_base, pending: VecDeque::new(), flushed: false })
     }
 
     /// Whether `frame` has the format and size this graph takes.
@@ -106,7 +108,8 @@ impl Deinterlacer {
         self.pending = pending;
     }
 
-    /// The next deinterlaced frame, into `out`.
+    /// The next deinterlaced frame, into `out`, its `pts` in the time base of the frames that
+    /// went in (the filter's own is finer: it could also give one frame per field).
     pub(crate) fn pull(&mut self, out: &mut frame::Video) -> Result<Pulled, ffmpeg::Error> {
         if let Some(frame) = self.pending.pop_front() {
             *out = frame;
@@ -116,8 +119,15 @@ impl Deinterlacer {
     }
 
     fn sink_frame(&mut self, out: &mut frame::Video) -> Result<Pulled, ffmpeg::Error> {
-        match self.graph.get("out").expect("the graph has its output").sink().frame(out) {
-            Ok(()) => Ok(Pulled::Frame),
+        let mut sink = self.graph.get("out").expect("the graph has its output");
+        let mut sink = sink.sink();
+        match sink.frame(out) {
+            Ok(()) => {
+                let filter_time_base = sink.time_base();
+                let pts = out.pts().map(|pts| pts.rescale(filter_time_base, self.time_base));
+                out.set_pts(pts);
+                Ok(Pulled::Frame)
+            }
             Err(ffmpeg::Error::Eof) => Ok(Pulled::Ended),
             Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => Ok(Pulled::NeedsInput),
             Err(e) => Err(e),
