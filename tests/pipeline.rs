@@ -136,6 +136,14 @@ fn interlaced_frames_and_a_change_of_shape_are_counted_and_said() {
     assert_eq!(report.totals.frames, 4);
     let report = run(&VideoJob { size: 32, deinterlace: Deinterlace::Off, ..job(&interlaced, &dir.join("i-off.mp4")) });
     assert_eq!((report.totals.decoded.deinterlaced_frames, report.totals.decoded.interlaced_frames), (0, 4));
+    // One frame per field: a 25i clip of 4 frames becomes 8 frames at 50 fps, as long.
+    let fields = dir.join("i-fields.mp4");
+    let report = run(&VideoJob { size: 32, deinterlace: Deinterlace::Field, ..job(&interlaced, &fields) });
+    assert_eq!((report.totals.frames, report.totals.decoded.frame_per_field), (8, true));
+    let ((source, _), (written, frames)) = (decode_all(&interlaced), decode_all(&fields));
+    assert_eq!((written.frame_rate, frames.len()), ((50, 1), 8));
+    let span = |info: &stylize_video::media::video::VideoInfo| info.duration_seconds.unwrap();
+    assert!((span(&written) - span(&source)).abs() <= 0.02, "{} s written, {} s source", span(&written), span(&source));
     // A stream whose pictures change shape mid-way (4:3, then square): the square frames are
     // scaled to the first's size, and counted.
     let (a, b, joined) = (dir.join("a.ts"), dir.join("b.ts"), dir.join("joined.ts"));

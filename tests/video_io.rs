@@ -502,10 +502,12 @@ fn interlaced_frames_are_rebuilt_from_their_fields_one_frame_per_frame() {
         while let Some(frame) = decoder.next_frame().unwrap() {
             frames.push(frame);
         }
-        (frames, decoder.notes())
+        (frames, decoder.notes(), decoder.info().clone())
     };
-    let (raw, raw_notes) = read(Deinterlace::Off);
-    let (rebuilt, notes) = read(Deinterlace::Frame);
+    let (raw, raw_notes, info) = read(Deinterlace::Off);
+    let (rebuilt, notes, _) = read(Deinterlace::Frame);
+    assert!(info.interlaced, "the stream's field order says so");
+    assert!(!notes.frame_per_field);
     assert_eq!((raw_notes.interlaced_frames, raw_notes.deinterlaced_frames), (8, 0));
     assert_eq!((notes.interlaced_frames, notes.deinterlaced_frames), (0, 8));
     // One frame out per frame in, each at its own time (the filter's look-ahead is flushed).
@@ -517,8 +519,16 @@ fn interlaced_frames_are_rebuilt_from_their_fields_one_frame_per_frame() {
     let (before, after) = (mean(&raw), mean(&rebuilt));
     eprintln!("combing: {before:.2} as decoded, {after:.2} deinterlaced");
     assert!(before > 5.0 && after < 0.4 * before, "combing {before:.2} as decoded, {after:.2} deinterlaced");
+    // One frame per field: twice the frames at twice the rate, each pair at its frame's time
+    // and half a frame (256 of 1/12800 s at 25 fps) later.
+    let (fields, field_notes, field_info) = read(Deinterlace::Field);
+    assert_eq!((field_info.frame_rate, field_info.frame_count), ((50, 1), Some(16)));
+    assert_eq!((field_notes.deinterlaced_frames, field_notes.frame_per_field), (8, true));
+    let expected: Vec<(u64, i64)> = raw.iter().flat_map(|f| [(2 * f.index, f.pts), (2 * f.index + 1, f.pts + 256)]).collect();
+    assert_eq!(times(&fields), expected);
+    assert!(mean(&fields) < 0.4 * before, "combing {:.2} per field", mean(&fields));
     // …and the bar is still there: 10 of 64 columns bright in every frame.
-    for frame in &rebuilt {
+    for frame in rebuilt.iter().chain(&fields) {
         let bright = frame.image.pixels().filter(|p| p[1] > 130).count() as f64 / (64.0 * 48.0);
         assert!((0.12..0.22).contains(&bright), "frame {}: {bright:.3} of the pixels bright", frame.index);
     }

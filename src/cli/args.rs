@@ -102,8 +102,10 @@ pub struct Cli {
     /// Video: what is done with interlaced frames (1080i broadcast, DV).
     ///
     /// frame: each is rebuilt from its two fields before painting (FFmpeg's bwdif), one frame
-    /// per frame, so moving edges are not painted with their combing; off: painted as they are.
-    /// Progressive frames are never touched.
+    /// per frame, so moving edges are not painted with their combing; field: one frame per field,
+    /// at twice the rate (50i → 50p, motion as smooth as the broadcast's, twice the frames to
+    /// paint), for a stream flagged interlaced; off: painted as they are. Progressive frames are
+    /// never touched.
     #[arg(long, value_enum, default_value_t = Deinterlace::Frame, help_heading = INPUT_OUTPUT)]
     pub deinterlace: Deinterlace,
 

@@ -374,7 +374,13 @@ fn decode_notes(notes: &DecodeNotes, input: &VideoInfo) -> Vec<String> {
             notes.interlaced_frames
         ));
     }
-    if notes.deinterlaced_frames > 0 {
+    if notes.deinterlaced_frames > 0 && notes.frame_per_field {
+        lines.push(format!(
+            "{} interlaced frames made {} frames, one per field at twice the frame rate (bwdif; --deinterlace frame keeps one per frame)",
+            notes.deinterlaced_frames,
+            2 * notes.deinterlaced_frames
+        ));
+    } else if notes.deinterlaced_frames > 0 {
         lines.push(format!(
             "{} frames are interlaced: each was rebuilt from its two fields before painting (bwdif; --deinterlace off paints them as they are)",
             notes.deinterlaced_frames

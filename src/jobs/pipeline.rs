@@ -1083,9 +1083,9 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
         "start": job.start,
         "duration": job.duration,
     });
-    // Frames painted as they were decoded: without the key, a run from before deinterlacing
+    // Frames not rebuilt one per frame: without the key, a run from before deinterlacing
     // existed resumes as it did (only interlaced input differs).
-    if job.deinterlace == Deinterlace::Off {
+    if job.deinterlace != Deinterlace::Frame {
         fingerprint["deinterlace"] = serde_json::to_value(job.deinterlace).unwrap_or_default();
     }
     // The levels, where there are several: a run painted in one level (every run at sizes up

@@ -85,6 +85,10 @@ pub struct DecodeNotes {
     pub interlaced_frames: u64,
     /// Frames flagged interlaced and rebuilt from their fields before painting (bwdif).
     pub deinterlaced_frames: u64,
+    /// With `--deinterlace field` on an interlaced stream: each field made a frame of its own
+    /// (twice the frames, at twice the rate).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub frame_per_field: bool,
     /// Frames whose stored shape is not the first frame's (a resolution change mid-stream):
     /// scaled to the working size, their aspect ratio not kept.
     pub reshaped_frames: u64,
@@ -146,8 +150,11 @@ pub struct VideoInfo {
     pub rotation: i32,
     /// Shape of a stored pixel, width:height (1:1 when the file does not say).
     pub sample_aspect_ratio: (i32, i32),
-    /// Average frame rate, or the stream's base rate when no average is known.
+    /// Average frame rate, or the stream's base rate when no average is known (twice it when
+    /// each field is delivered as a frame: `--deinterlace field`).
     pub frame_rate: (i32, i32),
+    /// The stream's field order says its frames are interlaced (two fields each).
+    pub interlaced: bool,
     /// Unit of the video stream's timestamps, in seconds.
     pub time_base: (i32, i32),
     /// Start time of the video stream (seconds); frame times count from here.
@@ -212,7 +219,10 @@ pub struct VideoDecoder {
     scaler: Option<Scaler>,
     decoded_frame: frame::Video,
     deinterlace: Deinterlace,
-    /// Made at the first interlaced frame; every frame after it goes through it.
+    /// Each field is delivered as a frame (`--deinterlace field` on an interlaced stream).
+    per_field: bool,
+    /// Made at the first interlaced frame (the first frame, per field); every frame after it
+    /// goes through it.
     deinterlacer: Option<Deinterlacer>,
     last_pts: Option<i64>,
     /// What the frames held that the output does not keep (see [`DecodeNotes`]).
@@ -281,6 +291,23 @@ impl VideoDecoder {
         let mut info = describe(path, &input, &stream);
         info.sequence = sequence;
         let time_base = stream.time_base();
+        // A frame per field: twice the frames, each at its field's time (which the stream's time
+        // base must be fine enough to hold).
+        let per_field = options.deinterlace == Deinterlace::Field && info.interlaced;
+        if per_field {
+            if in_time_base(info.frame_seconds(), time_base) < 2 {
+                return Err(Error::input(
+                    path,
+                    format!(
+                        "--deinterlace field: the stream's time base ({}/{} s) cannot hold a field's time; use --deinterlace frame",
+                        time_base.numerator(),
+                        time_base.denominator()
+                    ),
+                ));
+            }
+            info.frame_rate.0 *= 2;
+            info.frame_count = info.frame_count.map(|n| 2 * n);
+        }
         let start_pts = stream.start_time();
         let start_pts = if start_pts == ffmpeg::ffi::AV_NOPTS_VALUE { 0 } else { start_pts };
 
@@ -335,6 +362,7 @@ impl VideoDecoder {
             scaler: None,
             decoded_frame: frame::Video::empty(),
             deinterlace: options.deinterlace,
+            per_field,
             deinterlacer: None,
             last_pts: None,
             notes: DecodeNotes::default(),
@@ -484,16 +512,18 @@ impl VideoDecoder {
             return Ok(false);
         }
         let interlaced = self.decoded_frame.is_interlaced();
-        if self.deinterlacer.is_none() && !interlaced {
+        if self.deinterlacer.is_none() && !interlaced && !self.per_field {
             return Ok(false);
         }
-        if interlaced {
+        if interlaced || self.per_field {
             self.notes.deinterlaced_frames += 1;
+            self.notes.frame_per_field = self.per_field;
         }
         // A frame of another shape (a resolution change): the frames the old graph holds come
         // out first, then a graph for the new shape takes over.
         if self.deinterlacer.as_ref().is_none_or(|d| !d.takes(&self.decoded_frame)) {
-            let mut new = Deinterlacer::new(&self.decoded_frame, self.time_base).map_err(|e| self.deinterlace_failed(e))?;
+            let mut new =
+                Deinterlacer::new(&self.decoded_frame, self.time_base, self.per_field).map_err(|e| self.deinterlace_failed(e))?;
             if let Some(mut old) = self.deinterlacer.take() {
                 old.drain().map_err(|e| self.deinterlace_failed(e))?;
                 new.take_pending_from(old);
@@ -655,11 +685,13 @@ fn check_range(path: &Path, options: &DecodeOptions) -> Result<()> {
 fn describe(path: &Path, input: &format::context::Input, stream: &format::stream::Stream) -> VideoInfo {
     let parameters = stream.parameters();
     // SAFETY: `parameters` borrows the stream's `codecpar`, a valid AVCodecParameters while the
-    // input is open (it is, borrowed by `input`); two plain ints are read.
-    let (coded_width, coded_height) = unsafe {
+    // input is open (it is, borrowed by `input`); two plain ints and an enum are read.
+    let (coded_width, coded_height, field_order) = unsafe {
         let p = parameters.as_ptr();
-        ((*p).width.max(0) as u32, (*p).height.max(0) as u32)
+        ((*p).width.max(0) as u32, (*p).height.max(0) as u32, (*p).field_order)
     };
+    use ffmpeg::ffi::AVFieldOrder::{AV_FIELD_PROGRESSIVE, AV_FIELD_UNKNOWN};
+    let interlaced = !matches!(field_order, AV_FIELD_UNKNOWN | AV_FIELD_PROGRESSIVE);
     // SAFETY: both pointers come from live borrows (the open input and one of its streams);
     // av_guess_sample_aspect_ratio only reads them (the `*mut` is the C signature's lack of
     // const), and the frame may be null.
@@ -712,6 +744,7 @@ fn describe(path: &Path, input: &format::context::Input, stream: &format::stream
         rotation,
         sample_aspect_ratio,
         frame_rate: pair(frame_rate),
+        interlaced,
         time_base: pair(time_base),
         start_seconds,
         duration_seconds,

@@ -1,8 +1,12 @@
 //! Deinterlacing on the way in (`--deinterlace`). An interlaced frame (1080i broadcast, DV)
 //! holds two fields taken half a frame apart. Painted as one picture, every moving edge keeps
 //! its combing, and the optimiser paints the combs. FFmpeg's bwdif filter (through
-//! libavfilter) rebuilds each frame from its fields, one frame out per frame in, with the same
-//! timestamp. Frames not flagged interlaced pass unchanged, so mixed footage is safe.
+//! libavfilter) rebuilds the frames from their fields:
+//! - `frame`: one frame out per frame in, with the same timestamp; frames not flagged
+//!   interlaced pass unchanged, so mixed footage is safe;
+//! - `field`: one frame out per field, at the field's time (50i becomes 50p: twice the frames,
+//!   motion as smooth as the broadcast's), for a stream whose field order says it is
+//!   interlaced; any other stream is treated as with `frame`.
 
 use std::collections::VecDeque;
 
@@ -18,6 +22,8 @@ pub enum Deinterlace {
     /// Each frame rebuilt from its fields (bwdif), one frame per frame.
     #[default]
     Frame,
+    /// One frame per field, at twice the frame rate (for a stream flagged interlaced).
+    Field,
 }
 
 /// A bwdif filter graph for frames of one format and size, with what it has given back but
@@ -44,8 +50,9 @@ pub(crate) enum Pulled {
 }
 
 impl Deinterlacer {
-    /// A graph for frames like `first`, whose timestamps are in `time_base`.
-    pub(crate) fn new(first: &frame::Video, time_base: Rational) -> Result<Deinterlacer, ffmpeg::Error> {
+    /// A graph for frames like `first`, whose timestamps are in `time_base`: one frame out per
+    /// frame flagged interlaced, or with `per_field` two per frame, whatever its flag.
+    pub(crate) fn new(first: &frame::Video, time_base: Rational, per_field: bool) -> Result<Deinterlacer, ffmpeg::Error> {
         let shape = (first.format(), first.width(), first.height());
         let aspect = first.aspect_ratio();
         let aspect = if aspect.numerator() > 0 && aspect.denominator() > 0 { aspect } else { Rational::new(1, 1) };
@@ -63,8 +70,13 @@ impl Deinterlacer {
         let not_built = || ffmpeg::Error::FilterNotFound;
         graph.add(&filter::find("buffer").ok_or_else(not_built)?, "in", &args)?;
         graph.add(&filter::find("buffersink").ok_or_else(not_built)?, "out", "")?;
-        // send_frame: one frame out per frame in; deint=interlaced: only frames flagged so.
-        graph.output("in", 0)?.input("out", 0)?.parse("bwdif=mode=send_frame:parity=auto:deint=interlaced")?;
+        // send_frame: one frame out per frame in, deint=interlaced: only frames flagged so;
+        // send_field, deint=all: two per frame, so that the rate stays even.
+        let bwdif = match per_field {
+            false => "bwdif=mode=send_frame:parity=auto:deint=interlaced",
+            true => "bwdif=mode=send_field:parity=auto:deint=all",
+        };
+        graph.output("in", 0)?.input("out", 0)?.parse(bwdif)?;
         graph.validate()?;
         Ok(Deinterlacer { graph, shape, time_base, pending: VecDeque::new(), flushed: false })
     }
