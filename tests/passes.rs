@@ -103,6 +103,7 @@ fn more_passes_lower_the_warping_error_and_the_report_says_what_each_pass_did() 
     // Each forward frame's warping error is against the frame before it; going backward,
     // against the one after it (the last frame there has none).
     assert!(three.frames[0].warping_error.is_none() && three.frames[1..].iter().all(|f| f.warping_error.is_some()));
+    assert!(three.frames[1..].iter().all(|f| f.flow_seconds.is_some_and(|s| s > 0.0)), "the later passes' flow is timed");
     assert_same_timing(&input, &dir.join("three.mkv"));
     assert!(!dir.join("three.mkv.partial").exists(), "the work directory (with the passes' frames) is removed");
 }

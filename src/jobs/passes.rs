@@ -213,7 +213,9 @@ fn paint_pass(
         let mut temporal = Vec::new();
         let (start, motion) = match neighbour_here {
             Some(n) => {
-                let motion = between(&mut flow, &flow::grey(&input), &flow::grey(&n.input))?;
+                let flow_started = Instant::now();
+                let mut motion = between(&mut flow, &flow::grey(&input), &flow::grey(&n.input))?;
+                motion.seconds = flow_started.elapsed().as_secs_f64();
                 let warped = motion.warp_tensor(&input::to_tensor(&n.output, &device)?)?;
                 let reliability = motion.reliability_tensor(&device)?;
                 let start = (&before + ((&warped - &before)?.broadcast_mul(&reliability)? * BLEND)?)?;
