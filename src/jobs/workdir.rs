@@ -185,12 +185,7 @@ impl WorkDir {
     /// (`--passes`, which read the clip again in both directions). Every run writes them anew
     /// as its first pass decodes the clip, so one that does not read back is rewritten.
     pub fn save_input(&self, index: u64, image: &image::RgbImage) -> Result<()> {
-        let path = self.input_path(index);
-        let mut bytes = Vec::new();
-        image
-            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-            .map_err(|e| Error::output(&path, format!("cannot encode image: {e}")))?;
-        image_io::write_atomically(&path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| format!("cannot write image: {e}")))
+        image_io::save_rgb(image, &self.input_path(index))
     }
 
     /// Input frame `index` as [`WorkDir::save_input`] kept it.
