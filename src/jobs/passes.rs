@@ -109,39 +109,37 @@ pub struct Repaint<'a> {
     pub finish: &'a dyn Fn(&Tensor, &RgbImage) -> Result<FinishedFrame>,
 }
 
-/// Paints passes 2 to `plan.passes` over the frames the first pass left in `workdir` (`records`:
-/// its records, in order; replaced by the last pass's), then hands `send` the last pass's
-/// frames in order. Returns each pass's figures, the first's included.
+/// Paints passes 2 to `plan.passes` over the frames the first pass left in `workdir`
+/// (`first_pass`: its records, in order), then hands `send` the last pass's frames in order.
+/// Returns the last pass's records and each pass's figures, the first's included.
 pub fn repaint(
     plan: &Repaint,
     painter: &Painter,
     workdir: &WorkDir,
-    records: &mut Vec<FrameRecord>,
+    first_pass: &[FrameRecord],
     send: &mut dyn FnMut(u64, FinishedFrame) -> Result<()>,
     progress: &mut dyn VideoProgress,
     stop: &AtomicBool,
-) -> Result<Vec<PassFigures>> {
-    let mut figures = vec![PassFigures::new(1, records)];
-    let first_pass = records.clone();
+) -> Result<(Vec<FrameRecord>, Vec<PassFigures>)> {
+    let mut figures = vec![PassFigures::new(1, first_pass)];
     // A pass takes an earlier run's paintings only while everything it starts from was taken
     // too: one frame painted anew upstream changes every frame of the passes after it.
-    let mut upstream_painted = records.iter().any(|r| !r.resumed);
-    let mut previous_dir: Option<WorkDir> = None;
+    let mut upstream_painted = first_pass.iter().any(|r| !r.resumed);
+    let (mut records, mut previous_dir) = (first_pass.to_vec(), None::<WorkDir>);
     for pass in 2..=plan.passes {
-        let dir = workdir.pass(pass, plan.settings, records.len() as u64)?;
+        let dir = workdir.pass(pass, plan.settings, first_pass.len() as u64)?;
         let from = previous_dir.as_ref().unwrap_or(workdir);
-        let mut pass_records = paint_pass(plan, painter, workdir, from, &dir, pass, &first_pass, upstream_painted, progress, stop)?;
-        set_style_ratios(&mut pass_records);
-        upstream_painted |= pass_records.iter().any(|r| !r.resumed);
-        figures.push(PassFigures::new(pass, &pass_records));
-        *records = pass_records;
+        records = paint_pass(plan, painter, workdir, from, &dir, pass, first_pass, upstream_painted, progress, stop)?;
+        set_style_ratios(&mut records);
+        upstream_painted |= records.iter().any(|r| !r.resumed);
+        figures.push(PassFigures::new(pass, &records));
         previous_dir = Some(dir);
     }
     let last = previous_dir.as_ref().unwrap_or(workdir);
     for index in 0..records.len() as u64 {
         send(index, load_finished(last, index, plan.passes)?.0)?;
     }
-    Ok(figures)
+    Ok((records, figures))
 }
 
 /// The frame a pass neighbours the current one with: its painting (8-bit, as written) and its

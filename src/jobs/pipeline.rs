@@ -374,7 +374,6 @@ pub fn run_video_with(
     let (mut pass_figures, mut first_pass) = (Vec::new(), None);
     let result = result.and_then(|()| {
         if job.passes > 1 {
-            first_pass = Some(records.clone());
             let settings = fingerprint(job)?;
             let finish = |painting: &Tensor, content: &RgbImage| finished_frame(job, deep, painting, content);
             let plan = Repaint {
@@ -390,7 +389,9 @@ pub fn run_video_with(
                     .send(ToEncoder::Frame { image, pts: pts[index as usize], index })
                     .map_err(|_| Error::output(&job.output, "the encoder stopped"))
             };
-            pass_figures = passes::repaint(&plan, &painter, &workdir, &mut records, &mut send, progress, stop)?;
+            let (last_pass, figures) = passes::repaint(&plan, &painter, &workdir, &records, &mut send, progress, stop)?;
+            pass_figures = figures;
+            first_pass = Some(std::mem::replace(&mut records, last_pass));
         }
         Ok(())
     });
