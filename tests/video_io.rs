@@ -533,3 +533,24 @@ fn interlaced_frames_are_rebuilt_from_their_fields_one_frame_per_frame() {
         assert!((0.12..0.22).contains(&bright), "frame {}: {bright:.3} of the pixels bright", frame.index);
     }
 }
+
+/// Interlaced pictures that change shape mid-stream (two TS clips joined): the frames the first
+/// shape's filter still holds come out before the second shape's, every frame once, in order.
+#[test]
+fn interlaced_frames_that_change_shape_all_come_out_in_order() {
+    let dir = scratch_dir("video-io-deinterlace-reshape");
+    let (a, b, joined) = (dir.join("a.ts"), dir.join("b.ts"), dir.join("joined.ts"));
+    make_clip(&a, &ClipSpec { frames: 4, interlaced: true, picture: combed, ..ClipSpec::new(64, 48) });
+    make_clip(&b, &ClipSpec { frames: 3, interlaced: true, picture: combed, ..ClipSpec::new(48, 48) });
+    std::fs::write(&joined, [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat()).unwrap();
+    let mut decoder = VideoDecoder::open(&joined, &DecodeOptions { size: FrameSize::Exact(64, 48), ..Default::default() }).unwrap();
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        frames.push(frame);
+    }
+    let notes = decoder.notes();
+    assert_eq!((frames.len(), notes.deinterlaced_frames, notes.reshaped_frames), (7, 7, 3));
+    assert!(frames.windows(2).all(|w| w[1].pts > w[0].pts), "{:?}", frames.iter().map(|f| f.pts).collect::<Vec<_>>());
+    assert!(frames.iter().all(|f| combing(&f.image) < 5.0), "every frame deinterlaced");
+}
+

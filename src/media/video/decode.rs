@@ -522,13 +522,12 @@ impl VideoDecoder {
         // A frame of another shape (a resolution change): the frames the old graph holds come
         // out first, then a graph for the new shape takes over.
         if self.deinterlacer.as_ref().is_none_or(|d| !d.takes(&self.decoded_frame)) {
-            let mut new =
-                Deinterlacer::new(&self.decoded_frame, self.time_base, self.per_field).map_err(|e| self.deinterlace_failed(e))?;
-            if let Some(mut old) = self.deinterlacer.take() {
-                old.drain().map_err(|e| self.deinterlace_failed(e))?;
-                new.take_pending_from(old);
-            }
-            self.deinterlacer = Some(new);
+            let (first, time_base, per_field) = (&self.decoded_frame, self.time_base, self.per_field);
+            let next = match self.deinterlacer.take() {
+                Some(previous) => Deinterlacer::succeeding(previous, first, time_base, per_field),
+                None => Deinterlacer::new(first, time_base, per_field),
+            };
+            self.deinterlacer = Some(next.map_err(|e| self.deinterlace_failed(e))?);
         }
         let deinterlacer = self.deinterlacer.as_mut().expect("made above");
         deinterlacer.push(&mut self.decoded_frame).map_err(|e| self.deinterlace_failed(e))?;

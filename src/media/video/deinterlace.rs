@@ -34,7 +34,7 @@ pub(crate) struct Deinterlacer {
     shape: (ffmpeg::format::Pixel, u32, u32),
     /// The time base of the frames going in, which those coming out are given back in.
     time_base: Rational,
-    /// Frames out of a graph that was flushed (the input changed shape) and not yet taken.
+    /// Frames out of the graph this one took over from ([`Deinterlacer::succeeding`]), not yet taken.
     pending: VecDeque<frame::Video>,
     flushed: bool,
 }
@@ -100,24 +100,21 @@ impl Deinterlacer {
         Ok(())
     }
 
-    /// Flushes the graph and keeps every frame it gives, to be pulled before a new graph's (the
-    /// input changed shape mid-stream).
-    pub(crate) fn drain(&mut self) -> Result<(), ffmpeg::Error> {
-        self.flush()?;
-        loop {
-            let mut out = frame::Video::empty();
-            match self.sink_frame(&mut out)? {
-                Pulled::Frame => self.pending.push_back(out),
-                _ => return Ok(()),
-            }
+    /// A graph for frames like `first` that takes over from `previous` (the input changed shape
+    /// mid-stream): `previous` is flushed, and every frame it still gives comes out first.
+    pub(crate) fn succeeding(
+        mut previous: Deinterlacer,
+        first: &frame::Video,
+        time_base: Rational,
+        per_field: bool,
+    ) -> Result<Deinterlacer, ffmpeg::Error> {
+        previous.flush()?;
+        let mut next = Deinterlacer::new(first, time_base, per_field)?;
+        let mut out = frame::Video::empty();
+        while let Pulled::Frame = previous.pull(&mut out)? {
+            next.pending.push_back(std::mem::replace(&mut out, frame::Video::empty()));
         }
-    }
-
-    /// Hands over a frame it pulled from `other` before its own (see [`Deinterlacer::drain`]).
-    pub(crate) fn take_pending_from(&mut self, other: Deinterlacer) {
-        let mut pending = other.pending;
-        pending.append(&mut self.pending);
-        self.pending = pending;
+        Ok(next)
     }
 
     /// The next deinterlaced frame, into `out`, its `pts` in the time base of the frames that
