@@ -27,6 +27,18 @@ fn relative_difference(a: &Tensor, b: &Tensor) -> f64 {
 /// copy of the content with a reliability mask that is 0 on a stripe), its content target and a
 /// point that is neither content nor style. 44×30: odd pooled sizes at every depth.
 fn problem(compute: Compute, pooling: Pooling, precision: Precision, settings: Settings) -> (Stylizer, ContentTarget, Tensor) {
+    problem_in(compute, pooling, precision, settings, false)
+}
+
+/// A matte over the 44×30 problem: 0 on the left third, rising to 1 over the middle third, 1 on
+/// the right third (hard and soft edges, odd sizes once pooled).
+fn ramp_matte(w: usize, h: usize) -> Tensor {
+    let m: Vec<f32> = (0..h * w).map(|i| (((i % w) as f32 - w as f32 / 3.0) / (w as f32 / 3.0)).clamp(0.0, 1.0)).collect();
+    Tensor::from_vec(m, (1, 1, h, w), &Device::Cpu).unwrap()
+}
+
+/// [`problem`], with J_style over [`ramp_matte`]'s region when `matted`.
+fn problem_in(compute: Compute, pooling: Pooling, precision: Precision, settings: Settings, matted: bool) -> (Stylizer, ContentTarget, Tensor) {
     let dev = Device::Cpu;
     let (w, h) = (44, 30);
     let content = to_tensor(&common::synthetic_content(w, h), &dev).unwrap();
@@ -42,6 +54,7 @@ fn problem(compute: Compute, pooling: Pooling, precision: Precision, settings: S
         .unwrap()
         .with_temporal(vec![TemporalTarget { warped_previous, reliability }])
         .unwrap();
+    let target = if matted { target.with_matte(&ramp_matte(w as usize, h as usize)).unwrap() } else { target };
     let generated = ((&content * 0.6).unwrap() + (&style * 0.4).unwrap()).unwrap();
     (stylizer, target, generated)
 }
@@ -57,8 +70,8 @@ fn own_gradient(stylizer: &Stylizer, target: &ContentTarget, x: &Tensor) -> (f64
     (terms.total, Tensor::from_vec(grad, x.shape(), x.device()).unwrap())
 }
 
-fn backward_matches_autograd(pooling: Pooling) {
-    let (stylizer, target, generated) = problem(Compute::CpuReference, pooling, Precision::Fp32, all_terms());
+fn backward_matches_autograd(pooling: Pooling, matted: bool) {
+    let (stylizer, target, generated) = problem_in(Compute::CpuReference, pooling, Precision::Fp32, all_terms(), matted);
     let (j_own, grad_own) = own_gradient(&stylizer, &target, &generated);
 
     let x = Var::from_tensor(&generated).unwrap();
@@ -72,7 +85,7 @@ fn backward_matches_autograd(pooling: Pooling) {
     assert!(rel < 1e-5, "{pooling:?}: the own backward differs from autograd by {rel:.2e} of its norm");
 
     // And against the CPU kernels' own backward (different arithmetic: Winograd, im2col).
-    let (kernels, kernel_target, _) = problem(Compute::Cpu, pooling, Precision::Fp32, all_terms());
+    let (kernels, kernel_target, _) = problem_in(Compute::Cpu, pooling, Precision::Fp32, all_terms(), matted);
     let (j_kernels, grad_kernels) = own_gradient(&kernels, &kernel_target, &generated);
     assert!((j_kernels - j_own).abs() / j_own < 1e-4, "{pooling:?}: J {j_kernels} on the kernels, {j_own} on the device path");
     let rel = relative_difference(&grad_own, &grad_kernels);
@@ -82,12 +95,25 @@ fn backward_matches_autograd(pooling: Pooling) {
 
 #[test]
 fn device_backward_matches_autograd_and_the_kernels_with_max_pooling() {
-    backward_matches_autograd(Pooling::Max);
+    backward_matches_autograd(Pooling::Max, false);
 }
 
 #[test]
 fn device_backward_matches_autograd_and_the_kernels_with_avg_pooling() {
-    backward_matches_autograd(Pooling::Avg);
+    backward_matches_autograd(Pooling::Avg, false);
+}
+
+/// The same with J_style over a matted region (masked Gram matrices): the device path's
+/// gradient m ⊙ (S · (m ⊙ a)) against autograd through the matted activations, and against the
+/// kernels'; and the matte changes J_style (it is not ignored).
+#[test]
+fn matted_backward_matches_autograd_and_the_kernels() {
+    backward_matches_autograd(Pooling::Max, true);
+    let (stylizer, matted, generated) = problem_in(Compute::Cpu, Pooling::Max, Precision::Fp32, all_terms(), true);
+    let (_, whole, _) = problem(Compute::Cpu, Pooling::Max, Precision::Fp32, all_terms());
+    let style = |target: &ContentTarget| stylizer.evaluate(&generated, target).unwrap().1.style;
+    let (j_matted, j_whole) = (style(&matted), style(&whole));
+    assert!((j_matted - j_whole).abs() > 0.05 * j_whole, "J_style {j_matted} matted, {j_whole} whole");
 }
 
 /// The whole optimisation on the device path (`optimise` on cpu-reference: evaluation, backward

@@ -1,7 +1,7 @@
 //! The costs on small hand-made tensors against numbers worked out by hand.
 
 use candle_core::{Device, Tensor};
-use stylize_video::stylize::loss::{content_cost, gram_matrix, layer_style_cost, tv_cost, StyleTarget};
+use stylize_video::stylize::loss::{content_cost, gram_matrix, layer_style_cost, matted_layer_style_cost, tv_cost, Matte, StyleTarget};
 
 fn scalar(t: Tensor) -> f64 {
     t.to_scalar::<f64>().unwrap()
@@ -67,4 +67,44 @@ fn style_target_is_rescaled_to_the_generated_size_and_blended() {
     let blended = StyleTarget::blend(&[(a.clone(), 1.0), (doubled, 3.0)]).unwrap();
     let g = blended.gram_for(&a).unwrap().to_vec2::<f32>().unwrap();
     assert!((g[0][0] - 30.0 * 3.25).abs() < 1e-4 && (g[1][1] - 2.0 * 3.25).abs() < 1e-5, "{g:?}");
+}
+
+/// A matte over `activations()`'s 2×2 positions: [1 0.5; 0 1].
+fn matte_2x2() -> Tensor {
+    Tensor::from_vec(vec![1f32, 0.5, 0., 1.], (1, 1, 2, 2), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn a_matte_is_averaged_as_the_network_pools() {
+    // 4×5: the last column is dropped by the floored 2×2 pooling, as VGG drops it.
+    let m: Vec<f32> = (0..20).map(|i| if i % 5 < 2 { 1.0 } else { 0.0 }).collect();
+    let matte = Matte::new(&Tensor::from_vec(m, (1, 1, 4, 5), &Device::Cpu).unwrap()).unwrap();
+    assert_eq!(matte.finest().area, 8.0);
+    let pooled = matte.at(2, 2).unwrap();
+    assert_eq!(pooled.weights, vec![1.0, 0.0, 1.0, 0.0]);
+    assert_eq!(pooled.area, 2.0);
+    assert_eq!(matte.at(1, 1).unwrap().weights, vec![0.5]);
+    assert!(matte.at(3, 3).is_err());
+}
+
+#[test]
+fn matted_layer_style_cost_follows_the_formula() {
+    // m ⊙ a: channel 0 = [1 1; 0 4], channel 1 = [0 0.5; 0 -1]; its Gram matrix:
+    // G_00 = 1+1+16 = 18, G_01 = 0.5−4 = −3.5, G_11 = 0.25+1 = 1.25. Area A = 1+0.25+0+1 = 2.25.
+    let matte = Matte::new(&matte_2x2()).unwrap();
+    let layer = matte.at(2, 2).unwrap();
+    assert_eq!(layer.area, 2.25);
+    // The style: Gram [10 0; 0 1] over 4 positions, brought to A: × 2.25/4 = [5.625 0; 0 0.5625].
+    // Σ (G(S)·A/P − G(G; m))² = 12.375² + 2·3.5² + 0.6875² = 177.988..., over (2·A·n_C)² = 9².
+    let style = Tensor::from_vec(vec![10f32.sqrt(), 0., 0., 0., 0., 0., 0., 1.], (1, 2, 2, 2), &Device::Cpu).unwrap();
+    let target = StyleTarget::blend(&[(style, 1.0)]).unwrap();
+    let j = scalar(matted_layer_style_cost(&target, &activations(), layer).unwrap());
+    let expected = (12.375f64.powi(2) + 2.0 * 3.5f64.powi(2) + 0.6875f64.powi(2)) / 81.0;
+    assert!((j - expected).abs() < 1e-6 * expected, "{j} vs {expected}");
+    // A matte of ones is the plain cost; an empty one costs nothing.
+    let ones = Matte::new(&Tensor::ones((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let plain = scalar(layer_style_cost(&target.gram_for(&activations()).unwrap(), &activations()).unwrap());
+    assert!((scalar(matted_layer_style_cost(&target, &activations(), ones.at(2, 2).unwrap()).unwrap()) - plain).abs() < 1e-9);
+    let empty = Matte::new(&Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap()).unwrap();
+    assert_eq!(scalar(matted_layer_style_cost(&target, &activations(), empty.at(2, 2).unwrap()).unwrap()), 0.0);
 }

@@ -41,6 +41,85 @@ pub fn layer_style_cost(gram_style: &Tensor, a_generated: &Tensor) -> Result<Ten
     Ok((sum_of_squares(&(gram_style - gram_generated)?)? / (normaliser * normaliser))?)
 }
 
+/// A matte m (1: paint, 0: keep, between: partly; Gatys et al. 2017's spatial control) as one
+/// style layer sees it: m^[l], the matte averaged over the pixels each position pools (2×2
+/// blocks, floored, as the network pools), and the area of the region there,
+/// A^[l] = Σ_i Σ_j (m^[l]_ij)², which takes n_H n_W's place in J^[l]_style.
+#[derive(Debug, Clone)]
+pub struct LayerMatte {
+    /// m^[l], `n_H × n_W` row by row.
+    pub weights: Vec<f32>,
+    /// The same as a `(1, 1, n_H, n_W)` tensor, for the device.
+    pub tensor: Tensor,
+    /// A^[l] = Σ_ij (m^[l]_ij)².
+    pub area: f64,
+}
+
+/// A matte at every pooling level of the network: level b − 1 is what block b's layers see.
+#[derive(Debug, Clone)]
+pub struct Matte {
+    /// (n_H, n_W) and the matte there, finest first.
+    levels: Vec<((usize, usize), LayerMatte)>,
+}
+
+impl Matte {
+    /// The matte `(1, 1, n_H, n_W)` with values in 0..1 at the image's size, averaged 2×2 (floored)
+    /// down to one position.
+    pub fn new(matte: &Tensor) -> Result<Self> {
+        let (_, _, mut h, mut w) = matte.dims4()?;
+        let device = matte.device();
+        let mut weights = matte.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let mut levels = Vec::new();
+        loop {
+            let area = weights.iter().map(|&m| (m as f64) * (m as f64)).sum();
+            let tensor = Tensor::from_slice(&weights, (1, 1, h, w), device)?;
+            levels.push(((h, w), LayerMatte { weights: weights.clone(), tensor, area }));
+            let (oh, ow) = (h / 2, w / 2);
+            if oh == 0 || ow == 0 {
+                break;
+            }
+            let at = |i: usize, j: usize| weights[i * w + j];
+            weights = (0..oh * ow)
+                .map(|p| {
+                    let (i, j) = (2 * (p / ow), 2 * (p % ow));
+                    (at(i, j) + at(i, j + 1) + at(i + 1, j) + at(i + 1, j + 1)) / 4.0
+                })
+                .collect();
+            (h, w) = (oh, ow);
+        }
+        Ok(Self { levels })
+    }
+
+    /// m^[l] for a layer whose activations are `n_H × n_W`.
+    pub fn at(&self, n_h: usize, n_w: usize) -> Result<&LayerMatte> {
+        self.levels.iter().find(|(size, _)| *size == (n_h, n_w)).map(|(_, m)| m).ok_or_else(|| {
+            Error::Settings(format!("the matte has no level of {n_w}×{n_h} positions (it is {:?})", self.levels[0].0))
+        })
+    }
+
+    /// The matte at the image's own size.
+    pub fn finest(&self) -> &LayerMatte {
+        &self.levels[0].1
+    }
+}
+
+/// J^[l]_style over a matted region (Gatys et al. 2017): the Gram matrix of the matted
+/// activations, G^[l]_{kk'}(G; m) = Σ_i Σ_j (m^[l]_ij a^[l]_{ijk})(m^[l]_ij a^[l]_{ijk'}), against
+/// G^[l](S) brought to the region's area, with A^[l] in n_H n_W's place:
+///
+/// J^[l]_style(S,G; m) = 1/(2 A^[l] n_C)^2 · Σ_k Σ_k' (G^[l](S)_{kk'} · A^[l]/P_S − G^[l]_{kk'}(G; m))^2
+///
+/// so a hard matte's region is judged as an image of that size would be. An empty region costs 0.
+pub fn matted_layer_style_cost(target: &StyleTarget, a_generated: &Tensor, matte: &LayerMatte) -> Result<Tensor> {
+    let (_, n_c, _, _) = a_generated.dims4()?;
+    if matte.area <= 0.0 {
+        return Ok(Tensor::zeros((), DType::F64, a_generated.device())?);
+    }
+    let gram_generated = gram_matrix(&a_generated.broadcast_mul(&matte.tensor)?)?;
+    let normaliser = 2.0 * matte.area * n_c as f64;
+    Ok((sum_of_squares(&(target.gram_for_area(matte.area)? - gram_generated)?)? / (normaliser * normaliser))?)
+}
+
 /// Content cost at one layer:
 ///
 /// J_content(C,G) = 1/(4 n_H n_W n_C) · Σ_{i,j,k} (a^[l](C)_{ijk} − a^[l](G)_{ijk})^2
@@ -119,16 +198,21 @@ impl StyleTarget {
     /// scaled by (n_H n_W of G)/(n_H n_W of S), exactly G^[l](S) when the sizes agree.
     pub fn gram_for(&self, a_generated: &Tensor) -> Result<Tensor> {
         let (_, _, n_h, n_w) = a_generated.dims4()?;
-        if n_h * n_w == self.positions {
-            return Ok(self.gram.clone());
-        }
-        Ok((&self.gram * ((n_h * n_w) as f64 / self.positions as f64))?)
+        self.gram_for_area((n_h * n_w) as f64)
     }
 
-    /// [`Self::gram_for`] on the host: the blend and the factor it is scaled by for an image
-    /// with `positions` = n_H n_W at this layer.
-    pub fn host_gram_for(&self, positions: usize) -> (&[f32], f64) {
-        (&self.gram_host, positions as f64 / self.positions as f64)
+    /// G^[l](S) brought to `area` positions (n_H n_W, or a matte's A^[l]).
+    pub fn gram_for_area(&self, area: f64) -> Result<Tensor> {
+        if area == self.positions as f64 {
+            return Ok(self.gram.clone());
+        }
+        Ok((&self.gram * (area / self.positions as f64))?)
+    }
+
+    /// [`Self::gram_for_area`] on the host: the blend and the factor it is scaled by for `area`
+    /// positions at this layer (n_H n_W, or a matte's A^[l]).
+    pub fn host_gram_for(&self, area: f64) -> (&[f32], f64) {
+        (&self.gram_host, area / self.positions as f64)
     }
 }
 
@@ -148,15 +232,19 @@ pub fn temporal_cost(image: &Tensor, warped_previous: &Tensor, reliability: &Ten
 /// matrices on the host (G(S) scaled by `style_scale`, see [`StyleTarget::host_gram_for`]), with
 /// `weight` · (∂J/∂G + ∂J/∂Gᵀ) = `weight` · 4 (G(G) − G(S)) / (2 n_H n_W n_C)²: the matrix S whose
 /// product S · a^[l] is the gradient with respect to the activations
-/// ([`crate::net::cpu::layers::Gram::input_gradient`]).
+/// ([`crate::net::cpu::layers::Gram::input_gradient`]). `area` is n_H n_W, or a matte's A^[l]
+/// ([`matted_layer_style_cost`]; G(G) is then the matted activations' Gram matrix).
 pub fn layer_style_cost_and_gradient(
     gram_generated: &[f32],
     gram_style: &[f32],
     style_scale: f64,
-    (n_c, n_h, n_w): (usize, usize, usize),
+    (n_c, area): (usize, f64),
     weight: f64,
 ) -> (f64, Vec<f32>) {
-    let normaliser = (2 * n_h * n_w * n_c) as f64;
+    if area <= 0.0 {
+        return (0.0, vec![0f32; gram_generated.len()]);
+    }
+    let normaliser = 2.0 * area * n_c as f64;
     let n2 = normaliser * normaliser;
     let scale = style_scale as f32;
     let differences: Vec<f32> = gram_generated.iter().zip(gram_style).map(|(&g, &s)| g - scale * s).collect();
@@ -230,15 +318,31 @@ pub fn temporal_cost_and_gradient(
 // as an f32 tensor of the input's shape.
 
 /// [`layer_style_cost`] and `weight` · ∂J^[l]_style/∂a^[l] = `weight` · 4 (G^[l](G) − G^[l](S)) a^[l] / (2 n_H n_W n_C)²,
-/// with `gram_style` = G^[l](S) already brought to G's size ([`StyleTarget::gram_for`]).
-pub fn layer_style_cost_and_gradient_on_device(gram_style: &Tensor, a_generated: &Tensor, weight: f64) -> Result<(Tensor, Tensor)> {
+/// G^[l](S) being `target`'s blend brought to G's size ([`StyleTarget::gram_for`]). With a matte,
+/// [`matted_layer_style_cost`] and its gradient m^[l] ⊙ (S · (m^[l] ⊙ a^[l])), S as above with
+/// A^[l] in n_H n_W's place.
+pub fn layer_style_cost_and_gradient_on_device(
+    target: &StyleTarget,
+    a_generated: &Tensor,
+    matte: Option<&LayerMatte>,
+    weight: f64,
+) -> Result<(Tensor, Tensor)> {
     let (n, n_c, n_h, n_w) = a_generated.dims4()?;
-    let a = a_generated.reshape((n_c, n_h * n_w))?;
-    let difference = (a.matmul(&a.t()?)? - gram_style)?;
-    let normaliser = (2 * n_h * n_w * n_c) as f64;
+    let (a, area) = match matte {
+        None => (a_generated.clone(), (n_h * n_w) as f64),
+        Some(m) if m.area <= 0.0 => return Ok((Tensor::zeros((), DType::F64, a_generated.device())?, a_generated.zeros_like()?)),
+        Some(m) => (a_generated.broadcast_mul(&m.tensor)?, m.area),
+    };
+    let a = a.reshape((n_c, n_h * n_w))?;
+    let difference = (a.matmul(&a.t()?)? - target.gram_for_area(area)?)?;
+    let normaliser = 2.0 * area * n_c as f64;
     let n2 = normaliser * normaliser;
     let j = (sum_of_squares(&difference)? / n2)?;
     let gradient = (difference.matmul(&a)? * (weight * 4.0 / n2))?.reshape((n, n_c, n_h, n_w))?;
+    let gradient = match matte {
+        Some(m) => gradient.broadcast_mul(&m.tensor)?,
+        None => gradient,
+    };
     Ok((j, gradient))
 }
 

@@ -15,7 +15,7 @@ use crate::net::input::IMAGENET_MEAN_RGB;
 use crate::net::profile;
 use crate::net::vgg::{Activation, DeviceTrace, LayerName, Trace, Vgg16};
 use crate::progress::Progress;
-use crate::stylize::loss::{self, content_cost, layer_style_cost, temporal_cost, tv_cost, StyleTarget};
+use crate::stylize::loss::{self, content_cost, layer_style_cost, matted_layer_style_cost, temporal_cost, tv_cost, Matte, StyleTarget};
 use crate::stylize::optim::{Optimizer, OptimizerKind, PixelBox};
 use crate::stylize::optim_device::DeviceOptimizer;
 
@@ -169,7 +169,8 @@ fn serialize_layers<S: serde::Serializer>(layers: &[(LayerName, f64)], s: S) -> 
 }
 
 /// What a content image asks for: a^[l](C) at the content layer, and the image's size; for a
-/// video frame also the previous stylized frame warped into place ([`TemporalTarget`]).
+/// video frame also the previous stylized frame warped into place ([`TemporalTarget`]); with a
+/// matte, the region J_style is computed over ([`ContentTarget::with_matte`]).
 #[derive(Debug, Clone)]
 pub struct ContentTarget {
     activations: Tensor,
@@ -179,6 +180,7 @@ pub struct ContentTarget {
     temporal: Vec<TemporalTarget>,
     /// Each temporal target's ω(x_{t−j}) and c on the host, for the CPU kernels' own gradient.
     temporal_host: Vec<(Vec<f32>, Vec<f32>)>,
+    matte: Option<Matte>,
 }
 
 /// What J_temporal compares with: ω(x_{t−j}), an earlier stylized frame (the previous one, or
@@ -211,6 +213,24 @@ impl ContentTarget {
             .collect::<Result<_>>()?;
         self.temporal = temporal;
         Ok(self)
+    }
+
+    /// The same target with J_style computed over the region a matte `(1, 1, n_H, n_W)` marks
+    /// (1: paint, 0: keep, between: partly): each style layer's Gram matrix is that of the
+    /// matted activations, and the region's area takes n_H n_W's place
+    /// ([`loss::matted_layer_style_cost`]). J_content, J_tv and J_temporal still cover the whole image.
+    pub fn with_matte(mut self, matte: &Tensor) -> Result<Self> {
+        let (n, _, h, w) = self.dims;
+        if matte.dims4()? != (n, 1, h, w) {
+            return Err(Error::Settings(format!("the matte is {:?}, the content is {:?}", matte.dims4()?, self.dims)));
+        }
+        self.matte = Some(Matte::new(matte)?);
+        Ok(self)
+    }
+
+    /// The matte J_style is computed over, if any.
+    pub fn matte(&self) -> Option<&Matte> {
+        self.matte.as_ref()
     }
 }
 
@@ -289,7 +309,7 @@ impl Stylizer {
         }
         let activations = self.vgg.features(content, &[self.settings.content_layer])?.remove(0).detach();
         let activations_host = activations.flatten_all()?.to_vec1::<f32>()?;
-        Ok(ContentTarget { activations, activations_host, dims, temporal: Vec::new(), temporal_host: Vec::new() })
+        Ok(ContentTarget { activations, activations_host, dims, temporal: Vec::new(), temporal_host: Vec::new(), matte: None })
     }
 
     /// J(G) as a scalar tensor (for backprop) and its terms as numbers.
@@ -303,7 +323,13 @@ impl Stylizer {
         for ((a, target), (&layer, &lambda)) in
             features.iter().zip(&self.style_targets).zip(s.style_layers.iter().zip(&s.style_layer_weights))
         {
-            let j_layer = layer_style_cost(&target.gram_for(a)?, a)?;
+            let j_layer = match &content.matte {
+                None => layer_style_cost(&target.gram_for(a)?, a)?,
+                Some(matte) => {
+                    let (_, _, n_h, n_w) = a.dims4()?;
+                    matted_layer_style_cost(target, a, matte.at(n_h, n_w)?)?
+                }
+            };
             style_layers.push((layer, j_layer.to_scalar::<f64>()?));
             let weighted = (j_layer * lambda)?;
             j_style = Some(match j_style {
@@ -425,15 +451,20 @@ impl Stylizer {
         for ((&layer, &lambda), target) in s.style_layers.iter().zip(&s.style_layer_weights).zip(&self.style_targets) {
             let a = activation(layer);
             let positions = a.h * a.w;
-            let gram = Gram::compute(&a.values, a.channels, positions);
-            let (gram_style, scale) = target.host_gram_for(positions);
+            // With a matte, the Gram matrix of the matted activations m^[l] ⊙ a^[l] over its area.
+            let matte = content.matte.as_ref().map(|m| m.at(a.h, a.w)).transpose()?;
+            let (gram, area) = match matte {
+                None => (Gram::compute(&a.values, a.channels, positions), positions as f64),
+                Some(m) => (Gram::compute(&matted(&a.values, &m.weights), a.channels, positions), m.area),
+            };
+            let (gram_style, scale) = target.host_gram_for(area);
             let (j_layer, s_matrix) = profile::time(
                 || "J_style layers and their S".into(),
-                || loss::layer_style_cost_and_gradient(&gram, gram_style, scale, (a.channels, a.h, a.w), s.style_weight * lambda),
+                || loss::layer_style_cost_and_gradient(&gram, gram_style, scale, (a.channels, area), s.style_weight * lambda),
             );
             style_layers.push((layer, j_layer));
             j_style += lambda * j_layer;
-            style_gradients.push((layer, s_matrix));
+            style_gradients.push(StyleGradient { layer, s_matrix, matte: matte.map(|m| m.weights.clone()) });
         }
         // J_tv and J_temporal act on the image itself; their gradient is added at the end.
         let (tv, temporal, image_gradient) = profile::time(
@@ -522,7 +553,9 @@ impl Stylizer {
         let mut taps = vec![(s.content_layer, content_gradient)];
         for ((&layer, &lambda), target) in s.style_layers.iter().zip(&s.style_layer_weights).zip(&self.style_targets) {
             let a = activation(layer)?;
-            let (j_layer, gradient) = loss::layer_style_cost_and_gradient_on_device(&target.gram_for(&a)?, &a, s.style_weight * lambda)?;
+            let (_, _, n_h, n_w) = a.dims4()?;
+            let matte = content.matte.as_ref().map(|m| m.at(n_h, n_w)).transpose()?;
+            let (j_layer, gradient) = loss::layer_style_cost_and_gradient_on_device(target, &a, matte, s.style_weight * lambda)?;
             terms.push(j_layer);
             taps.push((layer, gradient));
         }
@@ -655,6 +688,19 @@ pub struct DeviceEvaluation {
     image_gradient: Option<Tensor>,
 }
 
+/// The style term's gradient at one layer, as the matrix S of [`Gram::input_gradient`], with the
+/// matte m^[l] it was computed under (its gradient is then m^[l] ⊙ (S · (m^[l] ⊙ a^[l]))).
+pub struct StyleGradient {
+    layer: LayerName,
+    s_matrix: Vec<f32>,
+    matte: Option<Vec<f32>>,
+}
+
+/// Activations `(n_C, n_H n_W)` weighted per position by `matte` (`n_H n_W`).
+fn matted(values: &[f32], matte: &[f32]) -> Vec<f32> {
+    values.chunks_exact(matte.len()).flat_map(|plane| plane.iter().zip(matte).map(|(a, m)| a * m)).collect()
+}
+
 /// One evaluation of J, holding what its gradient needs ([`Stylizer::evaluate`]).
 pub enum Evaluation {
     /// On the device: the trace, the taps' gradients and the image terms' gradient as tensors.
@@ -664,7 +710,7 @@ pub enum Evaluation {
     Kernels {
         trace: Trace,
         content_gradient: (LayerName, Vec<f32>),
-        style_gradients: Vec<(LayerName, Vec<f32>)>,
+        style_gradients: Vec<StyleGradient>,
         /// ∇(γ_tv J_tv + γ_temp J_temporal), when either term is on.
         image_gradient: Option<Vec<f32>>,
     },
@@ -681,8 +727,12 @@ impl Evaluation {
                 let mut content_gradient = Some(content_gradient);
                 let tap_gradient = |a: &Activation| -> Option<Vec<f32>> {
                     let mut sum = content_gradient.take_if(|(layer, _)| *layer == a.layer).map(|(_, g)| g);
-                    for (_, s_matrix) in style_gradients.iter().filter(|(layer, _)| *layer == a.layer) {
-                        let style = Gram::input_gradient(s_matrix, &a.values, a.channels, a.h * a.w);
+                    for StyleGradient { s_matrix, matte, .. } in style_gradients.iter().filter(|g| g.layer == a.layer) {
+                        // Matted: m^[l] ⊙ (S · (m^[l] ⊙ a^[l])).
+                        let style = match matte {
+                            None => Gram::input_gradient(s_matrix, &a.values, a.channels, a.h * a.w),
+                            Some(m) => matted(&Gram::input_gradient(s_matrix, &matted(&a.values, m), a.channels, a.h * a.w), m),
+                        };
                         sum = Some(match sum {
                             None => style,
                             Some(mut sum) => {
