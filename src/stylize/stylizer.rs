@@ -2,7 +2,9 @@
 //! minimised over the pixels of G starting from a given image. The style targets are computed
 //! once, when the stylizer is built; each call of [`Stylizer::optimise`] takes a frame's target
 //! (its content and, for video, the previous stylized frame warped into place) and a starting
-//! image (the content, noise, or — for video — the previous stylized frame, warped).
+//! image (the content, noise, or — for video — the previous stylized frame, warped). With a
+//! matte ([`ContentTarget::with_matte`]) J is that of the painting over the content by the
+//! matte, with J_style over the matted region only.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -180,6 +182,8 @@ pub struct ContentTarget {
     temporal: Vec<TemporalTarget>,
     /// Each temporal target's ω(x_{t−j}) and c on the host, for the CPU kernels' own gradient.
     temporal_host: Vec<(Vec<f32>, Vec<f32>)>,
+    /// The content image C itself (what a matte keeps).
+    pixels: Tensor,
     matte: Option<Matte>,
 }
 
@@ -215,10 +219,12 @@ impl ContentTarget {
         Ok(self)
     }
 
-    /// The same target with J_style computed over the region a matte `(1, 1, n_H, n_W)` marks
-    /// (1: paint, 0: keep, between: partly): each style layer's Gram matrix is that of the
-    /// matted activations, and the region's area takes n_H n_W's place
-    /// ([`loss::matted_layer_style_cost`]). J_content, J_tv and J_temporal still cover the whole image.
+    /// The same target for painting only the region a matte m `(1, 1, n_H, n_W)` marks (1: paint,
+    /// 0: keep, between: partly). J is then that of the composite m ⊙ G + (1 − m) ⊙ C, the
+    /// painting over the content as it will be written, so the optimisation sees the seam and the
+    /// content around the region as they will be; and J_style is over the region: each style
+    /// layer's Gram matrix is that of the matted activations, with the region's area in n_H n_W's
+    /// place ([`loss::matted_layer_style_cost`]). The gradient with respect to G is m ⊙ ∇J.
     pub fn with_matte(mut self, matte: &Tensor) -> Result<Self> {
         let (n, _, h, w) = self.dims;
         if matte.dims4()? != (n, 1, h, w) {
@@ -231,6 +237,13 @@ impl ContentTarget {
     /// The matte J_style is computed over, if any.
     pub fn matte(&self) -> Option<&Matte> {
         self.matte.as_ref()
+    }
+
+    /// What J is evaluated on: G itself, or with a matte m the composite m ⊙ G + (1 − m) ⊙ C.
+    pub fn composite(&self, image: &Tensor) -> Result<Tensor> {
+        let Some(matte) = &self.matte else { return Ok(image.clone()) };
+        let m = &matte.finest().tensor;
+        Ok((image.broadcast_mul(m)? + self.pixels.broadcast_mul(&(1.0 - m)?)?)?)
     }
 }
 
@@ -309,12 +322,14 @@ impl Stylizer {
         }
         let activations = self.vgg.features(content, &[self.settings.content_layer])?.remove(0).detach();
         let activations_host = activations.flatten_all()?.to_vec1::<f32>()?;
-        Ok(ContentTarget { activations, activations_host, dims, temporal: Vec::new(), temporal_host: Vec::new(), matte: None })
+        let pixels = content.clone();
+        Ok(ContentTarget { activations, activations_host, dims, temporal: Vec::new(), temporal_host: Vec::new(), pixels, matte: None })
     }
 
     /// J(G) as a scalar tensor (for backprop) and its terms as numbers.
     pub fn cost(&self, image: &Tensor, content: &ContentTarget) -> Result<(Tensor, LossTerms)> {
         let s = &self.settings;
+        let image = &content.composite(image)?;
         let mut features = self.vgg.features(image, &s.tapped_layers())?;
         let a_content = features.pop().expect("content layer is tapped last");
         let j_content = content_cost(&content.activations, &a_content)?;
@@ -435,7 +450,7 @@ impl Stylizer {
         }
         let s = &self.settings;
         let (_, n_c, h, w) = image.dims4()?;
-        let pixels = image.flatten_all()?.to_vec1::<f32>()?;
+        let pixels = content.composite(image)?.flatten_all()?.to_vec1::<f32>()?;
         let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
         let trace = profile::time(|| "VGG16 forward (trace)".into(), || self.vgg.trace(&pixels, h, w, deepest))?;
         let activation = |layer: LayerName| trace.activation(layer).expect("the trace reaches every tapped layer");
@@ -491,6 +506,7 @@ impl Stylizer {
             content_gradient: (s.content_layer, content_gradient),
             style_gradients,
             image_gradient,
+            matte: content.matte.as_ref().map(|m| m.finest().weights.clone()),
         };
         Ok((evaluation, terms))
     }
@@ -544,6 +560,7 @@ impl Stylizer {
     /// one f64 vector [J_content, J^[l]_style for each style layer, J_tv, J_temporal].
     fn device_evaluate(&self, image: &Tensor, content: &ContentTarget) -> Result<(DeviceEvaluation, Tensor)> {
         let s = &self.settings;
+        let image = &content.composite(image)?;
         let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
         let trace = self.vgg.device_trace(image, deepest)?;
         let activation = |layer: LayerName| trace.activation(layer).expect("the trace reaches every tapped layer");
@@ -585,16 +602,22 @@ impl Stylizer {
         }
         terms.extend([j_tv, j_temporal]);
         let terms = Tensor::stack(&terms.iter().map(|t| t.to_dtype(DType::F64)).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
-        Ok((DeviceEvaluation { trace, taps, image_gradient }, terms))
+        let matte = content.matte.as_ref().map(|m| m.finest().tensor.clone());
+        Ok((DeviceEvaluation { trace, taps, image_gradient, matte }, terms))
     }
 
     /// ∇J on the device, `(1, 3, H, W)` f32: the network's own backward from the taps, plus the
     /// image terms' gradient.
     fn device_gradient(&self, evaluation: DeviceEvaluation) -> Result<Tensor> {
-        let DeviceEvaluation { trace, taps, image_gradient } = evaluation;
+        let DeviceEvaluation { trace, taps, image_gradient, matte } = evaluation;
         let gradient = self.vgg.device_backward(&trace, taps)?;
-        Ok(match image_gradient {
+        let gradient = match image_gradient {
             Some(g) => (gradient + g)?,
+            None => gradient,
+        };
+        // Through the composite m ⊙ G + (1 − m) ⊙ C: m ⊙ ∇J.
+        Ok(match matte {
+            Some(m) => gradient.broadcast_mul(&m)?,
             None => gradient,
         })
     }
@@ -686,6 +709,8 @@ pub struct DeviceEvaluation {
     taps: Vec<(LayerName, Tensor)>,
     /// ∇(γ_tv J_tv + γ_temp J_temporal), when either term is on.
     image_gradient: Option<Tensor>,
+    /// The matte m the composite was made with (the gradient is m ⊙ ∇J).
+    matte: Option<Tensor>,
 }
 
 /// The style term's gradient at one layer, as the matrix S of [`Gram::input_gradient`], with the
@@ -713,6 +738,8 @@ pub enum Evaluation {
         style_gradients: Vec<StyleGradient>,
         /// ∇(γ_tv J_tv + γ_temp J_temporal), when either term is on.
         image_gradient: Option<Vec<f32>>,
+        /// The matte m the composite was made with, `n_H n_W` (the gradient is m ⊙ ∇J).
+        matte: Option<Vec<f32>>,
     },
 }
 
@@ -721,7 +748,7 @@ impl Evaluation {
     pub fn gradient(self, stylizer: &Stylizer) -> Result<Vec<f32>> {
         match self {
             Evaluation::Device(evaluation) => Ok(stylizer.device_gradient(evaluation)?.flatten_all()?.to_vec1::<f32>()?),
-            Evaluation::Kernels { trace, content_gradient, style_gradients, image_gradient } => {
+            Evaluation::Kernels { trace, content_gradient, style_gradients, image_gradient, matte } => {
                 // ∂J/∂a^[l] at a tapped layer, made when the backward reaches it: the content
                 // term's, plus the style term's from its S matrix (G^[l] − G^[l](S) scaled).
                 let mut content_gradient = Some(content_gradient);
@@ -747,7 +774,11 @@ impl Evaluation {
                 if let Some(g) = image_gradient {
                     gradient.iter_mut().zip(&g).for_each(|(total, g)| *total += g);
                 }
-                Ok(gradient)
+                // Through the composite m ⊙ G + (1 − m) ⊙ C: m ⊙ ∇J.
+                Ok(match matte {
+                    Some(m) => matted(&gradient, &m),
+                    None => gradient,
+                })
             }
         }
     }
