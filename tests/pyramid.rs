@@ -122,7 +122,7 @@ fn a_warm_frame_paints_the_band_the_flow_revealed() {
     let painter = Painter::new(&cache, &NetworkSpec::default(), &quick(), &style, &pyramid, (w, h)).unwrap();
     let dev = Device::Cpu;
     let start0 = to_tensor(&resize(&frame0, 64, 48), &dev).unwrap();
-    let painted0 = painter.paint(&frame0, &start0, 40, &mut NoProgress).unwrap();
+    let painted0 = painter.paint(&frame0, None, &start0, 40, &mut NoProgress).unwrap();
     eprintln!("frame 0: {:?} {:?}", painted0.levels, painted0.stylized.terms);
     let painting0 = stylize_video::net::input::from_tensor(&painted0.stylized.image).unwrap();
 
@@ -137,7 +137,7 @@ fn a_warm_frame_paints_the_band_the_flow_revealed() {
     }];
     let start = to_tensor(&warped, &dev).unwrap();
     let paint = |painter: &Painter| {
-        let warm = Warm { start: &start, temporal: &temporal, previous: &[], top_up: None };
+        let warm = Warm { start: &start, temporal: &temporal, previous: &[], top_up: None, matte: None };
         let painted = painter.paint_warm(&frame1, warm, 10, &mut NoProgress).unwrap();
         (stylize_video::net::input::from_tensor(&painted.stylized.image).unwrap(), painted.levels.len())
     };

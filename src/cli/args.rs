@@ -19,6 +19,8 @@ use stylize_video::net::vgg::{LayerName, Pooling};
 use stylize_video::stylize::optim::OptimizerKind;
 use stylize_video::stylize::stylizer::Settings;
 
+use stylize_video::media::matte::DEFAULT_FEATHER;
+
 const INPUT_OUTPUT: &str = "Input and output";
 const STYLE: &str = "Style and weights";
 const OPTIMISATION: &str = "Optimisation";
@@ -196,6 +198,21 @@ pub struct Cli {
     /// -original_colors.
     #[arg(long, help_heading = STYLE)]
     pub original_colors: bool,
+
+    /// Paint only where this matte is white; keep the source where it is black (grey: partly).
+    ///
+    /// A still (the same for every frame), or a clip or image sequence frame-aligned with the
+    /// input (read over the same --start/--duration range), of the input's shape. The style
+    /// cost is computed over the white region alone (masked Gram matrices), and the painting is
+    /// put over the source by the matte, so what it keeps is the source's own pixels.
+    #[arg(long, value_name = "PATH", help_heading = STYLE)]
+    pub matte: Option<PathBuf>,
+
+    /// With --matte: pixels over which the painting fades in inside the matte's edge.
+    ///
+    /// At the processing size; 0 uses the matte as it is. What the matte keeps is never touched.
+    #[arg(long, value_name = "PX", default_value_t = DEFAULT_FEATHER, requires = "matte", help_heading = STYLE)]
+    pub matte_feather: f32,
 
     /// VGG16 weights (safetensors).
     ///

@@ -13,6 +13,7 @@ use stylize_video::jobs::preview::{
 use stylize_video::jobs::segment::SegmentSpec;
 use stylize_video::jobs::spec::{self, NetworkSpec, PyramidSpec, StyleSpec, StylizeOptions, DEFAULT_SIZE};
 use stylize_video::jobs::still::{StillJob, DEFAULT_ITERATIONS};
+use stylize_video::media::matte::MatteSpec;
 use stylize_video::media::sequence::{is_sequence, Pattern};
 use stylize_video::media::video::{DecodeOptions, VideoDecoder};
 use stylize_video::stylize::stylizer::{default_style_layers, Settings};
@@ -57,7 +58,7 @@ const VIDEO_ONLY: &[&str] = &[
 const NOT_FOR_PREVIEW: &[&str] = &[
     "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "deinterlace", "max_frames", "fresh", "keep_work",
     "first_iterations", "max_iterations", "paint_revealed", "passes", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
-    "segment_overlap", "assemble",
+    "segment_overlap", "assemble", "matte", "matte_feather",
 ];
 
 /// What the command line asks for.
@@ -153,6 +154,9 @@ impl Cli {
         if self.segment.is_some() || self.assemble {
             return Err(format!("--segment and --assemble take one input, got {}", self.input.len()));
         }
+        if self.matte.is_some() {
+            return Err(format!("--matte belongs to one input's frames, and {} inputs were given: run them one by one", self.input.len()));
+        }
         self.batch(&options)
     }
 
@@ -239,6 +243,7 @@ impl Cli {
                 options: options.clone(),
                 report,
                 overwrite: self.overwrite,
+                matte: self.matte_spec(),
             });
         }
         let codec = self.codec.with_crf(self.crf);
@@ -265,12 +270,18 @@ impl Cli {
             max_frames: self.max_frames,
             sequence_rate: self.frame_rate,
             deinterlace: self.deinterlace,
+            matte: self.matte_spec(),
             bit_depth: self.bit_depth,
             overwrite: self.overwrite,
             fresh: self.fresh,
             keep_work: self.keep_work,
             report,
         })
+    }
+
+    /// `--matte` with its feather.
+    fn matte_spec(&self) -> Option<MatteSpec> {
+        self.matte.clone().map(|path| MatteSpec { path, feather: self.matte_feather })
     }
 
     fn preview_job(self, options: StylizeOptions) -> Result<PreviewJob, String> {

@@ -223,7 +223,7 @@ fn paint_pass(
             None => (before, None),
         };
         let top_up = shots::top_up(plan.iterations, plan.max_iterations, shot_reference_style(&first_pass[..=index]));
-        let warm = Warm { start: &start, temporal: &temporal, previous: &previous_levels, top_up };
+        let warm = Warm { start: &start, temporal: &temporal, previous: &previous_levels, top_up, matte: None };
         let mut frame_progress = StopAware { inner: &mut *progress, stop };
         let painted = painter.paint_warm(&input, warm, plan.iterations, &mut frame_progress)?;
         let image = (plan.finish)(&painted.stylized.image, &input)?;

@@ -36,6 +36,7 @@ use crate::jobs::spec::{
 };
 use crate::jobs::workdir::{Finished, WorkDir};
 use crate::media::image_io::{self, FinishedFrame};
+use crate::media::matte::{FrameMatte, MatteFrames, MatteSpec};
 use crate::media::paths::{self, Named};
 use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
 use crate::media::video::{
@@ -129,6 +130,8 @@ pub struct VideoJob {
     pub sequence_rate: Option<(i32, i32)>,
     /// What is done with interlaced frames.
     pub deinterlace: Deinterlace,
+    /// Paint only what this matte marks (white) in each frame; the rest stays the source's.
+    pub matte: Option<MatteSpec>,
     /// Bits per channel of an image-sequence output.
     pub bit_depth: BitDepth,
     pub overwrite: bool,
@@ -165,6 +168,7 @@ impl VideoJob {
             max_frames: None,
             sequence_rate: None,
             deinterlace: Deinterlace::Frame,
+            matte: None,
             bit_depth: BitDepth::Eight,
             overwrite: false,
             fresh: false,
@@ -175,7 +179,9 @@ impl VideoJob {
 
     /// Every file the job reads, named by its option.
     pub fn reads(&self) -> Vec<Named> {
-        job_reads(&self.input, &self.style.paths, &self.options)
+        let mut reads = job_reads(&self.input, &self.style.paths, &self.options);
+        reads.extend(self.matte.as_ref().map(|m| Named::new("--matte", m.path.clone())));
+        reads
     }
 
     /// Every file the job writes, named by its option: the output, the report, the frames of
@@ -315,8 +321,14 @@ pub fn run_video_with(
         ..Default::default()
     };
     let check = input_check(job);
-    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options, job.flow, job.temporal_frames.clone(), check)?;
+    let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options.clone(), job.flow, job.temporal_frames.clone(), check)?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
+    if job.matte.is_some() && job.output_size == OutputSize::Source && (width, height) != (info.width, info.height) {
+        return Err(Error::Settings(format!(
+            "--matte with --output-size source: the painting is put over the source at the processing size ({width}×{height}), and scaling it up would blur what the matte keeps; paint at the source's size (--size source)"
+        )));
+    }
+    let matte = open_matte(job, &info, (width, height), &decode_options)?;
     let painter = painter(job, cache, (width, height))?;
     let init_image = coarsest_init_image(job, &painter, (width, height))?;
     if let Some(dir) = &job.frames_dir {
@@ -347,7 +359,7 @@ pub fn run_video_with(
     // With --passes, the first pass's frames wait in the work directory for the others.
     let mut pts = Vec::new();
     let to = if job.passes > 1 { FramesTo::LaterPasses(&mut pts) } else { FramesTo::Encoder(&to_encoder) };
-    let result = stylize_frames(job, &painter, &workdir, init_image, deep, &frames, to, progress, stop, &mut records);
+    let result = stylize_frames(job, &painter, &workdir, init_image, matte, deep, &frames, to, progress, stop, &mut records);
     // Stop the decoder early if we stopped early; then learn how the encoder ended.
     drop(frames);
     let (result, decoded) = match join_decoder(decoder, &job.input) {
@@ -375,7 +387,7 @@ pub fn run_video_with(
     let result = result.and_then(|()| {
         if job.passes > 1 {
             let settings = fingerprint(job)?;
-            let finish = |painting: &Tensor, content: &RgbImage| finished_frame(job, deep, painting, content);
+            let finish = |painting: &Tensor, content: &RgbImage| finished_frame(job, deep, painting, content, None);
             let plan = Repaint {
                 passes: job.passes,
                 iterations: job.iterations,
@@ -487,6 +499,7 @@ pub(crate) fn stylize_frames(
     painter: &Painter,
     workdir: &WorkDir,
     init_image: Option<Tensor>,
+    mut matte: Option<MatteFrames>,
     deep: bool,
     frames: &Receiver<DecoderMessage>,
     mut to: FramesTo,
@@ -517,6 +530,8 @@ pub(crate) fn stylize_frames(
         if stop.load(Ordering::SeqCst) {
             return Err(Error::Interrupted(String::new()));
         }
+        // The matte is read for every frame, resumed ones too, to stay aligned with the input.
+        let frame_matte = matte.as_mut().map(MatteFrames::next_frame).transpose()?;
         // An earlier run's frame is taken as it is, unless an earlier frame of its shot was
         // recomputed (it was started from that one).
         let (repaired, cause) = match (workdir.load(frame.index), repairing.take()) {
@@ -550,6 +565,10 @@ pub(crate) fn stylize_frames(
         };
         let mut frame_progress = StopAware { inner: progress, stop };
         let (mut warped_previous, mut revealed) = (None, None);
+        let matte_weights = frame_matte.as_ref().map(|m| input::matte_tensor(&m.matte, &device)).transpose()?;
+        // A frame whose matte paints nothing is the source: no iterations are spent on it.
+        let nothing_to_paint = frame_matte.as_ref().is_some_and(|m| m.painted_share() == 0.0);
+        let (first_iterations, iterations) = if nothing_to_paint { (0, 0) } else { (job.first_iterations, job.iterations) };
         // A warm frame's reference: the J_style of its shot's first frame.
         let reference = follows.and(shot_reference_style(records));
         let painted = match follows {
@@ -561,7 +580,7 @@ pub(crate) fn stylize_frames(
                     Init::Noise => input::noise_tensor(width, height, job.options.seed, &device)?,
                     Init::Image(_) => init_image.clone().expect("loaded before the loop"),
                 };
-                painter.paint(&frame.image, &start, job.first_iterations, &mut frame_progress)?
+                painter.paint(&frame.image, matte_weights.as_ref(), &start, first_iterations, &mut frame_progress)?
             }
             Some((_, motion)) => {
                 let previous_levels = records.last().map_or(&[][..], |r: &FrameRecord| &r.levels);
@@ -574,6 +593,7 @@ pub(crate) fn stylize_frames(
                     motion,
                     previous_levels,
                     reference,
+                    Matted { matte: matte_weights.as_ref(), iterations },
                     &mut frame_progress,
                 )?;
                 warped_previous = Some(warped);
@@ -582,7 +602,7 @@ pub(crate) fn stylize_frames(
             }
         };
         let (stylized, stopped) = (painted.stylized, painted.stopped);
-        let image = finished_frame(job, deep, &stylized.image, &frame.image)?;
+        let image = finished_frame(job, deep, &stylized.image, &frame.image, frame_matte.as_ref())?;
         let error = match (&warped_previous, &motion) {
             (Some(warped), Some(motion)) => warping_error(&image.rgb8, warped, motion)?,
             _ => None,
@@ -600,6 +620,7 @@ pub(crate) fn stylize_frames(
             },
             stopped,
             revealed,
+            matte_share: frame_matte.as_ref().map(FrameMatte::painted_share),
             ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
         };
         // The frames after a repaired one in its shot were started from the damaged copy.
@@ -646,12 +667,16 @@ impl FramesTo<'_> {
 
 /// A stylized image (a `(1, 3, H, W)` tensor, mean-subtracted) as it is written: at 16 bits for
 /// deep outputs (the 8-bit frame, which the next frame starts from, is then its rounding, as a
-/// resumed run reads it back), with `--original-colors` the colours of its `content`.
-fn finished_frame(job: &VideoJob, deep: bool, stylized: &Tensor, content: &RgbImage) -> Result<FinishedFrame> {
+/// resumed run reads it back), with `--original-colors` the colours of its `content`, with a
+/// matte put over `content` by it.
+fn finished_frame(job: &VideoJob, deep: bool, stylized: &Tensor, content: &RgbImage, matte: Option<&FrameMatte>) -> Result<FinishedFrame> {
     Ok(if deep {
         let mut deep = input::from_tensor16(stylized)?;
         if job.options.original_colors {
             deep = image_io::keep_original_colors16(&deep, content);
+        }
+        if let Some(matte) = matte {
+            deep = matte.composite16(&deep, content);
         }
         FinishedFrame::deep(deep)
     } else {
@@ -659,8 +684,16 @@ fn finished_frame(job: &VideoJob, deep: bool, stylized: &Tensor, content: &RgbIm
         if job.options.original_colors {
             image = image_io::keep_original_colors(&image, content);
         }
+        if let Some(matte) = matte {
+            image = matte.composite(&image, content);
+        }
         FinishedFrame { rgb8: image, rgb16: None }
     })
+}
+
+/// The job's matte frames over the decoded range (none without `--matte`).
+pub(crate) fn open_matte(job: &VideoJob, info: &VideoInfo, size: (u32, u32), range: &DecodeOptions) -> Result<Option<MatteFrames>> {
+    job.matte.as_ref().map(|spec| MatteFrames::open(spec, (info.width, info.height), size, range, expected_frames(info, job))).transpose()
 }
 
 /// A directory this run made (for a sequence's frames), removed when the run ends if it is
@@ -683,6 +716,13 @@ struct Previous {
     input: RgbImage,
 }
 
+/// A warm frame's matte (none: the whole frame) and its iterations (`--iterations`, or 0 where the
+/// matte paints nothing).
+struct Matted<'a> {
+    matte: Option<&'a Tensor>,
+    iterations: usize,
+}
+
 /// Stylizes a frame that follows the `earlier` frames (newest first) with `motion` from them:
 /// the start image as `--init-video` says, J_temporal against the warped earlier outputs.
 /// `previous_levels` is what the previous frame's levels did (their L-BFGS curvature).
@@ -698,6 +738,7 @@ fn stylize_following(
     motion: &Motion,
     previous_levels: &[LevelRecord],
     shot_reference_style: Option<f64>,
+    Matted { matte, iterations }: Matted,
     progress: &mut dyn Progress,
 ) -> Result<(Painted, Tensor, Option<RevealedRecord>)> {
     let device = content.device();
@@ -739,9 +780,9 @@ fn stylize_following(
         };
         temporal.push(TemporalTarget { warped_previous: warped, reliability: motion.weights_tensor(&weights, device)? });
     }
-    let top_up = shots::top_up(job.iterations, job.max_iterations, shot_reference_style);
-    let warm = Warm { start: &start, temporal: &temporal, previous: previous_levels, top_up };
-    Ok((painter.paint_warm(frame, warm, job.iterations, progress)?, warped_previous, revealed))
+    let top_up = shots::top_up(iterations, job.max_iterations.filter(|_| iterations > 0), shot_reference_style);
+    let warm = Warm { start: &start, temporal: &temporal, previous: previous_levels, top_up, matte };
+    Ok((painter.paint_warm(frame, warm, iterations, progress)?, warped_previous, revealed))
 }
 
 /// The decoder thread (it returns what the decoder met: [`DecoderEnd`]), the input's facts, and
@@ -929,6 +970,17 @@ pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
     if job.passes == 0 {
         return Err(Error::Settings("--passes: must be at least 1 (got 0)".into()));
     }
+    if let Some(matte) = &job.matte {
+        if !(matte.feather >= 0.0 && matte.feather.is_finite()) {
+            return Err(Error::Settings(format!("--matte-feather: must be a finite number ≥ 0, got {}", matte.feather)));
+        }
+        if job.paint_revealed.is_some() {
+            return Err(Error::Settings("--paint-revealed paints crops of the whole frame; it does not take a --matte yet".into()));
+        }
+        if job.passes > 1 {
+            return Err(Error::Settings("--passes repaints the clip from its work directory, which keeps no matte yet: use one pass with --matte".into()));
+        }
+    }
     if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {
         return Err(Error::Settings(format!(
             "--temporal-frames: each must be from 1 (the previous frame) to {MAX_TEMPORAL_FRAME}, got {:?}",
@@ -1102,6 +1154,9 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
     }
     if let Some(iterations) = job.paint_revealed {
         fingerprint["paint_revealed"] = iterations.into();
+    }
+    if let Some(matte) = &job.matte {
+        fingerprint["matte"] = serde_json::json!({ "file": file(&matte.path), "feather": matte.feather });
     }
     Ok(fingerprint)
 }

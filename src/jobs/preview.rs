@@ -298,7 +298,7 @@ pub fn run_preview(job: &PreviewJob, progress: &mut dyn PreviewProgress) -> Resu
         for (c, column) in columns.iter().enumerate() {
             let cell_started = Instant::now();
             let (image, painted) =
-                stylize_image(&painter, &column.image, &job.options.init, job.options.seed, job.iterations, job.options.original_colors, progress)?;
+                stylize_image(&painter, &column.image, None, &job.options.init, job.options.seed, job.iterations, job.options.original_colors, progress)?;
             let result = painted.stylized;
             let place = layout.cell(r, c);
             image::imageops::replace(&mut grid, &image, place.x as i64, place.y as i64);

@@ -73,6 +73,10 @@ pub struct FrameRecord {
     /// The pass of `--passes` that painted the frame (2, 3, …); none for the first pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass: Option<usize>,
+    /// With `--matte`, the share of the frame it paints (its mean, 0..1); J_style is over that
+    /// region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matte_share: Option<f64>,
 }
 
 impl FrameRecord {
@@ -101,6 +105,7 @@ impl FrameRecord {
             stopped: None,
             revealed: None,
             pass: None,
+            matte_share: None,
         }
     }
 }

@@ -104,6 +104,9 @@ pub struct Warm<'a> {
     pub previous: &'a [LevelRecord],
     /// More iterations where the frame stays less painted than its shot.
     pub top_up: Option<TopUp>,
+    /// The region J_style is computed over (`(1, 1, H, W)` at the working size, 1: paint); none:
+    /// the whole frame.
+    pub matte: Option<&'a Tensor>,
 }
 
 /// More iterations for a warm frame less painted than its shot (fast motion, revealed areas):
@@ -168,28 +171,22 @@ impl Painter {
     }
 
     /// Paints `content` (at the working size) from `start`, an image at the coarsest level's
-    /// size, with `iterations` at the coarsest level and fewer above ([`schedule`]).
-    pub fn paint(&self, content: &RgbImage, start: &Tensor, iterations: usize, progress: &mut dyn Progress) -> Result<Painted> {
-        self.climb(content, Start::Cold(start), &[], iterations, &[], None, progress)
+    /// size, with `iterations` at the coarsest level and fewer above ([`schedule`]); with a
+    /// `matte` (`(1, 1, H, W)` at the working size), J_style over the region it marks.
+    pub fn paint(&self, content: &RgbImage, matte: Option<&Tensor>, start: &Tensor, iterations: usize, progress: &mut dyn Progress) -> Result<Painted> {
+        let cold = Climb { start: Start::Cold(start), temporal: &[], previous: &[], top_up: None, matte };
+        self.climb(content, cold, iterations, progress)
     }
 
     /// Paints a warm frame (see [`Warm`]); each level starts from `warm.start` at its size plus
     /// the coarser levels' change, upscaled.
     pub fn paint_warm(&self, content: &RgbImage, warm: Warm, iterations: usize, progress: &mut dyn Progress) -> Result<Painted> {
-        self.climb(content, Start::Warm(warm.start), warm.temporal, iterations, warm.previous, warm.top_up, progress)
+        let Warm { start, temporal, previous, top_up, matte } = warm;
+        self.climb(content, Climb { start: Start::Warm(start), temporal, previous, top_up, matte }, iterations, progress)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn climb(
-        &self,
-        content: &RgbImage,
-        start: Start,
-        temporal: &[TemporalTarget],
-        iterations: usize,
-        previous: &[LevelRecord],
-        top_up: Option<TopUp>,
-        progress: &mut dyn Progress,
-    ) -> Result<Painted> {
+    fn climb(&self, content: &RgbImage, climb: Climb, iterations: usize, progress: &mut dyn Progress) -> Result<Painted> {
+        let Climb { start, temporal, previous, top_up, matte } = climb;
         // Each level's L-BFGS starts from the previous frame's curvature at that level, where
         // there is one.
         let sizes = self.sizes(content.dimensions());
@@ -229,6 +226,9 @@ impl Painter {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 target = target.with_temporal(here)?;
+            }
+            if let Some(matte) = matte {
+                target = target.with_matte(&weights_at(matte, width, height)?)?;
             }
             let (level_start, change_from) = match (&start, &below) {
                 (Start::Cold(start) | Start::Warm(start), None) => {
@@ -329,6 +329,15 @@ fn weights_at(weights: &Tensor, width: u32, height: u32) -> Result<Tensor> {
         return Ok(weights.clone());
     }
     Ok(input::resize_planar(weights, width, height)?.clamp(0f32, 1f32)?)
+}
+
+/// What a climb up the levels starts from and is held to (a cold start: its start only).
+struct Climb<'a> {
+    start: Start<'a>,
+    temporal: &'a [TemporalTarget],
+    previous: &'a [LevelRecord],
+    top_up: Option<TopUp>,
+    matte: Option<&'a Tensor>,
 }
 
 /// Where a painting starts: a cold start at the coarsest size, or a warm frame's start at the

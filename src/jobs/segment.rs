@@ -316,15 +316,16 @@ pub fn run_segment(
     check_other_segments(job, &plan, segment.index)?;
 
     let options = decode_options(job, this.run.start, Some(this.run.len()));
-    let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options, job.flow, job.temporal_frames.clone(), pipeline::input_check(job))?;
+    let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options.clone(), job.flow, job.temporal_frames.clone(), pipeline::input_check(job))?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     let painter = pipeline::painter(job, cache, (width, height))?;
     let init_image = pipeline::coarsest_init_image(job, &painter, (width, height))?;
+    let matte = pipeline::open_matte(job, &info, (width, height), &options)?;
     let workdir = WorkDir::open_dir(&segment_dir(&job.output, segment.index, segment.count), &pipeline::fingerprint(job)?, job.fresh)?;
     progress.begin(Some(this.run.len()));
     let mut records = Vec::new();
     let deep = pipeline::deep_output(job, &info);
-    let result = pipeline::stylize_frames(job, &painter, &workdir, init_image, deep, &frames, pipeline::FramesTo::WorkDir, progress, stop, &mut records);
+    let result = pipeline::stylize_frames(job, &painter, &workdir, init_image, matte, deep, &frames, pipeline::FramesTo::WorkDir, progress, stop, &mut records);
     drop(frames);
     let result = pipeline::join_decoder(decoder, &job.input).and(result);
     result.map_err(|e| pipeline::with_resume_hint(e, &workdir))?;

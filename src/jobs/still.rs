@@ -15,6 +15,7 @@ use crate::jobs::spec::{
 };
 use crate::jobs::pyramid::{LevelRecord, Painted, Painter};
 use crate::media::image_io;
+use crate::media::matte::{FrameMatte, MatteFrames, MatteSpec};
 use crate::media::paths::{self, Named};
 use crate::net::input;
 use crate::progress::Progress;
@@ -36,6 +37,8 @@ pub struct StillJob {
     pub report: Option<PathBuf>,
     /// Replace an existing output (`-y`).
     pub overwrite: bool,
+    /// Paint only what this matte marks (white), keep the rest of the photo.
+    pub matte: Option<MatteSpec>,
 }
 
 impl StillJob {
@@ -50,12 +53,15 @@ impl StillJob {
             options: StylizeOptions::default(),
             report: None,
             overwrite: false,
+            matte: None,
         }
     }
 
     /// Every file the job reads, named by its option.
     pub fn reads(&self) -> Vec<Named> {
-        job_reads(&self.content, &self.style.paths, &self.options)
+        let mut reads = job_reads(&self.content, &self.style.paths, &self.options);
+        reads.extend(self.matte.as_ref().map(|m| Named::new("--matte", m.path.clone())));
+        reads
     }
 
     /// Every file the job writes, named by its option.
@@ -86,6 +92,12 @@ pub struct StillReport {
     pub optimisation_seconds: f64,
     /// Each level of the coarse-to-fine painting (one at the default size).
     pub levels: Vec<LevelRecord>,
+    /// `--matte`, and the share of the image it paints (its mean, 0..1); J_style is then over
+    /// that region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matte: Option<MatteSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matte_share: Option<f64>,
     #[serde(flatten)]
     pub options: OptionsReport,
 }
@@ -107,8 +119,10 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
     check_working_size(&job.content, job.size, (width, height), &job.options.settings)?;
     let options = &job.options;
     let painter = Painter::new(cache, &options.network, &options.settings, &job.style, &options.pyramid, (width, height))?;
+    let matte = job.matte.as_ref().map(|spec| MatteFrames::still(spec, content.dimensions(), (width, height))?.next_frame()).transpose()?;
     let content_image = image_io::resize(&content, width, height);
-    let (image, painted) = stylize_image(&painter, &content_image, &options.init, options.seed, job.iterations, options.original_colors, progress)?;
+    let (image, painted) =
+        stylize_image(&painter, &content_image, matte.as_ref(), &options.init, options.seed, job.iterations, options.original_colors, progress)?;
     let result = painted.stylized;
     image_io::save_rgb(&image, &job.output)?;
 
@@ -125,6 +139,8 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
         seconds: started.elapsed().as_secs_f64(),
         optimisation_seconds: result.seconds,
         levels: painted.levels,
+        matte: job.matte.clone(),
+        matte_share: matte.as_ref().map(FrameMatte::painted_share),
         options: OptionsReport::new(&job.options, painter.finest().vgg().precision()),
     };
     if let Some(path) = &job.report {
@@ -136,11 +152,14 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
 /// One still painting with built stylizers: `content` (already at its working size) is the
 /// content image, the start is as `init` says at the painter's coarsest level, at most
 /// `iterations` steps there (fewer at finer levels). Returns the 8-bit result (with the
-/// content's colours when `original_colors`) and the optimisation's facts. The still job and
-/// the preview grid's cells are made by this.
+/// content's colours when `original_colors`) and the optimisation's facts. With a `matte`,
+/// J_style is over the region it marks and the result is put over `content` by it. The still
+/// job and the preview grid's cells are made by this.
+#[allow(clippy::too_many_arguments)]
 pub fn stylize_image(
     painter: &Painter,
     content: &RgbImage,
+    matte: Option<&FrameMatte>,
     init: &Init,
     seed: u64,
     iterations: usize,
@@ -154,10 +173,14 @@ pub fn stylize_image(
         Init::Noise => input::noise_tensor(width, height, seed, device)?,
         Init::Image(path) => load_init_image(path, width, height, device)?,
     };
-    let result = painter.paint(content, &start, iterations, progress)?;
+    let weights = matte.map(|m| input::matte_tensor(&m.matte, device)).transpose()?;
+    let result = painter.paint(content, weights.as_ref(), &start, iterations, progress)?;
     let mut image = input::from_tensor(&result.stylized.image)?;
     if original_colors {
         image = image_io::keep_original_colors(&image, content);
+    }
+    if let Some(matte) = matte {
+        image = matte.composite(&image, content);
     }
     Ok((image, result))
 }

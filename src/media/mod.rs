@@ -3,6 +3,7 @@
 //! May import: `error` only (it knows nothing of the network or the jobs).
 
 pub mod image_io;
+pub mod matte;
 pub mod paths;
 pub mod sequence;
 pub mod text;

@@ -2,7 +2,7 @@
 //! the ImageNet mean (the convention VGG16 was trained with), and seeded noise images.
 
 use candle_core::{Device, Tensor};
-use image::{ImageBuffer, Rgb, RgbImage};
+use image::{GrayImage, ImageBuffer, Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
@@ -25,6 +25,13 @@ pub fn to_tensor(image: &RgbImage, device: &Device) -> Result<Tensor> {
         }
     }
     Ok(Tensor::from_vec(data, (1, 3, h, w), device)?)
+}
+
+/// A matte (white: paint, black: keep) → `(1, 1, H, W)` weights in 0..1.
+pub fn matte_tensor(matte: &GrayImage, device: &Device) -> Result<Tensor> {
+    let (w, h) = matte.dimensions();
+    let data: Vec<f32> = matte.pixels().map(|p| p[0] as f32 / 255.0).collect();
+    Ok(Tensor::from_vec(data, (1, 1, h as usize, w as usize), device)?)
 }
 
 /// Network input `(1, 3, H, W)` → 8-bit RGB, adding the mean back and clamping to 0..255.
