@@ -108,3 +108,19 @@ fn matted_layer_style_cost_follows_the_formula() {
     let empty = Matte::new(&Tensor::zeros((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu).unwrap()).unwrap();
     assert_eq!(scalar(matted_layer_style_cost(&target, &activations(), empty.at(2, 2).unwrap()).unwrap()), 0.0);
 }
+
+#[test]
+fn combined_targets_blend_as_their_images_do() {
+    // Blending the images' activations 1:3 and combining each image's own target 1:3 agree.
+    let a = activations();
+    let doubled_4x4 = Tensor::ones((1, 2, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let direct = StyleTarget::blend(&[(a.clone(), 1.0), (doubled_4x4.clone(), 3.0)]).unwrap();
+    let (ta, tb) = (StyleTarget::blend(&[(a.clone(), 1.0)]).unwrap(), StyleTarget::blend(&[(doubled_4x4, 1.0)]).unwrap());
+    let combined = StyleTarget::combine(&[(&ta, 1.0), (&tb, 3.0)]).unwrap();
+    assert_eq!(combined.gram_for(&a).unwrap().to_vec2::<f32>().unwrap(), direct.gram_for(&a).unwrap().to_vec2::<f32>().unwrap());
+    // A weight of 0 leaves a style out; all zero is refused.
+    let only_b = StyleTarget::combine(&[(&ta, 0.0), (&tb, 2.0)]).unwrap();
+    // tb's Gram over 16 positions is 16 everywhere; brought to ta's 4 positions: 4.
+    assert_eq!(only_b.gram_for(&a).unwrap().to_vec2::<f32>().unwrap(), vec![vec![4., 4.], vec![4., 4.]]);
+    assert!(StyleTarget::combine(&[(&ta, 0.0), (&tb, 0.0)]).is_err());
+}

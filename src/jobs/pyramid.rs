@@ -145,6 +145,14 @@ impl Painter {
         Ok(Painter { levels, coarser_sizes: sizes })
     }
 
+    /// The same levels with each stylizer's settings changed by `settings` and, given a
+    /// `blend`, another blend of the style images ([`Stylizer::with_settings`]): a frame whose
+    /// settings are keyframed.
+    pub fn with_settings(&self, settings: impl Fn(&Settings) -> Settings, blend: Option<&[f64]>) -> Result<Painter> {
+        let levels = self.levels.iter().map(|s| Ok(Arc::new(s.with_settings(settings(s.settings()), blend)?))).collect::<Result<Vec<_>>>()?;
+        Ok(Painter { levels, coarser_sizes: self.coarser_sizes.clone() })
+    }
+
     /// One level: the plain optimisation with `stylizer`.
     pub fn single(stylizer: Arc<Stylizer>) -> Painter {
         Painter { levels: vec![stylizer], coarser_sizes: Vec::new() }

@@ -194,6 +194,31 @@ impl StyleTarget {
         Ok(Self { gram, gram_host, positions })
     }
 
+    /// Blends style targets of one layer (each one style image's, [`Self::blend`] of one) with
+    /// weights `w_s` ≥ 0 (normalised to sum 1, not all 0), as [`Self::blend`] blends their
+    /// images: Σ_s w_s (P / P_s) G^[l](S_s), P the first target's positions.
+    pub fn combine(targets: &[(&StyleTarget, f64)]) -> Result<Self> {
+        let total: f64 = targets.iter().map(|(_, w)| w).sum();
+        let Some((first, _)) = targets.first() else {
+            return Err(Error::Settings("at least one style image is needed".into()));
+        };
+        if !(total > 0.0 && total.is_finite()) || targets.iter().any(|(_, w)| *w < 0.0) {
+            return Err(Error::Settings("style blend weights must be ≥ 0 and not all 0".into()));
+        }
+        let positions = first.positions;
+        let mut blended: Option<Tensor> = None;
+        for (target, w) in targets.iter().filter(|(_, w)| *w > 0.0) {
+            let term = (&target.gram * (w / total * positions as f64 / target.positions as f64))?;
+            blended = Some(match blended {
+                None => term,
+                Some(b) => (b + term)?,
+            });
+        }
+        let gram = blended.expect("a weight is positive");
+        let gram_host = gram.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Self { gram, gram_host, positions })
+    }
+
     /// G^[l](S) brought to the size of the generated image's activations `a_generated`:
     /// scaled by (n_H n_W of G)/(n_H n_W of S), exactly G^[l](S) when the sizes agree.
     pub fn gram_for(&self, a_generated: &Tensor) -> Result<Tensor> {

@@ -271,7 +271,11 @@ pub struct Stylizer {
     /// Shared: several stylizers (styles, settings, working sizes) can use one loaded network.
     vgg: Arc<Vgg16>,
     settings: Settings,
+    /// The blend of the style images' targets, per style layer: what J_style compares with.
     style_targets: Vec<StyleTarget>,
+    /// Each style image's own targets, per style layer, for another blend
+    /// ([`Stylizer::with_settings`]).
+    per_style: Vec<Vec<StyleTarget>>,
 }
 
 impl Stylizer {
@@ -285,8 +289,8 @@ impl Stylizer {
             return Err(Error::Settings("at least one style image is needed".into()));
         }
         let min_side = settings.min_image_side() as usize;
-        let mut per_layer: Vec<Vec<(Tensor, f64)>> = vec![Vec::new(); settings.style_layers.len()];
-        for (style, weight) in styles {
+        let mut per_style = Vec::with_capacity(styles.len());
+        for (style, _) in styles {
             let (_, _, h, w) = style.dims4()?;
             if h.min(w) < min_side {
                 return Err(Error::Settings(format!(
@@ -294,12 +298,30 @@ impl Stylizer {
                 )));
             }
             let activations = vgg.features(style, &settings.style_layers)?;
-            for (slot, a) in per_layer.iter_mut().zip(activations) {
-                slot.push((a.detach(), *weight));
-            }
+            per_style.push(activations.into_iter().map(|a| StyleTarget::blend(&[(a.detach(), 1.0)])).collect::<Result<Vec<_>>>()?);
         }
-        let style_targets = per_layer.iter().map(|a| StyleTarget::blend(a)).collect::<Result<Vec<_>>>()?;
-        Ok(Self { vgg, settings, style_targets })
+        let weights: Vec<f64> = styles.iter().map(|(_, w)| *w).collect();
+        let style_targets = blend_targets(&per_style, &weights)?;
+        Ok(Self { vgg, settings, style_targets, per_style })
+    }
+
+    /// The same network and style images with other `settings` (the same layers; other weights)
+    /// and, given a `blend`, another blend of the style images (one weight ≥ 0 each, not all 0):
+    /// what a frame whose settings are keyframed is painted with. Cheap: nothing is recomputed
+    /// but the blend of the Gram matrices.
+    pub fn with_settings(&self, settings: Settings, blend: Option<&[f64]>) -> Result<Stylizer> {
+        settings.validate()?;
+        if settings.style_layers != self.settings.style_layers || settings.content_layer != self.settings.content_layer {
+            return Err(Error::Settings("the layers of a stylizer's costs cannot change over a clip".into()));
+        }
+        let style_targets = match blend {
+            None => self.style_targets.clone(),
+            Some(weights) if weights.len() == self.per_style.len() => blend_targets(&self.per_style, weights)?,
+            Some(weights) => {
+                return Err(Error::Settings(format!("--style-weights: {} weights for {} style images", weights.len(), self.per_style.len())))
+            }
+        };
+        Ok(Stylizer { vgg: self.vgg.clone(), settings, style_targets, per_style: self.per_style.clone() })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -664,6 +686,17 @@ impl Stylizer {
         let (then, now) = (history[history.len() - 1 - w], history[history.len() - 1]);
         (then - now).abs() / then.abs().max(f64::MIN_POSITIVE) < tol
     }
+}
+
+/// Per style layer, the blend of each style image's target with `weights` (one style: its own).
+fn blend_targets(per_style: &[Vec<StyleTarget>], weights: &[f64]) -> Result<Vec<StyleTarget>> {
+    if let ([only], [_]) = (per_style, weights) {
+        return Ok(only.clone());
+    }
+    let layers = per_style.first().map_or(0, Vec::len);
+    (0..layers)
+        .map(|l| StyleTarget::combine(&per_style.iter().zip(weights).map(|(targets, &w)| (&targets[l], w)).collect::<Vec<_>>()))
+        .collect()
 }
 
 /// What an optimisation keeps from its evaluations, on the host and on the device alike: J's
