@@ -19,6 +19,7 @@ use stylize_video::net::vgg::{LayerName, Pooling};
 use stylize_video::stylize::optim::OptimizerKind;
 use stylize_video::stylize::stylizer::Settings;
 
+use stylize_video::jobs::keyframes::{parse_blend, parse_key, KeyAt};
 use stylize_video::media::matte::DEFAULT_FEATHER;
 
 const INPUT_OUTPUT: &str = "Input and output";
@@ -153,8 +154,12 @@ pub struct Cli {
     pub style: Vec<PathBuf>,
 
     /// Blend weights of the --style images, comma-separated [default: equal].
-    #[arg(long, value_delimiter = ',', help_heading = STYLE)]
-    pub style_weights: Option<Vec<f64>>,
+    ///
+    /// Video: keys KEY=W1:W2:… make the blend change over the clip, linear between keys (a
+    /// transition from one style to another: 0s=1:0,4s=0:1). KEY is a time (4s, 0:04) or a
+    /// frame number from 1.
+    #[arg(long, value_delimiter = ',', value_name = "W,…|KEY=W:W,…", value_parser = parse_blend_arg, help_heading = STYLE)]
+    pub style_weights: Option<Vec<BlendArg>>,
 
     /// Style image area = the content's area × this.
     ///
@@ -164,21 +169,27 @@ pub struct Cli {
 
     /// β, weight of the style cost J_style.
     ///
-    /// With --preview: a comma-separated list to sweep.
-    #[arg(long, value_delimiter = ',', default_values_t = [Settings::default().style_weight], help_heading = STYLE)]
-    pub style_weight: Vec<f64>,
+    /// With --preview: a comma-separated list to sweep. Video: keys KEY=VALUE,… make it change
+    /// over the clip, linear between keys (0s=5e-4,4s=2e-3); KEY is a time (4s, 0:04) or a frame
+    /// number from 1.
+    #[arg(long, value_delimiter = ',', default_values_t = [Keyed::Plain(Settings::default().style_weight)], value_parser = parse_keyed, help_heading = STYLE)]
+    pub style_weight: Vec<Keyed>,
 
     /// α, weight of the content cost J_content.
     ///
-    /// With --preview: a comma-separated list to sweep.
-    #[arg(long, value_delimiter = ',', default_values_t = [Settings::default().content_weight], help_heading = STYLE)]
-    pub content_weight: Vec<f64>,
+    /// With --preview: a comma-separated list to sweep. Video: keys KEY=VALUE,… make it change
+    /// over the clip, linear between keys (0s=5e-4,4s=2e-3); KEY is a time (4s, 0:04) or a frame
+    /// number from 1.
+    #[arg(long, value_delimiter = ',', default_values_t = [Keyed::Plain(Settings::default().content_weight)], value_parser = parse_keyed, help_heading = STYLE)]
+    pub content_weight: Vec<Keyed>,
 
     /// γ_tv, weight of the total-variation cost J_tv (0 disables it).
     ///
-    /// With --preview: a comma-separated list to sweep.
-    #[arg(long, value_delimiter = ',', default_values_t = [Settings::default().tv_weight], help_heading = STYLE)]
-    pub tv_weight: Vec<f64>,
+    /// With --preview: a comma-separated list to sweep. Video: keys KEY=VALUE,… make it change
+    /// over the clip, linear between keys (0s=5e-4,4s=2e-3); KEY is a time (4s, 0:04) or a frame
+    /// number from 1.
+    #[arg(long, value_delimiter = ',', default_values_t = [Keyed::Plain(Settings::default().tv_weight)], value_parser = parse_keyed, help_heading = STYLE)]
+    pub tv_weight: Vec<Keyed>,
 
     /// Layers of the style cost, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", help_heading = STYLE)]
@@ -471,4 +482,56 @@ pub fn parse_time(text: &str) -> Result<f64, String> {
 
 fn parse_rate(text: &str) -> Result<(i32, i32), String> {
     stylize_video::media::sequence::parse_rate(text)
+}
+
+/// A weight's value: a number, or a keyframe KEY=NUMBER.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Keyed {
+    Plain(f64),
+    At(KeyAt, f64),
+}
+
+impl Keyed {
+    /// The number, keyed or not.
+    pub fn value(&self) -> f64 {
+        match self {
+            Keyed::Plain(v) | Keyed::At(_, v) => *v,
+        }
+    }
+}
+
+impl std::fmt::Display for Keyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Keyed::Plain(v) => write!(f, "{v}"),
+            Keyed::At(at, v) => write!(f, "{at}={v}"),
+        }
+    }
+}
+
+fn parse_number(text: &str) -> Result<f64, String> {
+    text.trim().parse::<f64>().map_err(|_| format!("'{text}' is not a number"))
+}
+
+fn parse_keyed(text: &str) -> Result<Keyed, String> {
+    if text.contains('=') {
+        let (at, value) = parse_key(text, parse_number)?;
+        return Ok(Keyed::At(at, value));
+    }
+    parse_number(text).map(Keyed::Plain)
+}
+
+/// A style blend's weight, or a keyframe KEY=W1:W2:….
+#[derive(Debug, Clone, PartialEq)]
+pub enum BlendArg {
+    Weight(f64),
+    At(KeyAt, Vec<f64>),
+}
+
+fn parse_blend_arg(text: &str) -> Result<BlendArg, String> {
+    if text.contains('=') {
+        let (at, blend) = parse_key(text, parse_blend)?;
+        return Ok(BlendArg::At(at, blend));
+    }
+    parse_number(text).map(BlendArg::Weight)
 }

@@ -10,6 +10,7 @@ use stylize_video::jobs::pipeline::{VideoJob, DEFAULT_WARM_ITERATIONS};
 use stylize_video::jobs::preview::{
     short_number, PreviewFrames, PreviewInput, PreviewJob, Sweep, SweptOption, DEFAULT_PREVIEW_ITERATIONS, DEFAULT_PREVIEW_SIZE,
 };
+use stylize_video::jobs::keyframes::{KeyAt, Keyframed, Keyframes};
 use stylize_video::jobs::segment::SegmentSpec;
 use stylize_video::jobs::spec::{self, NetworkSpec, PyramidSpec, StyleSpec, StylizeOptions, DEFAULT_SIZE};
 use stylize_video::jobs::still::{StillJob, DEFAULT_ITERATIONS};
@@ -18,7 +19,7 @@ use stylize_video::media::sequence::{is_sequence, Pattern};
 use stylize_video::media::video::{DecodeOptions, VideoDecoder};
 use stylize_video::stylize::stylizer::{default_style_layers, Settings};
 
-use super::args::{Cli, Codec, WorkingSize};
+use super::args::{BlendArg, Cli, Codec, Keyed, WorkingSize};
 
 /// The longest side of a still image or of a video's (or sequence's) displayed frames, for
 /// `--size source`; the default size where the input cannot be read here, so that the job
@@ -33,13 +34,40 @@ fn source_size(input: &Path) -> u32 {
 }
 
 /// The options a preview can sweep, with the values given for each.
-fn sweepable(cli: &Cli) -> [(SweptOption, &Vec<f64>); 4] {
+fn sweepable(cli: &Cli) -> [(SweptOption, Vec<f64>); 4] {
+    let values = |list: &[Keyed]| list.iter().map(Keyed::value).collect();
     [
-        (SweptOption::StyleWeight, &cli.style_weight),
-        (SweptOption::StyleScale, &cli.style_scale),
-        (SweptOption::ContentWeight, &cli.content_weight),
-        (SweptOption::TvWeight, &cli.tv_weight),
+        (SweptOption::StyleWeight, values(&cli.style_weight)),
+        (SweptOption::StyleScale, cli.style_scale.clone()),
+        (SweptOption::ContentWeight, values(&cli.content_weight)),
+        (SweptOption::TvWeight, values(&cli.tv_weight)),
     ]
+}
+
+impl KeyedOptions for Keyframed {
+    fn keys(&self, option: SweptOption) -> bool {
+        match option {
+            SweptOption::StyleWeight => self.style_weight.is_some(),
+            SweptOption::ContentWeight => self.content_weight.is_some(),
+            SweptOption::TvWeight => self.tv_weight.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// Which sweepable options were given as keys.
+trait KeyedOptions {
+    fn keys(&self, option: SweptOption) -> bool;
+}
+
+/// A weight's keyframes (none: a number or a list to sweep), refusing keys mixed with plain numbers.
+fn weight_keys(option: &str, list: &[Keyed]) -> Result<Option<Keyframes<f64>>, String> {
+    let keys: Vec<(KeyAt, f64)> = list.iter().filter_map(|k| if let Keyed::At(at, v) = k { Some((*at, *v)) } else { None }).collect();
+    match keys.len() {
+        0 => Ok(None),
+        n if n < list.len() => Err(format!("{option}: give one number, a list to sweep, or keys (4s=2e-3,…), not numbers and keys together")),
+        _ => Keyframes::new(option, keys).map(Some).map_err(|e| e.to_string()),
+    }
 }
 
 /// A number list's text as given: "1e-4,5e-4".
@@ -95,9 +123,9 @@ impl Cli {
         let n = self.style_layers.len();
         // Lists are swept by --preview (checked in `job`); every row starts from the first value.
         Settings {
-            content_weight: self.content_weight[0],
-            style_weight: self.style_weight[0],
-            tv_weight: self.tv_weight[0],
+            content_weight: self.content_weight[0].value(),
+            style_weight: self.style_weight[0].value(),
+            tv_weight: self.tv_weight[0].value(),
             temporal_weight: self.temporal_weight,
             style_layer_weights: self.style_layer_weights.clone().unwrap_or_else(|| vec![1.0 / n.max(1) as f64; n]),
             style_layers: if n == 0 { default_style_layers() } else { self.style_layers.clone() },
@@ -109,8 +137,48 @@ impl Cli {
         }
     }
 
+    /// The settings that change over the clip, from the options' keys.
+    fn keyframes(&self) -> Result<Keyframed, String> {
+        let style_blend = match &self.style_weights {
+            Some(list) if list.iter().any(|b| matches!(b, BlendArg::At(..))) => {
+                let keys: Vec<(KeyAt, Vec<f64>)> =
+                    list.iter().filter_map(|b| if let BlendArg::At(at, w) = b { Some((*at, w.clone())) } else { None }).collect();
+                if keys.len() < list.len() {
+                    return Err("--style-weights: give the blend's weights (3,1) or keys (0s=1:0,4s=0:1), not both".into());
+                }
+                Some(Keyframes::new("--style-weights", keys).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        Ok(Keyframed {
+            content_weight: weight_keys("--content-weight", &self.content_weight)?,
+            style_weight: weight_keys("--style-weight", &self.style_weight)?,
+            tv_weight: weight_keys("--tv-weight", &self.tv_weight)?,
+            style_blend,
+        })
+    }
+
     pub fn job(self) -> Result<Job, String> {
-        let lists: Vec<(SweptOption, &Vec<f64>)> = sweepable(&self).into_iter().filter(|(_, v)| v.len() > 1).collect();
+        let keyframes = self.keyframes()?;
+        if keyframes.any() {
+            let option = [
+                (keyframes.style_weight.is_some(), "--style-weight"),
+                (keyframes.content_weight.is_some(), "--content-weight"),
+                (keyframes.tv_weight.is_some(), "--tv-weight"),
+                (keyframes.style_blend.is_some(), "--style-weights"),
+            ]
+            .into_iter()
+            .find_map(|(keyed, option)| keyed.then_some(option))
+            .unwrap_or_default();
+            if self.preview.is_some() {
+                return Err(format!("{option}: keys (4s=…) change a video's frames over time; --preview paints cells apart (give numbers to sweep)"));
+            }
+            if let Some(still) = self.input.iter().find(|i| spec::is_still_image(i)) {
+                return Err(format!("{option}: keys (4s=…) are for videos, and {} is a still image", still.display()));
+            }
+        }
+        let lists: Vec<(SweptOption, Vec<f64>)> =
+            sweepable(&self).into_iter().filter(|(option, v)| v.len() > 1 && !keyframes.keys(*option)).collect();
         if self.preview.is_none() {
             if let Some((option, values)) = lists.first() {
                 return Err(format!(
@@ -226,7 +294,13 @@ impl Cli {
         frames_dir: Option<PathBuf>,
         options: &StylizeOptions,
     ) -> BatchItem {
-        let blend_weights = self.style_weights.clone().unwrap_or_else(|| vec![1.0; self.style.len()]);
+        // Keyed blends start from equal weights; each frame gets its own blend.
+        let blend_weights = match &self.style_weights {
+            Some(list) if list.iter().all(|b| matches!(b, BlendArg::Weight(_))) => {
+                list.iter().map(|b| if let BlendArg::Weight(w) = b { *w } else { 1.0 }).collect()
+            }
+            _ => vec![1.0; self.style.len()],
+        };
         let style = StyleSpec { paths: self.style.clone(), blend_weights, scale: self.style_scale[0] };
         let size = match self.size {
             None => DEFAULT_SIZE,
@@ -271,6 +345,7 @@ impl Cli {
             sequence_rate: self.frame_rate,
             deinterlace: self.deinterlace,
             matte: self.matte_spec(),
+            keyframes: self.keyframes().unwrap_or_default(),
             bit_depth: self.bit_depth,
             overwrite: self.overwrite,
             fresh: self.fresh,
@@ -294,7 +369,7 @@ impl Cli {
         let sweep = sweepable(&self)
             .into_iter()
             .find(|(_, values)| values.len() > 1)
-            .map(|(option, values)| Sweep { option, values: values.clone() });
+            .map(|(option, values)| Sweep { option, values });
         let input = self.input[0].clone();
         let still = spec::is_still_image(&input);
         let input = if still { PreviewInput::Still(input) } else { PreviewInput::Video(input) };

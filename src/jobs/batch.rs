@@ -16,8 +16,9 @@ use crate::jobs::still::{run_still_with, StillJob, StillReport};
 use crate::media::paths::{self, Named};
 use crate::progress::NoProgress;
 
-/// One input's job.
+/// One input's job. (A batch holds a handful; their sizes do not matter.)
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum BatchItem {
     Still(StillJob),
     Video(VideoJob),

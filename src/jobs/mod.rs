@@ -6,6 +6,7 @@ pub mod spec;
 pub mod cache;
 pub mod progress;
 pub mod pyramid;
+pub mod keyframes;
 pub mod revealed;
 pub mod shots;
 pub mod still;

@@ -225,7 +225,9 @@ fn paint_pass(
         let top_up = shots::top_up(plan.iterations, plan.max_iterations, shot_reference_style(&first_pass[..=index]));
         let warm = Warm { start: &start, temporal: &temporal, previous: &previous_levels, top_up, matte: None };
         let mut frame_progress = StopAware { inner: &mut *progress, stop };
-        let painted = painter.paint_warm(&input, warm, plan.iterations, &mut frame_progress)?;
+        // Keyframed settings: the values the first pass painted the frame with.
+        let keyed_painter = first_pass[index].keyframed.as_ref().map(|v| v.painter(painter)).transpose()?;
+        let painted = keyed_painter.as_ref().unwrap_or(painter).paint_warm(&input, warm, plan.iterations, &mut frame_progress)?;
         let image = (plan.finish)(&painted.stylized.image, &input)?;
         let error = match (&motion, temporal.first()) {
             (Some(motion), Some(target)) => warping_error(&image.rgb8, &target.warped_previous, motion)?,
@@ -241,6 +243,7 @@ fn paint_pass(
             stopped: painted.stopped,
             pass: Some(pass),
             repaired,
+            keyframed: first.keyframed.clone(),
             ..FrameRecord::new(first.index, first.pts_seconds, &painted.stylized, started.elapsed().as_secs_f64())
         };
         dir.save(&image, &record)?;

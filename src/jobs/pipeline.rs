@@ -36,6 +36,7 @@ use crate::jobs::spec::{
 };
 use crate::jobs::workdir::{Finished, WorkDir};
 use crate::media::image_io::{self, FinishedFrame};
+use crate::jobs::keyframes::Keyframed;
 use crate::media::matte::{FrameMatte, MatteFrames, MatteSpec};
 use crate::media::paths::{self, Named};
 use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
@@ -132,6 +133,8 @@ pub struct VideoJob {
     pub deinterlace: Deinterlace,
     /// Paint only what this matte marks (white) in each frame; the rest stays the source's.
     pub matte: Option<MatteSpec>,
+    /// Weights and style blend that change over the clip (none: the options' throughout).
+    pub keyframes: Keyframed,
     /// Bits per channel of an image-sequence output.
     pub bit_depth: BitDepth,
     pub overwrite: bool,
@@ -169,6 +172,7 @@ impl VideoJob {
             sequence_rate: None,
             deinterlace: Deinterlace::Frame,
             matte: None,
+            keyframes: Keyframed::default(),
             bit_depth: BitDepth::Eight,
             overwrite: false,
             fresh: false,
@@ -532,6 +536,7 @@ pub(crate) fn stylize_frames(
         }
         // The matte is read for every frame, resumed ones too, to stay aligned with the input.
         let frame_matte = matte.as_mut().map(MatteFrames::next_frame).transpose()?;
+        let values = job.keyframes.at(frame.index + 1, frame.pts_seconds);
         // An earlier run's frame is taken as it is, unless an earlier frame of its shot was
         // recomputed (it was started from that one).
         let (repaired, cause) = match (workdir.load(frame.index), repairing.take()) {
@@ -553,6 +558,9 @@ pub(crate) fn stylize_frames(
             (Finished::Missing, _) => (None, None),
         };
         let frame_started = Instant::now();
+        // A frame whose settings are keyframed is painted with its own.
+        let keyed_painter = values.as_ref().map(|v| v.painter(painter)).transpose()?;
+        let painter = keyed_painter.as_ref().unwrap_or(painter);
         let content = input::to_tensor(&frame.image, &device)?;
         // What the previous frame offers this one: nothing for the first frame or after a cut.
         let cut = motion.as_ref().is_some_and(Motion::is_cut);
@@ -621,6 +629,7 @@ pub(crate) fn stylize_frames(
             stopped,
             revealed,
             matte_share: frame_matte.as_ref().map(FrameMatte::painted_share),
+            keyframed: values,
             ..FrameRecord::new(frame.index, frame.pts_seconds, &stylized, frame_started.elapsed().as_secs_f64())
         };
         // The frames after a repaired one in its shot were started from the damaged copy.
@@ -970,6 +979,7 @@ pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
     if job.passes == 0 {
         return Err(Error::Settings("--passes: must be at least 1 (got 0)".into()));
     }
+    job.keyframes.validate(job.style.paths.len())?;
     if let Some(matte) = &job.matte {
         if !(matte.feather >= 0.0 && matte.feather.is_finite()) {
             return Err(Error::Settings(format!("--matte-feather: must be a finite number ≥ 0, got {}", matte.feather)));
@@ -1154,6 +1164,9 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
     }
     if let Some(iterations) = job.paint_revealed {
         fingerprint["paint_revealed"] = iterations.into();
+    }
+    if job.keyframes.any() {
+        fingerprint["keyframes"] = serde_json::to_value(&job.keyframes).unwrap_or_default();
     }
     if let Some(matte) = &job.matte {
         fingerprint["matte"] = serde_json::json!({ "file": file(&matte.path), "feather": matte.feather });

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::jobs::keyframes::FrameValues;
 use crate::jobs::pyramid::LevelRecord;
 use crate::jobs::revealed::RevealedRecord;
 use crate::progress::{NoProgress, Progress};
@@ -77,6 +78,9 @@ pub struct FrameRecord {
     /// region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matte_share: Option<f64>,
+    /// The keyframed settings' values this frame was painted with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyframed: Option<FrameValues>,
 }
 
 impl FrameRecord {
@@ -106,6 +110,7 @@ impl FrameRecord {
             revealed: None,
             pass: None,
             matte_share: None,
+            keyframed: None,
         }
     }
 }

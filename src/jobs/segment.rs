@@ -311,6 +311,9 @@ pub fn run_segment(
     if job.passes > 1 {
         return Err(Error::Settings("--passes paints the whole clip back and forth in one run: it does not split into --segment runs".into()));
     }
+    if job.keyframes.counts_frames() {
+        return Err(Error::Settings("--segment: keys at frame numbers count from each segment's start; give them as times (4s=…)".into()));
+    }
     let plan = Plan::load_or_make(job, segment.count, overlap)?;
     let this = plan.segments[segment.index];
     check_other_segments(job, &plan, segment.index)?;
