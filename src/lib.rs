@@ -12,6 +12,8 @@
 //!     other streams), colour tags and timecode kept;
 //!   - [`media::sequence`]: numbered image sequences (`shots/f_%04d.png`) in and out;
 //!   - [`media::image_io`]: still images, resizing, colour conversions, atomic writes;
+//!   - [`media::matte`]: mattes (which part of each frame is painted) read beside the input,
+//!     and the painting put over the source by them;
 //!   - [`media::text`]: labels drawn on images (the preview grid's);
 //! - [`net`]: the VGG16 network with constant weights, its forward trace and its own backward:
 //!   - [`net::vgg`]: the network as data, loaded through a `VarBuilder`;
@@ -29,6 +31,7 @@
 //! - [`jobs`]: what a user runs:
 //!   - [`jobs::spec`]: what the jobs share (network, style images, starting image, checks);
 //!   - [`jobs::pyramid`]: coarse-to-fine painting of large images and warm frames, level by level;
+//!   - [`jobs::keyframes`]: weights and style blends that change over a clip, per frame;
 //!   - [`jobs::still`]: a still image;
 //!   - [`jobs::pipeline`]: a video: decode → warm-started stylization → encode, on three threads;
 //!   - [`jobs::preview`]: a grid of frames × styles × one swept option;

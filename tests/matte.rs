@@ -211,3 +211,27 @@ fn bad_mattes_are_refused_before_any_work() {
         assert!(!dir.join("grid.png").exists());
     }
 }
+
+/// The bundled matte (an FFV1 greyscale clip at 256×192) over the bundled clip at another size:
+/// read frame for frame, resized with the frames.
+#[test]
+fn the_bundled_matte_follows_the_bundled_clip() {
+    let dir = common::scratch_dir("matte-bundled");
+    let output = dir.join("out.mkv");
+    let job = VideoJob {
+        size: 64,
+        max_frames: Some(3),
+        first_iterations: 5,
+        iterations: 2,
+        codec: VideoCodec::Ffv1,
+        keep_audio: false,
+        matte: Some(MatteSpec { path: common::repo_path("samples/cup-matte.mkv"), feather: 3.0 }),
+        ..VideoJob::with_defaults(common::repo_path("samples/cup.mp4"), common::repo_path("samples/starry_night.jpg"), output.clone())
+    };
+    let report = run(&job);
+    let shares: Vec<f64> = report.frames.iter().map(|f| f.matte_share.unwrap()).collect();
+    assert_eq!(shares.len(), 3);
+    // The hand and the cup cover 15% of the first frames (scripts/make-cup-matte).
+    assert!(shares.iter().all(|s| (0.12..0.19).contains(s)), "{shares:?}");
+    assert_eq!(common::frames_at(&output, (64, 48)).len(), 3);
+}
