@@ -78,8 +78,8 @@ fn print_still_summary(report: &StillReport) {
         report.terms.style,
         report.terms.tv
     );
-    if report.input_alpha {
-        eprintln!("note: the input's alpha channel is not kept: the colours under transparent pixels are painted, and the output is opaque");
+    if report.input_alpha && !report.output_alpha {
+        eprintln!("note: the input's alpha channel is not written: JPEG has none (a .png output keeps it); the output is opaque");
     }
 }
 
@@ -362,12 +362,6 @@ impl BatchProgress for BatchDisplay {
 /// One line each for what the input held that the output does not keep as it was.
 fn decode_notes(notes: &DecodeNotes, input: &VideoInfo) -> Vec<String> {
     let mut lines = Vec::new();
-    if input.alpha {
-        lines.push(format!(
-            "the input's alpha channel ({}) is not kept: the colours under transparent pixels are painted, and the output is opaque",
-            input.pixel_format
-        ));
-    }
     if notes.interlaced_frames > 0 {
         lines.push(format!(
             "{} frames are interlaced: painted as progressive pictures, their fields together (--deinterlace off; drop it to deinterlace them)",

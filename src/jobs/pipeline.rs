@@ -402,7 +402,7 @@ pub fn run_video_with(
             };
             let mut send = |index: u64, image: FinishedFrame| {
                 to_encoder
-                    .send(ToEncoder::Frame { image, pts: pts[index as usize], index })
+                    .send(ToEncoder::Frame { image: image.with_alpha(workdir.load_alpha(index)?), pts: pts[index as usize], index })
                     .map_err(|_| Error::output(&job.output, "the encoder stopped"))
             };
             let (last_pass, figures) = passes::repaint(&plan, &painter, &workdir, &records, &mut send, progress, stop)?;
@@ -550,6 +550,7 @@ pub(crate) fn stylize_frames(
                 progress.frame(&record);
                 records.push(*record);
                 if let FramesTo::Encoder(to_encoder) = &to {
+                    let image = image.with_alpha(frame.alpha);
                     to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
                 }
                 continue;
@@ -640,7 +641,8 @@ pub(crate) fn stylize_frames(
         progress.frame(&record);
         records.push(record);
         if let FramesTo::Encoder(to_encoder) = &to {
-            to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
+            let image = image.with_alpha(frame.alpha);
+                    to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
         }
     }
     if !ended {
@@ -670,6 +672,10 @@ impl FramesTo<'_> {
             workdir.save_input(frame.index, &frame.image)?;
             pts.push(frame.pts);
         }
+        // What writes the video later gets the source's alpha from the work directory.
+        if let (FramesTo::LaterPasses(_) | FramesTo::WorkDir, Some(alpha)) = (&self, &frame.alpha) {
+            workdir.save_alpha(frame.index, alpha)?;
+        }
         Ok(())
     }
 }
@@ -696,7 +702,7 @@ fn finished_frame(job: &VideoJob, deep: bool, stylized: &Tensor, content: &RgbIm
         if let Some(matte) = matte {
             image = matte.composite(&image, content);
         }
-        FinishedFrame { rgb8: image, rgb16: None }
+        FinishedFrame::new(image)
     })
 }
 
@@ -1026,9 +1032,19 @@ enum FrameSink {
 impl FrameSink {
     fn create(output: &Path, source: &VideoInfo, options: &EncodeOptions, bit_depth: BitDepth) -> Result<FrameSink> {
         if sequence_output(output).is_none() {
-            return Ok(FrameSink::Video(VideoEncoder::create(output, source, options)?));
+            let mut encoder = VideoEncoder::create(output, source, options)?;
+            if source.alpha && !options.codec.carries_alpha() {
+                encoder.note(format!(
+                    "the input's alpha channel ({}) is not written: H.264 has none (--codec ffv1 or prores keeps it); the output is opaque",
+                    source.pixel_format
+                ));
+            }
+            return Ok(FrameSink::Video(encoder));
         }
         let mut notes = Vec::new();
+        if source.alpha && matches!(Pattern::parse(output).map(|p| p.extension()).as_deref(), Some("jpg" | "jpeg")) {
+            notes.push(format!("the input's alpha channel ({}) is not written: JPEG has none (PNG and TIFF frames keep it)", source.pixel_format));
+        }
         if options.copy_other_streams && !source.other_streams.is_empty() {
             notes.push(format!("an image sequence holds no audio: the source's {} other stream(s) are not written", source.other_streams.len()));
         }
@@ -1045,9 +1061,11 @@ impl FrameSink {
     /// source frame it came from (frames skipped by `--start` count), so it lines up in a comp.
     fn write_frame(&mut self, image: &FinishedFrame, pts: i64) -> Result<()> {
         match self {
-            FrameSink::Video(encoder) => match &image.rgb16 {
-                Some(deep) => encoder.write_frame16(deep, pts),
-                None => encoder.write_frame(&image.rgb8, pts),
+            FrameSink::Video(encoder) => match (&image.rgb16, image.alpha.is_some() && encoder.carries_alpha()) {
+                (Some(_), true) => encoder.write_frame_rgba16(&image.rgba16().expect("has alpha"), pts),
+                (None, true) => encoder.write_frame_rgba(&image.rgba8().expect("has alpha"), pts),
+                (Some(deep), false) => encoder.write_frame16(deep, pts),
+                (None, false) => encoder.write_frame(&image.rgb8, pts),
             },
             FrameSink::Sequence { writer, source, first_number, last_number, .. } => {
                 let (num, den) = source.time_base;
@@ -1077,7 +1095,12 @@ impl FrameSink {
                     width: written.width,
                     height: written.height,
                     frames_written: written.frames,
-                    pixel_format: if written.bits == 16 { "rgb48".into() } else { "rgb24".into() },
+                    pixel_format: match (written.bits, written.alpha) {
+                        (16, true) => "rgba64".into(),
+                        (16, false) => "rgb48".into(),
+                        (_, true) => "rgba".into(),
+                        (_, false) => "rgb24".into(),
+                    },
                     colour: source.colour.for_rgb_output(),
                     timecode: None,
                     streams: Vec::new(),

@@ -453,6 +453,8 @@ pub fn assemble(job: &VideoJob) -> Result<Assembled> {
             image = cross_fade(&earlier, &image, weight);
             blended_frames += 1;
         }
+        // The source's alpha, kept by the segment that painted the frame.
+        image = image.with_alpha(dirs[owner].load_alpha(frame - plan.segments[owner].run.start)?);
         record.index = frame;
         records.push(record);
         send(ToEncoder::Frame { image, pts: plan.pts[frame as usize], index: frame })?;
@@ -485,12 +487,9 @@ pub fn cross_fade(a: &FinishedFrame, b: &FinishedFrame, w: f32) -> FinishedFrame
             let (p, q) = (x.get_pixel(i, j).0, y.get_pixel(i, j).0);
             image::Rgb([0, 1, 2].map(|c| mix(p[c] as f32, q[c] as f32).round() as u16))
         })),
-        _ => FinishedFrame {
-            rgb8: image::RgbImage::from_fn(a.rgb8.width(), a.rgb8.height(), |i, j| {
-                let (p, q) = (a.rgb8.get_pixel(i, j).0, b.rgb8.get_pixel(i, j).0);
-                image::Rgb([0, 1, 2].map(|c| mix(p[c] as f32, q[c] as f32).round() as u8))
-            }),
-            rgb16: None,
-        },
+        _ => FinishedFrame::new(image::RgbImage::from_fn(a.rgb8.width(), a.rgb8.height(), |i, j| {
+            let (p, q) = (a.rgb8.get_pixel(i, j).0, b.rgb8.get_pixel(i, j).0);
+            image::Rgb([0, 1, 2].map(|c| mix(p[c] as f32, q[c] as f32).round() as u8))
+        })),
     }
 }

@@ -74,9 +74,11 @@ impl StillJob {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StillReport {
     pub input: PathBuf,
-    /// Whether the input has an alpha channel, which is not kept: the colours under
-    /// transparent pixels are painted and the output is opaque.
+    /// Whether the input has an alpha channel. The colours under transparent pixels are
+    /// painted; the alpha is written back with the result where the output holds it (PNG).
     pub input_alpha: bool,
+    /// Whether the output carries the input's alpha.
+    pub output_alpha: bool,
     pub styles: Vec<PathBuf>,
     pub output: PathBuf,
     pub width: u32,
@@ -124,11 +126,18 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
     let (image, painted) =
         stylize_image(&painter, &content_image, matte.as_ref(), &options.init, options.seed, job.iterations, options.original_colors, progress)?;
     let result = painted.stylized;
-    image_io::save_rgb(&image, &job.output)?;
+    // The photo's alpha, at the working size, goes back with the painting.
+    let alpha = image_io::load_alpha(&job.content)?
+        .map(|(alpha, deep)| match alpha.dimensions() == (width, height) {
+            true => (alpha, deep),
+            false => (image::imageops::resize(&alpha, width, height, image::imageops::FilterType::Lanczos3), deep),
+        });
+    let output_alpha = image_io::save_with_alpha(&image, alpha.as_ref().map(|(a, deep)| (a, *deep)), &job.output)?;
 
     let report = StillReport {
         input: job.content.clone(),
-        input_alpha: image_io::has_alpha(&job.content),
+        input_alpha: alpha.is_some(),
+        output_alpha,
         styles: job.style.paths.clone(),
         output: job.output.clone(),
         width,

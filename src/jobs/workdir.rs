@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::jobs::progress::FrameRecord;
-use crate::media::image_io::{self, FinishedFrame};
+use crate::media::image_io::{self, Alpha16, FinishedFrame};
 
 /// The on-disk record of a finished frame: the report's record and the image's checksum.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -196,6 +196,28 @@ impl WorkDir {
             .map_err(|e| Error::output(&path, format!("the kept input frame does not read back ({e}); run the same command again to rewrite it")))
     }
 
+    /// Keeps frame `index`'s alpha (a 16-bit PNG) for what writes the video later: the passes
+    /// after the first, a segments' assembly.
+    pub fn save_alpha(&self, index: u64, alpha: &Alpha16) -> Result<()> {
+        let path = self.alpha_path(index);
+        image_io::write_atomically(&path, |tmp| alpha.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| format!("cannot write: {e}")))
+    }
+
+    /// Frame `index`'s alpha as [`WorkDir::save_alpha`] kept it; none if it kept none.
+    pub fn load_alpha(&self, index: u64) -> Result<Option<Alpha16>> {
+        let path = self.alpha_path(index);
+        if !path.exists() {
+            return Ok(None);
+        }
+        image::open(&path)
+            .map(|image| Some(image.into_luma16()))
+            .map_err(|e| Error::output(&path, format!("the kept alpha does not read back ({e}); run the same command again to rewrite it")))
+    }
+
+    fn alpha_path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("alpha_{:06}.png", index + 1))
+    }
+
     fn input_path(&self, index: u64) -> PathBuf {
         self.dir.join(format!("input_{:06}.png", index + 1))
     }
@@ -319,7 +341,7 @@ mod tests {
     fn a_frame_reads_back_from_its_record_and_image_bytes_or_names_the_damaged_one() {
         let record = r#"{"index": 3, "pts_seconds": 0.12, "iterations": 1, "J": 2.0, "J_content": 1.0, "J_style": 1.0,
             "J_tv": 0.0, "seconds": 0.5"#;
-        let frame = FinishedFrame { rgb8: image::RgbImage::from_pixel(3, 2, image::Rgb([10, 20, 30])), rgb16: None };
+        let frame = FinishedFrame::new(image::RgbImage::from_pixel(3, 2, image::Rgb([10, 20, 30])));
         let image = image_io::encode_finished(&frame).unwrap();
         let crc = crc32fast::hash(&image);
         let with_crc = |crc: u32| format!("{record}, \"image_crc32\": {crc}}}");

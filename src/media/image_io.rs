@@ -4,12 +4,18 @@
 
 use std::path::{Path, PathBuf};
 
-use image::{imageops::FilterType, ImageBuffer, ImageFormat, Rgb, RgbImage};
+use image::{imageops::FilterType, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage, Rgba};
 
 use crate::error::{Error, Result};
 
 /// 16-bit RGB: stylized frames for deep outputs (10-bit video, 16-bit image sequences).
 pub type Rgb16Image = ImageBuffer<Rgb<u16>, Vec<u16>>;
+
+/// An alpha channel at 16 bits (an 8-bit one widened ×257, which narrows back exactly).
+pub type Alpha16 = ImageBuffer<Luma<u16>, Vec<u16>>;
+
+/// 16-bit RGBA: a deep frame with its alpha, as written.
+pub type Rgba16Image = ImageBuffer<Rgba<u16>, Vec<u16>>;
 
 /// A finished frame as written: 8-bit RGB, and for deep outputs the same frame at 16 bits, the
 /// 8-bit one then being its rounding, so that both say the same thing.
@@ -17,15 +23,18 @@ pub type Rgb16Image = ImageBuffer<Rgb<u16>, Vec<u16>>;
 pub struct FinishedFrame {
     pub rgb8: RgbImage,
     pub rgb16: Option<Rgb16Image>,
+    /// The source frame's alpha (straight, not premultiplied), written where the output can
+    /// carry it. Not part of the painting: the work directory keeps the painting alone.
+    pub alpha: Option<Alpha16>,
 }
 
 impl FinishedFrame {
     /// A frame at 16 bits, with its 8-bit rounding.
     pub fn deep(rgb16: Rgb16Image) -> FinishedFrame {
         let rgb8 = RgbImage::from_fn(rgb16.width(), rgb16.height(), |x, y| {
-            Rgb(rgb16.get_pixel(x, y).0.map(|v| ((u32::from(v) + 128) / 257) as u8))
+            Rgb(rgb16.get_pixel(x, y).0.map(narrow))
         });
-        FinishedFrame { rgb8, rgb16: Some(rgb16) }
+        FinishedFrame { rgb8, rgb16: Some(rgb16), alpha: None }
     }
 
     /// The frame at 16 bits: the deep one, or the 8-bit one widened (×257).
@@ -35,23 +44,59 @@ impl FinishedFrame {
         })
     }
 
-    /// Both images resized (Lanczos); a no-op when the size already matches.
+    /// An 8-bit frame.
+    pub fn new(rgb8: RgbImage) -> FinishedFrame {
+        FinishedFrame { rgb8, rgb16: None, alpha: None }
+    }
+
+    /// The same frame with `alpha`.
+    pub fn with_alpha(self, alpha: Option<Alpha16>) -> FinishedFrame {
+        FinishedFrame { alpha, ..self }
+    }
+
+    /// Every image resized (Lanczos); a no-op when the size already matches.
     pub fn resized(self, width: u32, height: u32) -> FinishedFrame {
         if self.rgb8.dimensions() == (width, height) {
             return self;
         }
+        let alpha = self.alpha.map(|a| image::imageops::resize(&a, width, height, FilterType::Lanczos3));
         match self.rgb16 {
             Some(deep) => FinishedFrame::deep(image::imageops::resize(&deep, width, height, FilterType::Lanczos3)),
-            None => FinishedFrame { rgb8: resize(&self.rgb8, width, height), rgb16: None },
+            None => FinishedFrame::new(resize(&self.rgb8, width, height)),
         }
+        .with_alpha(alpha)
     }
+
+    /// The frame with its alpha, 8-bit (none without alpha).
+    pub fn rgba8(&self) -> Option<image::RgbaImage> {
+        let alpha = self.alpha.as_ref()?;
+        Some(image::RgbaImage::from_fn(self.rgb8.width(), self.rgb8.height(), |x, y| {
+            let [r, g, b] = self.rgb8.get_pixel(x, y).0;
+            Rgba([r, g, b, narrow(alpha.get_pixel(x, y)[0])])
+        }))
+    }
+
+    /// The frame with its alpha, 16-bit (none without alpha).
+    pub fn rgba16(&self) -> Option<Rgba16Image> {
+        let alpha = self.alpha.as_ref()?;
+        let rgb = self.to_rgb16();
+        Some(Rgba16Image::from_fn(rgb.width(), rgb.height(), |x, y| {
+            let [r, g, b] = rgb.get_pixel(x, y).0;
+            Rgba([r, g, b, alpha.get_pixel(x, y)[0]])
+        }))
+    }
+}
+
+/// A 16-bit sample to 8 bits, rounded (exact for an 8-bit one widened ×257).
+pub fn narrow(v: u16) -> u8 {
+    ((u32::from(v) + 128) / 257) as u8
 }
 
 /// A finished frame from the bytes of its PNG (16-bit PNGs give a deep frame).
 pub fn finished_from_bytes(bytes: &[u8]) -> std::result::Result<FinishedFrame, image::ImageError> {
     Ok(match image::load_from_memory(bytes)? {
         image::DynamicImage::ImageRgb16(deep) => FinishedFrame::deep(deep),
-        other => FinishedFrame { rgb8: other.to_rgb8(), rgb16: None },
+        other => FinishedFrame::new(other.to_rgb8()),
     })
 }
 
@@ -233,6 +278,36 @@ pub fn sync_directory_of(path: &Path) -> std::io::Result<()> {
 }
 
 /// Saves an RGB image (PNG or JPEG by extension, JPEG at quality 95) atomically.
+/// Writes a still's result atomically: with `alpha` (the source's, straight) as RGBA where the
+/// format holds it (PNG; 16-bit when the alpha was deeper than 8 bits), else as [`save_rgb`].
+/// Returns whether the alpha was written.
+pub fn save_with_alpha(image: &RgbImage, alpha: Option<(&Alpha16, bool)>, path: &Path) -> Result<bool> {
+    let Some((alpha, deep)) = alpha.filter(|_| output_format(path).ok() == Some(ImageFormat::Png)) else {
+        return save_rgb(image, path).map(|()| false);
+    };
+    let frame = FinishedFrame::new(image.clone()).with_alpha(Some(alpha.clone()));
+    write_atomically(path, |tmp| {
+        let result = match deep {
+            true => frame.rgba16().expect("has alpha").save_with_format(tmp, ImageFormat::Png),
+            false => frame.rgba8().expect("has alpha").save_with_format(tmp, ImageFormat::Png),
+        };
+        result.map_err(|e| format!("cannot write image: {e}"))
+    })?;
+    Ok(true)
+}
+
+/// An image file's alpha channel at 16 bits, and whether it is deeper than 8 bits (none when
+/// the file has no alpha).
+pub fn load_alpha(path: &Path) -> Result<Option<(Alpha16, bool)>> {
+    if !has_alpha(path) {
+        return Ok(None);
+    }
+    let image = image::open(path).map_err(|e| Error::input(path, format!("not a readable image: {e}")))?;
+    let deep = image.color().bits_per_pixel() / u16::from(image.color().channel_count()) > 8;
+    let rgba = image.to_rgba16();
+    Ok(Some((Alpha16::from_fn(rgba.width(), rgba.height(), |x, y| Luma([rgba.get_pixel(x, y)[3]])), deep)))
+}
+
 pub fn save_rgb(image: &RgbImage, path: &Path) -> Result<()> {
     let format = output_format(path)?;
     write_atomically(path, |tmp| {

@@ -301,6 +301,8 @@ pub struct SequenceWriter {
     first_number: Option<u64>,
     last_number: Option<u64>,
     size: Option<(u32, u32)>,
+    /// Whether frames were written with their alpha.
+    alpha: bool,
     finished: bool,
 }
 
@@ -313,6 +315,8 @@ pub struct WrittenSequence {
     pub width: u32,
     pub height: u32,
     pub bits: u32,
+    /// Whether the frames carry the source's alpha (RGBA).
+    pub alpha: bool,
     /// Frames of an earlier sequence under the same names that this one does not have
     /// (numbered beyond it, say), removed: the output is this run's sequence alone.
     pub stale_removed: u64,
@@ -330,7 +334,17 @@ impl SequenceWriter {
         let temporary = temporary_sibling(output);
         std::fs::create_dir_all(&temporary)
             .map_err(|e| Error::output(output, format!("cannot create {}: {e}", temporary.display())))?;
-        Ok(SequenceWriter { pattern, depth, temporary, written: Vec::new(), first_number: None, last_number: None, size: None, finished: false })
+        Ok(SequenceWriter {
+            pattern,
+            depth,
+            temporary,
+            written: Vec::new(),
+            first_number: None,
+            last_number: None,
+            size: None,
+            alpha: false,
+            finished: false,
+        })
     }
 
     /// Writes frame `number` (into the temporary directory); numbers must increase.
@@ -345,10 +359,17 @@ impl SequenceWriter {
             "jpg" | "jpeg" => image::ImageFormat::Jpeg,
             _ => image::ImageFormat::Png,
         };
-        let result = match self.depth {
-            BitDepth::Eight => image.rgb8.save_with_format(&staged, format),
-            BitDepth::Sixteen => image.to_rgb16().save_with_format(&staged, format),
+        // The source's alpha goes with the frame where the format holds it (PNG, TIFF).
+        let alpha = image.alpha.is_some() && format != image::ImageFormat::Jpeg;
+        let result = match (self.depth, alpha) {
+            (BitDepth::Eight, false) => image.rgb8.save_with_format(&staged, format),
+            (BitDepth::Sixteen, false) => image.to_rgb16().save_with_format(&staged, format),
+            (BitDepth::Eight, true) => image.rgba8().expect("has alpha").save_with_format(&staged, format),
+            (BitDepth::Sixteen, true) => image.rgba16().expect("has alpha").save_with_format(&staged, format),
         };
+        if alpha {
+            self.alpha = true;
+        }
         result.map_err(|e| Error::output(&destination, format!("cannot write frame {number}: {e}")))?;
         self.size.get_or_insert(image.rgb8.dimensions());
         self.first_number.get_or_insert(number);
@@ -374,6 +395,7 @@ impl SequenceWriter {
             width,
             height,
             bits: if self.depth == BitDepth::Sixteen { 16 } else { 8 },
+            alpha: self.alpha,
             stale_removed,
         })
     }

@@ -37,7 +37,7 @@ use super::ffmpeg_log::{DecoderWarning, LogTap};
 use super::timecode;
 use super::{codec_name, in_time_base, init_ffmpeg, pair, seconds, seek_before};
 use crate::error::{Error, Result};
-use crate::media::image_io::size_for_longest_side;
+use crate::media::image_io::{size_for_longest_side, Alpha16};
 use crate::media::sequence::{is_sequence, SequenceInput};
 use crate::media::video::discontinuity::TimestampMender;
 
@@ -113,6 +113,8 @@ pub struct DecodedFrame {
     /// Seconds from the start of the video stream ([`VideoInfo::start_seconds`]).
     pub pts_seconds: f64,
     pub image: RgbImage,
+    /// The frame's alpha (straight, as FFmpeg gives it), for a stream that has one.
+    pub alpha: Option<Alpha16>,
 }
 
 /// What a non-video stream carries.
@@ -217,6 +219,8 @@ pub struct VideoDecoder {
     /// Size scaled to before rotating: the output size with the sides swapped for 90°/270°.
     scaled_size: (u32, u32),
     scaler: Option<Scaler>,
+    /// Converts the frames' alpha, for a stream that has one.
+    alpha_scaler: Option<Scaler>,
     decoded_frame: frame::Video,
     deinterlace: Deinterlace,
     /// Each field is delivered as a frame (`--deinterlace field` on an interlaced stream).
@@ -252,6 +256,7 @@ enum TimestampFrom {
 struct Scaler {
     from: (ffmpeg::format::Pixel, u32, u32),
     context: scaling::Context,
+    /// The converted frame: RGB24, or RGBA64 for the alpha.
     rgb: frame::Video,
 }
 
@@ -360,6 +365,7 @@ impl VideoDecoder {
             max_frames: options.max_frames,
             scaled_size,
             scaler: None,
+            alpha_scaler: None,
             decoded_frame: frame::Video::empty(),
             deinterlace: options.deinterlace,
             per_field,
@@ -582,11 +588,13 @@ impl VideoDecoder {
             return Ok(None);
         }
         let image = self.convert()?;
+        let alpha = if self.info.alpha { Some(self.convert_alpha()?) } else { None };
         let frame = DecodedFrame {
             index: self.delivered,
             pts,
             pts_seconds: seconds(pts - self.start_pts, self.time_base),
             image,
+            alpha,
         };
         self.delivered += 1;
         Ok(Some(frame))
@@ -607,7 +615,7 @@ impl VideoDecoder {
             self.notes.first_other_size.get_or_insert((from.1, from.2));
         }
         if self.scaler.as_ref().is_none_or(|s| s.from != from) {
-            self.scaler = Some(Scaler::new(source, &self.info.colour, self.scaled_size).map_err(|e| {
+            self.scaler = Some(Scaler::new(source, &self.info.colour, self.scaled_size, ffmpeg::format::Pixel::RGB24).map_err(|e| {
                 Error::input(&self.info.path, format!("cannot convert {:?} {}×{} frames: {e}", from.0, from.1, from.2))
             })?);
         }
@@ -616,13 +624,43 @@ impl VideoDecoder {
             .context
             .run(source, &mut scaler.rgb)
             .map_err(|e| Error::input(&self.info.path, format!("cannot convert a frame: {e}")))?;
-        let image = rgb_image(&scaler.rgb);
-        Ok(match self.info.rotation {
-            90 => image::imageops::rotate90(&image),
-            180 => image::imageops::rotate180(&image),
-            270 => image::imageops::rotate270(&image),
-            _ => image,
-        })
+        Ok(rotated(rgb_image(&scaler.rgb), self.info.rotation))
+    }
+
+    /// The decoded frame's alpha at the delivered size: scaled with the colours (Lanczos), at 16
+    /// bits (FFmpeg widens 8- and 10-bit alpha by repeating its bits, which narrows back exactly).
+    fn convert_alpha(&mut self) -> Result<Alpha16> {
+        let source = &self.decoded_frame;
+        let from = (source.format(), source.width(), source.height());
+        if self.alpha_scaler.as_ref().is_none_or(|s| s.from != from) {
+            let rgba = if cfg!(target_endian = "little") { ffmpeg::format::Pixel::RGBA64LE } else { ffmpeg::format::Pixel::RGBA64BE };
+            self.alpha_scaler = Some(Scaler::new(source, &self.info.colour, self.scaled_size, rgba).map_err(|e| {
+                Error::input(&self.info.path, format!("cannot convert {:?} {}×{} frames' alpha: {e}", from.0, from.1, from.2))
+            })?);
+        }
+        let scaler = self.alpha_scaler.as_mut().expect("scaler was just set");
+        scaler
+            .context
+            .run(source, &mut scaler.rgb)
+            .map_err(|e| Error::input(&self.info.path, format!("cannot convert a frame's alpha: {e}")))?;
+        let frame = &scaler.rgb;
+        let (w, h, stride) = (frame.width(), frame.height(), frame.stride(0));
+        let data = frame.data(0);
+        let alpha = Alpha16::from_fn(w, h, |x, y| {
+            let at = y as usize * stride + 8 * x as usize + 6;
+            image::Luma([u16::from_ne_bytes([data[at], data[at + 1]])])
+        });
+        Ok(rotated(alpha, self.info.rotation))
+    }
+}
+
+/// An image turned by a stream's rotation (0, 90, 180 or 270 degrees clockwise).
+fn rotated<P: image::Pixel + 'static>(image: image::ImageBuffer<P, Vec<P::Subpixel>>, rotation: i32) -> image::ImageBuffer<P, Vec<P::Subpixel>> {
+    match rotation {
+        90 => image::imageops::rotate90(&image),
+        180 => image::imageops::rotate180(&image),
+        270 => image::imageops::rotate270(&image),
+        _ => image,
     }
 }
 
@@ -631,10 +669,10 @@ impl Scaler {
         source: &frame::Video,
         stream_colour: &Colour,
         (width, height): (u32, u32),
+        to: ffmpeg::format::Pixel,
     ) -> std::result::Result<Scaler, ffmpeg::Error> {
         let flags = scaling::Flags::LANCZOS | scaling::Flags::ACCURATE_RND | scaling::Flags::FULL_CHR_H_INT;
-        let mut context =
-            scaling::Context::get(source.format(), source.width(), source.height(), ffmpeg::format::Pixel::RGB24, width, height, flags)?;
+        let mut context = scaling::Context::get(source.format(), source.width(), source.height(), to, width, height, flags)?;
         // The matrix and range the frame (or else the stream) says it was made with; untagged:
         // the guess the encoder will make too (see `colour`).
         let tags = Colour::of_frame(source, stream_colour);
@@ -643,7 +681,7 @@ impl Scaler {
         Ok(Scaler {
             from: (source.format(), source.width(), source.height()),
             context,
-            rgb: frame::Video::new(ffmpeg::format::Pixel::RGB24, width, height),
+            rgb: frame::Video::new(to, width, height),
         })
     }
 }

@@ -31,7 +31,7 @@ use super::colour::{set_conversion, Colour};
 use super::timecode;
 use super::{codec_name, init_ffmpeg, seconds, seek_before};
 use crate::error::{Error, Result};
-use crate::media::image_io::{check_writable_destination, temporary_sibling, Rgb16Image};
+use crate::media::image_io::{check_writable_destination, temporary_sibling, Rgb16Image, Rgba16Image};
 
 /// The video codec written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,20 +77,31 @@ impl VideoCodec {
         }
     }
 
-    /// The pixel format written for a source of `source_bit_depth` bits per component.
-    fn pixel_format(self, source_bit_depth: u32) -> format::Pixel {
+    /// The pixel format written for a source of `source_bit_depth` bits per component, with an
+    /// alpha channel when `alpha` (and the codec can carry one).
+    fn pixel_format(self, source_bit_depth: u32, alpha: bool) -> format::Pixel {
+        let alpha = alpha && self.carries_alpha();
         match self {
             VideoCodec::H264 { .. } => format::Pixel::YUV420P,
+            VideoCodec::Ffv1 if source_bit_depth <= 8 && alpha => format::Pixel::BGRA,
             VideoCodec::Ffv1 if source_bit_depth <= 8 => format::Pixel::BGRZ,
+            VideoCodec::Ffv1 if source_bit_depth <= 10 && alpha => format::Pixel::GBRAP10LE,
             VideoCodec::Ffv1 if source_bit_depth <= 10 => format::Pixel::GBRP10LE,
+            VideoCodec::Ffv1 if alpha => format::Pixel::GBRAP16LE,
             VideoCodec::Ffv1 => format::Pixel::GBRP16LE,
+            VideoCodec::ProresKs if alpha => format::Pixel::YUVA444P10LE,
             VideoCodec::ProresKs => format::Pixel::YUV422P10LE,
         }
     }
 
     /// Bits per component written for a source of `source_bit_depth` bits.
     pub fn bit_depth(self, source_bit_depth: u32) -> u32 {
-        super::colour::bit_depth(self.pixel_format(source_bit_depth))
+        super::colour::bit_depth(self.pixel_format(source_bit_depth, false))
+    }
+
+    /// Whether the codec can carry an alpha channel (FFV1 as RGBA, ProRes as 4444).
+    pub fn carries_alpha(self) -> bool {
+        !matches!(self, VideoCodec::H264 { .. })
     }
 
     /// Whether the codec can signal full-range Y'CbCr (ProRes is limited range by definition).
@@ -107,7 +118,7 @@ impl VideoCodec {
         }
     }
 
-    fn options(self) -> ffmpeg::Dictionary<'static> {
+    fn options(self, alpha: bool) -> ffmpeg::Dictionary<'static> {
         let mut options = ffmpeg::Dictionary::new();
         match self {
             VideoCodec::H264 { crf } => {
@@ -118,7 +129,8 @@ impl VideoCodec {
                 options.set("level", "3");
                 options.set("slicecrc", "1");
             }
-            VideoCodec::ProresKs => options.set("profile", "hq"),
+            // 4444 carries the alpha (16-bit in prores_ks); 422 HQ otherwise.
+            VideoCodec::ProresKs => options.set("profile", if alpha { "4444" } else { "hq" }),
         }
         options
     }
@@ -242,6 +254,27 @@ impl VideoEncoder {
     /// precision. All frames of a file must have the same depth.
     pub fn write_frame16(&mut self, image: &Rgb16Image, pts: i64) -> Result<()> {
         self.write_picture(Picture::Rgb16(image), pts)
+    }
+
+    /// Adds a note for the user to what [`VideoEncoder::finish`] reports.
+    pub fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
+    /// Whether the frames' alpha is written ([`VideoCodec::carries_alpha`]).
+    pub fn carries_alpha(&self) -> bool {
+        self.options.codec.carries_alpha()
+    }
+
+    /// [`VideoEncoder::write_frame`] for a frame with straight alpha, written where the codec
+    /// carries it ([`VideoCodec::carries_alpha`]). All frames of a file must be alike.
+    pub fn write_frame_rgba(&mut self, image: &image::RgbaImage, pts: i64) -> Result<()> {
+        self.write_picture(Picture::Rgba8(image), pts)
+    }
+
+    /// [`VideoEncoder::write_frame_rgba`] at 16 bits.
+    pub fn write_frame_rgba16(&mut self, image: &Rgba16Image, pts: i64) -> Result<()> {
+        self.write_picture(Picture::Rgba16(image), pts)
     }
 
     fn write_picture(&mut self, image: Picture, pts: i64) -> Result<()> {
@@ -488,7 +521,7 @@ fn muxer_takes(container: &Container, codec: VideoCodec, source: &VideoInfo) -> 
             (*parameters).codec_id = codec.codec_id().into();
             (*parameters).width = 64;
             (*parameters).height = 64;
-            (*parameters).format = ffi::AVPixelFormat::from(codec.pixel_format(8)) as i32;
+            (*parameters).format = ffi::AVPixelFormat::from(codec.pixel_format(8, false)) as i32;
             // The source's clock and rate, as the real stream has them (MXF takes only some rates).
             (*stream).time_base = ffi::AVRational { num: source.time_base.0, den: source.time_base.1 };
             (*stream).avg_frame_rate = ffi::AVRational { num: source.frame_rate.0, den: source.frame_rate.1 };
@@ -549,7 +582,8 @@ impl VideoStream {
             .map_err(|e| format!("cannot set up the {} encoder: {e}", codec_choice.encoder_name()))?;
         encoder.set_width(size.0);
         encoder.set_height(size.1);
-        let pixel_format = codec_choice.pixel_format(source.bit_depth);
+        let alpha = super::colour::has_alpha(input_format);
+        let pixel_format = codec_choice.pixel_format(source.bit_depth, alpha);
         encoder.set_format(pixel_format);
         encoder.set_time_base(time_base);
         if frame_rate.numerator() > 0 && frame_rate.denominator() > 0 {
@@ -572,7 +606,7 @@ impl VideoStream {
             encoder.set_flags(codec::Flags::GLOBAL_HEADER);
         }
         let encoder = encoder
-            .open_as_with(codec, codec_choice.options())
+            .open_as_with(codec, codec_choice.options(alpha))
             .map_err(|e| format!("cannot open the {} encoder at {}×{}: {e}", codec_choice.encoder_name(), size.0, size.1))?;
 
         let mut stream = muxer.add_stream(codec).map_err(|e| format!("cannot add the video stream: {e}"))?;
@@ -625,7 +659,7 @@ impl VideoStream {
     /// Converts `image` (padding it to the encoded size) and sends it to the encoder.
     fn send(&mut self, image: Picture, pts: i64, number: u64) -> std::result::Result<(), String> {
         if image.input_format() != self.rgb.format() {
-            return Err(format!("frame {number} has another bit depth than the first frame"));
+            return Err(format!("frame {number} has another bit depth or alpha than the first frame"));
         }
         if image.dimensions() != self.frame_size {
             return Err(format!(
@@ -636,11 +670,12 @@ impl VideoStream {
                 self.frame_size.1
             ));
         }
+        let wide = |v: &u16, out: &mut [u8]| out.copy_from_slice(&v.to_ne_bytes());
         match image {
-            Picture::Rgb8(image) => fill_padded(&mut self.rgb, image.as_raw(), image.dimensions(), |v, out| out[0] = *v),
-            Picture::Rgb16(image) => {
-                fill_padded(&mut self.rgb, image.as_raw(), image.dimensions(), |v: &u16, out| out.copy_from_slice(&v.to_ne_bytes()))
-            }
+            Picture::Rgb8(image) => fill_padded(&mut self.rgb, image.as_raw(), image.dimensions(), 3, |v, out| out[0] = *v),
+            Picture::Rgb16(image) => fill_padded(&mut self.rgb, image.as_raw(), image.dimensions(), 3, wide),
+            Picture::Rgba8(image) => fill_padded(&mut self.rgb, image.as_raw(), image.dimensions(), 4, |v, out| out[0] = *v),
+            Picture::Rgba16(image) => fill_padded(&mut self.rgb, image.as_raw(), image.dimensions(), 4, wide),
         }
         self.converter
             .run(&self.rgb, &mut self.converted)
@@ -672,8 +707,9 @@ impl VideoStream {
     }
 }
 
-/// Copies `image` into the RGB24 frame, repeating the last column and row into any padding.
-fn fill_padded<T>(frame: &mut frame::Video, samples: &[T], (w, h): (u32, u32), put: impl Fn(&T, &mut [u8])) {
+/// Copies `image` (`channels` samples a pixel) into the packed frame, repeating the last column
+/// and row into any padding.
+fn fill_padded<T>(frame: &mut frame::Video, samples: &[T], (w, h): (u32, u32), channels: usize, put: impl Fn(&T, &mut [u8])) {
     let bytes = std::mem::size_of::<T>();
     let (fw, fh) = (frame.width() as usize, frame.height() as usize);
     let (w, h) = (w as usize, h as usize);
@@ -681,23 +717,25 @@ fn fill_padded<T>(frame: &mut frame::Video, samples: &[T], (w, h): (u32, u32), p
     let data = frame.data_mut(0);
     for y in 0..fh {
         let src_y = y.min(h - 1);
-        let row = &samples[src_y * 3 * w..(src_y + 1) * 3 * w];
-        let dst = &mut data[y * stride..y * stride + 3 * fw * bytes];
+        let row = &samples[src_y * channels * w..(src_y + 1) * channels * w];
+        let dst = &mut data[y * stride..y * stride + channels * fw * bytes];
         for x in 0..fw {
             let src_x = x.min(w - 1);
-            for c in 0..3 {
-                let at = (3 * x + c) * bytes;
-                put(&row[3 * src_x + c], &mut dst[at..at + bytes]);
+            for c in 0..channels {
+                let at = (channels * x + c) * bytes;
+                put(&row[channels * src_x + c], &mut dst[at..at + bytes]);
             }
         }
     }
 }
 
-/// A frame as given: 8- or 16-bit RGB.
+/// A frame as given: 8- or 16-bit RGB, or RGBA with straight alpha.
 #[derive(Clone, Copy)]
 enum Picture<'a> {
     Rgb8(&'a RgbImage),
     Rgb16(&'a Rgb16Image),
+    Rgba8(&'a image::RgbaImage),
+    Rgba16(&'a Rgba16Image),
 }
 
 impl Picture<'_> {
@@ -705,6 +743,8 @@ impl Picture<'_> {
         match self {
             Picture::Rgb8(image) => image.dimensions(),
             Picture::Rgb16(image) => image.dimensions(),
+            Picture::Rgba8(image) => image.dimensions(),
+            Picture::Rgba16(image) => image.dimensions(),
         }
     }
 
@@ -714,6 +754,9 @@ impl Picture<'_> {
             Picture::Rgb8(_) => format::Pixel::RGB24,
             Picture::Rgb16(_) if cfg!(target_endian = "little") => format::Pixel::RGB48LE,
             Picture::Rgb16(_) => format::Pixel::RGB48BE,
+            Picture::Rgba8(_) => format::Pixel::RGBA,
+            Picture::Rgba16(_) if cfg!(target_endian = "little") => format::Pixel::RGBA64LE,
+            Picture::Rgba16(_) => format::Pixel::RGBA64BE,
         }
     }
 }
