@@ -362,6 +362,12 @@ impl BatchProgress for BatchDisplay {
 /// One line each for what the input held that the output does not keep as it was.
 fn decode_notes(notes: &DecodeNotes, input: &VideoInfo) -> Vec<String> {
     let mut lines = Vec::new();
+    if notes.beyond_display_frames > 0 {
+        lines.push(format!(
+            "{} scene-linear frames hold values outside 0..1 (highlights above 1): painted clipped after the sRGB transfer function, and added back in an .exr output (others keep them clipped)",
+            notes.beyond_display_frames
+        ));
+    }
     if notes.interlaced_frames > 0 {
         lines.push(format!(
             "{} frames are interlaced: painted as progressive pictures, their fields together (--deinterlace off; drop it to deinterlace them)",

@@ -402,7 +402,11 @@ pub fn run_video_with(
             };
             let mut send = |index: u64, image: FinishedFrame| {
                 to_encoder
-                    .send(ToEncoder::Frame { image: image.with_alpha(workdir.load_alpha(index)?), pts: pts[index as usize], index })
+                    .send(ToEncoder::Frame {
+                        image: image.with_alpha(workdir.load_alpha(index)?).with_beyond(workdir.load_beyond(index)?),
+                        pts: pts[index as usize],
+                        index,
+                    })
                     .map_err(|_| Error::output(&job.output, "the encoder stopped"))
             };
             let (last_pass, figures) = passes::repaint(&plan, &painter, &workdir, &records, &mut send, progress, stop)?;
@@ -550,7 +554,7 @@ pub(crate) fn stylize_frames(
                 progress.frame(&record);
                 records.push(*record);
                 if let FramesTo::Encoder(to_encoder) = &to {
-                    let image = image.with_alpha(frame.alpha);
+                    let image = image.with_alpha(frame.alpha).with_beyond(frame.beyond);
                     to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
                 }
                 continue;
@@ -641,7 +645,7 @@ pub(crate) fn stylize_frames(
         progress.frame(&record);
         records.push(record);
         if let FramesTo::Encoder(to_encoder) = &to {
-            let image = image.with_alpha(frame.alpha);
+            let image = image.with_alpha(frame.alpha).with_beyond(frame.beyond);
                     to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
         }
     }
@@ -672,9 +676,15 @@ impl FramesTo<'_> {
             workdir.save_input(frame.index, &frame.image)?;
             pts.push(frame.pts);
         }
-        // What writes the video later gets the source's alpha from the work directory.
-        if let (FramesTo::LaterPasses(_) | FramesTo::WorkDir, Some(alpha)) = (&self, &frame.alpha) {
-            workdir.save_alpha(frame.index, alpha)?;
+        // What writes the video later gets the source's alpha, and what its scene-linear values
+        // held outside 0..1, from the work directory.
+        if matches!(self, FramesTo::LaterPasses(_) | FramesTo::WorkDir) {
+            if let Some(alpha) = &frame.alpha {
+                workdir.save_alpha(frame.index, alpha)?;
+            }
+            if let Some(beyond) = &frame.beyond {
+                workdir.save_beyond(frame.index, beyond)?;
+            }
         }
         Ok(())
     }
@@ -1009,6 +1019,8 @@ pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
 /// Whether the output takes more than 8 bits per channel, so the stylized frames are kept at 16.
 pub(crate) fn deep_output(job: &VideoJob, source: &VideoInfo) -> bool {
     match sequence_output(&job.output) {
+        // EXR frames are half floats, made from the painting at 16 bits.
+        Some(pattern) if pattern.extension() == "exr" => true,
         Some(_) => job.bit_depth == BitDepth::Sixteen,
         None => job.codec.bit_depth(source.bit_depth) > 8,
     }
@@ -1096,6 +1108,8 @@ impl FrameSink {
                     height: written.height,
                     frames_written: written.frames,
                     pixel_format: match (written.bits, written.alpha) {
+                        _ if written.pattern.ends_with(".exr") && written.alpha => "half-float RGBA".into(),
+                        _ if written.pattern.ends_with(".exr") => "half-float RGB".into(),
                         (16, true) => "rgba64".into(),
                         (16, false) => "rgb48".into(),
                         (_, true) => "rgba".into(),

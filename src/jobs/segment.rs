@@ -453,8 +453,9 @@ pub fn assemble(job: &VideoJob) -> Result<Assembled> {
             image = cross_fade(&earlier, &image, weight);
             blended_frames += 1;
         }
-        // The source's alpha, kept by the segment that painted the frame.
-        image = image.with_alpha(dirs[owner].load_alpha(frame - plan.segments[owner].run.start)?);
+        // The source's alpha and out-of-range values, kept by the segment that painted the frame.
+        let local = frame - plan.segments[owner].run.start;
+        image = image.with_alpha(dirs[owner].load_alpha(local)?).with_beyond(dirs[owner].load_beyond(local)?);
         record.index = frame;
         records.push(record);
         send(ToEncoder::Frame { image, pts: plan.pts[frame as usize], index: frame })?;

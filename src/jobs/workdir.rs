@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::jobs::progress::FrameRecord;
-use crate::media::image_io::{self, Alpha16, FinishedFrame};
+use crate::media::image_io::{self, Alpha16, FinishedFrame, Rgb32FImage};
 
 /// The on-disk record of a finished frame: the report's record and the image's checksum.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -212,6 +212,35 @@ impl WorkDir {
         image::open(&path)
             .map(|image| Some(image.into_luma16()))
             .map_err(|e| Error::output(&path, format!("the kept alpha does not read back ({e}); run the same command again to rewrite it")))
+    }
+
+    /// Keeps what frame `index`'s scene-linear source held outside 0..1 (raw little-endian f32
+    /// after the width and height) for what writes the video later.
+    pub fn save_beyond(&self, index: u64, beyond: &Rgb32FImage) -> Result<()> {
+        let path = self.beyond_path(index);
+        let mut bytes = Vec::with_capacity(8 + 4 * beyond.len());
+        bytes.extend_from_slice(&beyond.width().to_le_bytes());
+        bytes.extend_from_slice(&beyond.height().to_le_bytes());
+        bytes.extend(beyond.as_raw().iter().flat_map(|v| v.to_le_bytes()));
+        image_io::write_atomically(&path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| format!("cannot write: {e}")))
+    }
+
+    /// What [`WorkDir::save_beyond`] kept for frame `index`; none if it kept nothing.
+    pub fn load_beyond(&self, index: u64) -> Result<Option<Rgb32FImage>> {
+        let path = self.beyond_path(index);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let damaged = || Error::output(&path, "the kept out-of-range values do not read back; run the same command again to rewrite them");
+        let bytes = std::fs::read(&path).map_err(|_| damaged())?;
+        let word = |at: usize| bytes.get(at..at + 4).map(|b| [b[0], b[1], b[2], b[3]]);
+        let (Some(w), Some(h)) = (word(0), word(4)) else { return Err(damaged()) };
+        let values: Vec<f32> = bytes[8..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        Rgb32FImage::from_raw(u32::from_le_bytes(w), u32::from_le_bytes(h), values).map(Some).ok_or_else(damaged)
+    }
+
+    fn beyond_path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("beyond_{:06}.f32", index + 1))
     }
 
     fn alpha_path(&self, index: u64) -> PathBuf {

@@ -14,6 +14,9 @@ pub type Rgb16Image = ImageBuffer<Rgb<u16>, Vec<u16>>;
 /// An alpha channel at 16 bits (an 8-bit one widened ×257, which narrows back exactly).
 pub type Alpha16 = ImageBuffer<Luma<u16>, Vec<u16>>;
 
+/// Float RGB: scene-linear values (what an EXR frame held outside 0..1, kept aside).
+pub type Rgb32FImage = image::Rgb32FImage;
+
 /// 16-bit RGBA: a deep frame with its alpha, as written.
 pub type Rgba16Image = ImageBuffer<Rgba<u16>, Vec<u16>>;
 
@@ -26,6 +29,9 @@ pub struct FinishedFrame {
     /// The source frame's alpha (straight, not premultiplied), written where the output can
     /// carry it. Not part of the painting: the work directory keeps the painting alone.
     pub alpha: Option<Alpha16>,
+    /// What the source frame (scene-linear) held outside 0..1, kept aside from the painting and
+    /// added back to a linear (EXR) output.
+    pub beyond: Option<Rgb32FImage>,
 }
 
 impl FinishedFrame {
@@ -34,7 +40,7 @@ impl FinishedFrame {
         let rgb8 = RgbImage::from_fn(rgb16.width(), rgb16.height(), |x, y| {
             Rgb(rgb16.get_pixel(x, y).0.map(narrow))
         });
-        FinishedFrame { rgb8, rgb16: Some(rgb16), alpha: None }
+        FinishedFrame { rgb8, rgb16: Some(rgb16), alpha: None, beyond: None }
     }
 
     /// The frame at 16 bits: the deep one, or the 8-bit one widened (×257).
@@ -46,12 +52,17 @@ impl FinishedFrame {
 
     /// An 8-bit frame.
     pub fn new(rgb8: RgbImage) -> FinishedFrame {
-        FinishedFrame { rgb8, rgb16: None, alpha: None }
+        FinishedFrame { rgb8, rgb16: None, alpha: None, beyond: None }
     }
 
     /// The same frame with `alpha`.
     pub fn with_alpha(self, alpha: Option<Alpha16>) -> FinishedFrame {
         FinishedFrame { alpha, ..self }
+    }
+
+    /// The same frame with what its source held outside 0..1.
+    pub fn with_beyond(self, beyond: Option<Rgb32FImage>) -> FinishedFrame {
+        FinishedFrame { beyond, ..self }
     }
 
     /// Every image resized (Lanczos); a no-op when the size already matches.
@@ -60,11 +71,13 @@ impl FinishedFrame {
             return self;
         }
         let alpha = self.alpha.map(|a| image::imageops::resize(&a, width, height, FilterType::Lanczos3));
+        let beyond = self.beyond.map(|b| image::imageops::resize(&b, width, height, FilterType::Lanczos3));
         match self.rgb16 {
             Some(deep) => FinishedFrame::deep(image::imageops::resize(&deep, width, height, FilterType::Lanczos3)),
             None => FinishedFrame::new(resize(&self.rgb8, width, height)),
         }
         .with_alpha(alpha)
+        .with_beyond(beyond)
     }
 
     /// The frame with its alpha, 8-bit (none without alpha).

@@ -284,8 +284,10 @@ pub fn check_output(output: &Path, depth: BitDepth) -> Result<Pattern> {
     let pattern = Pattern::parse(output).ok_or_else(|| Error::output(output, "is not an image sequence pattern (like out/frame_%06d.png)"))?;
     match (pattern.extension().as_str(), depth) {
         ("png" | "tif" | "tiff", _) | ("jpg" | "jpeg", BitDepth::Eight) => Ok(pattern),
+        #[cfg(feature = "media")]
+        ("exr", _) => Ok(pattern),
         ("jpg" | "jpeg", BitDepth::Sixteen) => Err(Error::output(output, "JPEG frames are 8-bit only (use .png or .tif for 16 bits)")),
-        (ext, _) => Err(Error::output(output, format!("an image sequence is written as .png, .tif or .jpg frames, not .{ext}"))),
+        (ext, _) => Err(Error::output(output, format!("an image sequence is written as .png, .tif, .exr or .jpg frames, not .{ext}"))),
     }
 }
 
@@ -354,6 +356,18 @@ impl SequenceWriter {
         }
         let destination = self.pattern.path(number);
         let staged = self.temporary.join(destination.file_name().unwrap_or_default());
+        #[cfg(feature = "media")]
+        if self.pattern.extension() == "exr" {
+            // Scene-linear half floats: the painting decoded from sRGB, what the source held
+            // outside 0..1 added back, premultiplied by its alpha.
+            let planes = crate::media::video::linear::to_linear(&image.to_rgb16(), image.beyond.as_ref(), image.alpha.as_ref());
+            let bytes = crate::media::video::linear::encode_exr(&planes, image.rgb8.dimensions())
+                .map_err(|e| Error::output(&destination, format!("cannot write frame {number}: {e}")))?;
+            std::fs::write(&staged, bytes).map_err(|e| Error::output(&destination, format!("cannot write frame {number}: {e}")))?;
+            self.alpha |= image.alpha.is_some();
+            self.staged(staged, destination, image.rgb8.dimensions(), number);
+            return Ok(());
+        }
         let format = match self.pattern.extension().as_str() {
             "tif" | "tiff" => image::ImageFormat::Tiff,
             "jpg" | "jpeg" => image::ImageFormat::Jpeg,
@@ -371,11 +385,16 @@ impl SequenceWriter {
             self.alpha = true;
         }
         result.map_err(|e| Error::output(&destination, format!("cannot write frame {number}: {e}")))?;
-        self.size.get_or_insert(image.rgb8.dimensions());
+        self.staged(staged, destination, image.rgb8.dimensions(), number);
+        Ok(())
+    }
+
+    /// Records a frame written to `staged`, to be moved to `destination`.
+    fn staged(&mut self, staged: PathBuf, destination: PathBuf, size: (u32, u32), number: u64) {
+        self.size.get_or_insert(size);
         self.first_number.get_or_insert(number);
         self.last_number = Some(number);
         self.written.push((staged, destination));
-        Ok(())
     }
 
     /// Moves every frame into place and removes the temporary directory.
@@ -394,7 +413,11 @@ impl SequenceWriter {
             frames: self.written.len() as u64,
             width,
             height,
-            bits: if self.depth == BitDepth::Sixteen { 16 } else { 8 },
+            bits: match (self.pattern.extension().as_str(), self.depth) {
+                ("exr", _) => 16,
+                (_, BitDepth::Sixteen) => 16,
+                _ => 8,
+            },
             alpha: self.alpha,
             stale_removed,
         })

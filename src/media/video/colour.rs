@@ -223,7 +223,7 @@ pub fn is_rgb(format: ffmpeg::format::Pixel) -> bool {
 }
 
 /// Whether a pixel format's descriptor has `flag` (one of FFmpeg's `AV_PIX_FMT_FLAG_*`).
-fn has_flag(format: ffmpeg::format::Pixel, flag: i32) -> bool {
+pub(crate) fn has_flag(format: ffmpeg::format::Pixel, flag: i32) -> bool {
     // SAFETY: as in `bit_depth`: null (checked) or a static descriptor, of which only `flags`
     // is read.
     unsafe {

@@ -37,7 +37,7 @@ use super::ffmpeg_log::{DecoderWarning, LogTap};
 use super::timecode;
 use super::{codec_name, in_time_base, init_ffmpeg, pair, seconds, seek_before};
 use crate::error::{Error, Result};
-use crate::media::image_io::{size_for_longest_side, Alpha16};
+use crate::media::image_io::{size_for_longest_side, Alpha16, Rgb32FImage};
 use crate::media::sequence::{is_sequence, SequenceInput};
 use crate::media::video::discontinuity::TimestampMender;
 
@@ -101,6 +101,14 @@ pub struct DecodeNotes {
     /// Where the first jump was, in seconds from the start of the video.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_discontinuity_seconds: Option<f64>,
+    /// Scene-linear (float) frames with values outside 0..1 (highlights above 1): painted
+    /// clipped, the rest kept aside for a linear (EXR) output.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub beyond_display_frames: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One decoded frame.
@@ -113,8 +121,11 @@ pub struct DecodedFrame {
     /// Seconds from the start of the video stream ([`VideoInfo::start_seconds`]).
     pub pts_seconds: f64,
     pub image: RgbImage,
-    /// The frame's alpha (straight, as FFmpeg gives it), for a stream that has one.
+    /// The frame's alpha (straight: a float frame's is divided out), for a stream that has one.
     pub alpha: Option<Alpha16>,
+    /// A scene-linear (float) frame's values outside 0..1, kept aside from `image` (none when
+    /// it has none).
+    pub beyond: Option<Rgb32FImage>,
 }
 
 /// What a non-video stream carries.
@@ -587,14 +598,24 @@ impl VideoDecoder {
             self.skipped += 1;
             return Ok(None);
         }
-        let image = self.convert()?;
-        let alpha = if self.info.alpha { Some(self.convert_alpha()?) } else { None };
+        let (image, alpha, beyond) = if super::linear::is_float(self.decoded_frame.format()) {
+            // Scene-linear: brought to display-referred RGB by the sRGB transfer function.
+            let displayed = super::linear::to_display(&self.decoded_frame, self.scaled_size)
+                .map_err(|e| Error::input(&self.info.path, format!("cannot convert a frame: {e}")))?;
+            self.notes.beyond_display_frames += displayed.beyond.is_some() as u64;
+            (displayed.image, displayed.alpha, displayed.beyond)
+        } else {
+            let image = self.convert()?;
+            let alpha = if self.info.alpha { Some(self.convert_alpha()?) } else { None };
+            (image, alpha, None)
+        };
         let frame = DecodedFrame {
             index: self.delivered,
             pts,
             pts_seconds: seconds(pts - self.start_pts, self.time_base),
             image,
             alpha,
+            beyond,
         };
         self.delivered += 1;
         Ok(Some(frame))

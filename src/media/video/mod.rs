@@ -6,6 +6,7 @@
 //!   copied alongside (re-encoded to AAC only where the container refuses the audio codec);
 //! - [`deinterlace`]: interlaced frames rebuilt from their fields on the way in (bwdif);
 //! - [`discontinuity`]: timestamps made continuous where a format lets them jump (MPEG-TS);
+//! - [`linear`]: scene-linear float frames (OpenEXR): to display-referred RGB and back;
 //! - `ffmpeg_log` (internal): FFmpeg's own log, captured instead of printed and counted for the
 //!   decoder each message is about ([`VideoDecoder::warning_kinds`]).
 //!
@@ -23,6 +24,7 @@ pub mod decode;
 pub mod deinterlace;
 pub mod encode;
 pub mod discontinuity;
+pub mod linear;
 mod ffmpeg_log;
 pub mod timecode;
 
