@@ -125,6 +125,24 @@ fn a_hard_matte_keeps_the_source_outside_and_paints_inside() {
 }
 
 #[test]
+fn later_passes_keep_the_matte() {
+    let dir = common::scratch_dir("matte-passes");
+    let input = clip(&dir, 3);
+    let matte = rectangle_matte(12, 40, 6, 30);
+    let matte_path = dir.join("matte.png");
+    matte.save(&matte_path).unwrap();
+    let source = pass_through(&dir, &input);
+    let output = dir.join("passes.mkv");
+    let report = run(&VideoJob { passes: 2, ..job(&input, &output, Some(&matte_path)) });
+    assert_eq!(report.totals.passes.len(), 2);
+    assert!(report.frames.iter().all(|f| f.pass == Some(2) && f.matte_share.is_some_and(|s| s > 0.3)), "{:?}", report.frames);
+    for (i, (written, source)) in common::frames_at(&output, SIZE).iter().zip(&source).enumerate() {
+        let (outside, inside) = (psnr_where(written, source, &matte, |m| m == 0), psnr_where(written, source, &matte, |m| m == 255));
+        assert!(outside >= 45.0 && inside < 25.0, "frame {i} after two passes: {outside:.1} dB outside the matte, {inside:.1} dB inside");
+    }
+}
+
+#[test]
 fn a_matte_sequence_follows_the_input_frame_by_frame() {
     let dir = common::scratch_dir("matte-sequence");
     let input = clip(&dir, 2);
@@ -193,7 +211,6 @@ fn bad_mattes_are_refused_before_any_work() {
     for (args, code, names, problem) in [
         (vec!["--matte", square], 1, square, "--matte is 40×40, the input 64×48: a matte must have the input's shape"),
         (vec!["--matte", missing], 1, missing, "--matte: file not found"),
-        (vec!["--matte", good, "--passes", "2"], 1, "--passes", "use one pass with --matte"),
         (vec!["--matte", good, "--matte-feather=-1"], 1, "--matte-feather", "must be a finite number ≥ 0"),
         (vec!["--matte-feather", "2"], 2, "required arguments", "not provided"),
         (vec!["--matte", good, "--preview", "grid.png"], 2, "--matte", "does not apply to --preview"),

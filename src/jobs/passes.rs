@@ -28,6 +28,7 @@ use crate::jobs::pyramid::{Painter, Warm};
 use crate::jobs::shots::{self, set_style_ratios, shot_figures, shot_reference_style, ShotFigures};
 use crate::jobs::workdir::{Finished, WorkDir};
 use crate::media::image_io::FinishedFrame;
+use crate::media::matte::FrameMatte;
 use crate::motion::flow::{self, FlowEstimator, FlowMethod};
 use crate::motion::temporal::{between, warping_error};
 use crate::net::input;
@@ -105,8 +106,11 @@ pub struct Repaint<'a> {
     pub flow: FlowMethod,
     /// The settings the work directory holds: each pass's directory is opened with them.
     pub settings: &'a serde_json::Value,
-    /// The frame as written, from a painting and its input frame (its depth, `--original-colors`).
-    pub finish: &'a dyn Fn(&Tensor, &RgbImage) -> Result<FinishedFrame>,
+    /// The frame as written, from a painting, its input frame and its matte (its depth,
+    /// `--original-colors`, the composite).
+    pub finish: &'a dyn Fn(&Tensor, &RgbImage, Option<&FrameMatte>) -> Result<FinishedFrame>,
+    /// With `--matte`, its feather: each frame's matte is the one the first pass kept.
+    pub matte_feather: Option<f32>,
 }
 
 /// Paints passes 2 to `plan.passes` over the frames the first pass left in `workdir`
@@ -222,13 +226,20 @@ fn paint_pass(
             }
             None => (before, None),
         };
-        let top_up = shots::top_up(plan.iterations, plan.max_iterations, shot_reference_style(&first_pass[..=index]));
-        let warm = Warm { start: &start, temporal: &temporal, previous: &previous_levels, top_up, matte: None };
+        // The matte the first pass kept; a frame whose matte paints nothing spends no iterations.
+        let matte = match plan.matte_feather {
+            Some(feather) => workdir.load_matte(index as u64)?.map(|m| FrameMatte::new(m, feather)),
+            None => None,
+        };
+        let weights = matte.as_ref().map(|m| input::matte_tensor(&m.matte, &device)).transpose()?;
+        let iterations = if matte.as_ref().is_some_and(|m| m.painted_share() == 0.0) { 0 } else { plan.iterations };
+        let top_up = shots::top_up(iterations, plan.max_iterations.filter(|_| iterations > 0), shot_reference_style(&first_pass[..=index]));
+        let warm = Warm { start: &start, temporal: &temporal, previous: &previous_levels, top_up, matte: weights.as_ref() };
         let mut frame_progress = StopAware { inner: &mut *progress, stop };
         // Keyframed settings: the values the first pass painted the frame with.
         let keyed_painter = first_pass[index].keyframed.as_ref().map(|v| v.painter(painter)).transpose()?;
-        let painted = keyed_painter.as_ref().unwrap_or(painter).paint_warm(&input, warm, plan.iterations, &mut frame_progress)?;
-        let image = (plan.finish)(&painted.stylized.image, &input)?;
+        let painted = keyed_painter.as_ref().unwrap_or(painter).paint_warm(&input, warm, iterations, &mut frame_progress)?;
+        let image = (plan.finish)(&painted.stylized.image, &input, matte.as_ref())?;
         let error = match (&motion, temporal.first()) {
             (Some(motion), Some(target)) => warping_error(&image.rgb8, &target.warped_previous, motion)?,
             _ => None,
@@ -244,6 +255,7 @@ fn paint_pass(
             pass: Some(pass),
             repaired,
             keyframed: first.keyframed.clone(),
+            matte_share: matte.as_ref().map(FrameMatte::painted_share),
             ..FrameRecord::new(first.index, first.pts_seconds, &painted.stylized, started.elapsed().as_secs_f64())
         };
         dir.save(&image, &record)?;

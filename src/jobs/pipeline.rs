@@ -391,11 +391,12 @@ pub fn run_video_with(
     let result = result.and_then(|()| {
         if job.passes > 1 {
             let settings = fingerprint(job)?;
-            let finish = |painting: &Tensor, content: &RgbImage| finished_frame(job, deep, painting, content, None);
+            let finish = |painting: &Tensor, content: &RgbImage, matte: Option<&FrameMatte>| finished_frame(job, deep, painting, content, matte);
             let plan = Repaint {
                 passes: job.passes,
                 iterations: job.iterations,
                 max_iterations: job.max_iterations,
+                matte_feather: job.matte.as_ref().map(|m| m.feather),
                 flow: job.flow,
                 settings: &settings,
                 finish: &finish,
@@ -549,7 +550,7 @@ pub(crate) fn stylize_frames(
                 if record.cut {
                     earlier.clear();
                 }
-                to.keep_input(workdir, &frame)?;
+                to.keep_input(workdir, &frame, frame_matte.as_ref())?;
                 remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
                 progress.frame(&record);
                 records.push(*record);
@@ -640,7 +641,7 @@ pub(crate) fn stylize_frames(
         // The frames after a repaired one in its shot were started from the damaged copy.
         repairing = cause;
         workdir.save(&image, &record)?;
-        to.keep_input(workdir, &frame)?;
+        to.keep_input(workdir, &frame, frame_matte.as_ref())?;
         remember(&mut earlier, Previous { output: image.rgb8.clone(), input: frame.image });
         progress.frame(&record);
         records.push(record);
@@ -671,9 +672,12 @@ pub(crate) enum FramesTo<'a> {
 
 impl FramesTo<'_> {
     /// Keeps what the later passes need of `frame` (nothing unless they follow).
-    fn keep_input(&mut self, workdir: &WorkDir, frame: &DecodedFrame) -> Result<()> {
+    fn keep_input(&mut self, workdir: &WorkDir, frame: &DecodedFrame, matte: Option<&FrameMatte>) -> Result<()> {
         if let FramesTo::LaterPasses(pts) = self {
             workdir.save_input(frame.index, &frame.image)?;
+            if let Some(matte) = matte {
+                workdir.save_matte(frame.index, &matte.matte)?;
+            }
             pts.push(frame.pts);
         }
         // What writes the video later gets the source's alpha, and what its scene-linear values
@@ -1002,9 +1006,6 @@ pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
         }
         if job.paint_revealed.is_some() {
             return Err(Error::Settings("--paint-revealed paints crops of the whole frame; it does not take a --matte yet".into()));
-        }
-        if job.passes > 1 {
-            return Err(Error::Settings("--passes repaints the clip from its work directory, which keeps no matte yet: use one pass with --matte".into()));
         }
     }
     if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {

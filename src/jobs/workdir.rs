@@ -239,6 +239,27 @@ impl WorkDir {
         Rgb32FImage::from_raw(u32::from_le_bytes(w), u32::from_le_bytes(h), values).map(Some).ok_or_else(damaged)
     }
 
+    /// Keeps frame `index`'s matte (an 8-bit grey PNG) for the passes after the first.
+    pub fn save_matte(&self, index: u64, matte: &image::GrayImage) -> Result<()> {
+        let path = self.matte_path(index);
+        image_io::write_atomically(&path, |tmp| matte.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| format!("cannot write: {e}")))
+    }
+
+    /// Frame `index`'s matte as [`WorkDir::save_matte`] kept it; none if it kept none.
+    pub fn load_matte(&self, index: u64) -> Result<Option<image::GrayImage>> {
+        let path = self.matte_path(index);
+        if !path.exists() {
+            return Ok(None);
+        }
+        image::open(&path)
+            .map(|image| Some(image.into_luma8()))
+            .map_err(|e| Error::output(&path, format!("the kept matte does not read back ({e}); run the same command again to rewrite it")))
+    }
+
+    fn matte_path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("matte_{:06}.png", index + 1))
+    }
+
     fn beyond_path(&self, index: u64) -> PathBuf {
         self.dir.join(format!("beyond_{:06}.f32", index + 1))
     }
