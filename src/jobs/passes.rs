@@ -108,10 +108,13 @@ pub struct Repaint<'a> {
     pub settings: &'a serde_json::Value,
     /// The frame as written, from a painting, its input frame and its matte (its depth,
     /// `--original-colors`, the composite).
-    pub finish: &'a dyn Fn(&Tensor, &RgbImage, Option<&FrameMatte>) -> Result<FinishedFrame>,
+    pub finish: &'a FinishFrame<'a>,
     /// With `--matte`, its feather: each frame's matte is the one the first pass kept.
     pub matte_feather: Option<f32>,
 }
+
+/// Makes the frame as written from a painting, its input frame and its matte.
+pub type FinishFrame<'a> = dyn Fn(&Tensor, &RgbImage, Option<&FrameMatte>) -> Result<FinishedFrame> + 'a;
 
 /// Paints passes 2 to `plan.passes` over the frames the first pass left in `workdir`
 /// (`first_pass`: its records, in order), then hands `send` the last pass's frames in order.
