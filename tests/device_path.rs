@@ -13,6 +13,7 @@ use stylize_video::net::precision::Precision;
 use stylize_video::net::vgg::{weights_path, Pooling, Vgg16};
 use stylize_video::progress::NoProgress;
 use stylize_video::stylize::optim::{Optimizer, OptimizerKind};
+use stylize_video::stylize::loss::{matted_layer_style_cost, Matte, StyleTarget};
 use stylize_video::stylize::stylizer::{displayable_box, ContentTarget, Settings, Stylizer, TemporalTarget};
 
 fn norm(t: &Tensor) -> f64 {
@@ -39,13 +40,34 @@ fn ramp_matte(w: usize, h: usize) -> Tensor {
 
 /// [`problem`], with J_style over [`ramp_matte`]'s region when `matted`.
 fn problem_in(compute: Compute, pooling: Pooling, precision: Precision, settings: Settings, matted: bool) -> (Stylizer, ContentTarget, Tensor) {
+    problem_with(compute, pooling, precision, settings, matted, false)
+}
+
+/// [`problem_in`]; with `outside`, a second style (the content itself, turned upside down)
+/// paints what the matte leaves out.
+fn problem_with(
+    compute: Compute,
+    pooling: Pooling,
+    precision: Precision,
+    settings: Settings,
+    matted: bool,
+    outside: bool,
+) -> (Stylizer, ContentTarget, Tensor) {
     let dev = Device::Cpu;
     let (w, h) = (44, 30);
     let content = to_tensor(&common::synthetic_content(w, h), &dev).unwrap();
     let style = to_tensor(&common::synthetic_style(w, h), &dev).unwrap();
     let vgg = Vgg16::load_with(&weights_path(None), pooling, compute, Some(precision)).unwrap();
     assert_eq!(vgg.precision(), precision);
-    let stylizer = Stylizer::new(vgg, settings, &[(style.clone(), 1.0)]).unwrap();
+    let stylizer = Stylizer::new(vgg, settings.clone(), &[(style.clone(), 1.0)]).unwrap();
+    let stylizer = match outside {
+        false => stylizer,
+        true => {
+            let vgg = Vgg16::load_with(&weights_path(None), pooling, compute, Some(precision)).unwrap();
+            let other = Stylizer::new(vgg, settings, &[(content.flip(&[2]).unwrap(), 1.0)]).unwrap();
+            stylizer.with_outside_style(&other).unwrap()
+        }
+    };
     let warped_previous = (content.roll(2, 3).unwrap() * 0.9).unwrap();
     let reliability: Vec<f32> = (0..h * w).map(|i| if (i % w) < 6 { 0.0 } else { 1.0 }).collect();
     let reliability = Tensor::from_vec(reliability, (1, 1, h as usize, w as usize), &dev).unwrap();
@@ -71,7 +93,11 @@ fn own_gradient(stylizer: &Stylizer, target: &ContentTarget, x: &Tensor) -> (f64
 }
 
 fn backward_matches_autograd(pooling: Pooling, matted: bool) {
-    let (stylizer, target, generated) = problem_in(Compute::CpuReference, pooling, Precision::Fp32, all_terms(), matted);
+    backward_matches_autograd_with(pooling, matted, false)
+}
+
+fn backward_matches_autograd_with(pooling: Pooling, matted: bool, outside: bool) {
+    let (stylizer, target, generated) = problem_with(Compute::CpuReference, pooling, Precision::Fp32, all_terms(), matted, outside);
     let (j_own, grad_own) = own_gradient(&stylizer, &target, &generated);
 
     let x = Var::from_tensor(&generated).unwrap();
@@ -85,7 +111,7 @@ fn backward_matches_autograd(pooling: Pooling, matted: bool) {
     assert!(rel < 1e-5, "{pooling:?}: the own backward differs from autograd by {rel:.2e} of its norm");
 
     // And against the CPU kernels' own backward (different arithmetic: Winograd, im2col).
-    let (kernels, kernel_target, _) = problem_in(Compute::Cpu, pooling, Precision::Fp32, all_terms(), matted);
+    let (kernels, kernel_target, _) = problem_with(Compute::Cpu, pooling, Precision::Fp32, all_terms(), matted, outside);
     let (j_kernels, grad_kernels) = own_gradient(&kernels, &kernel_target, &generated);
     assert!((j_kernels - j_own).abs() / j_own < 1e-4, "{pooling:?}: J {j_kernels} on the kernels, {j_own} on the device path");
     let rel = relative_difference(&grad_own, &grad_kernels);
@@ -114,6 +140,35 @@ fn matted_backward_matches_autograd_and_the_kernels() {
     let style = |target: &ContentTarget| stylizer.evaluate(&generated, target).unwrap().1.style;
     let (j_matted, j_whole) = (style(&matted), style(&whole));
     assert!((j_matted - j_whole).abs() > 0.05 * j_whole, "J_style {j_matted} matted, {j_whole} whole");
+}
+
+/// With a second style on the other side of the matte (no composite: both sides painted): the
+/// three gradients agree, and J_style is the sum of the two regions' costs.
+#[test]
+fn two_styles_across_a_matte_match_autograd_and_the_kernels() {
+    backward_matches_autograd_with(Pooling::Max, true, true);
+    let (two, target, generated) = problem_with(Compute::Cpu, Pooling::Max, Precision::Fp32, all_terms(), true, true);
+    let j_two = two.evaluate(&generated, &target).unwrap().1.style;
+    // By hand: Σ_l λ^[l] (J^[l]_style(S, G; m) + J^[l]_style(S', G; 1 − m)) on G itself.
+    let dev = Device::Cpu;
+    let (w, h) = (44, 30);
+    let content = to_tensor(&common::synthetic_content(w, h), &dev).unwrap();
+    let style = to_tensor(&common::synthetic_style(w, h), &dev).unwrap();
+    let layers = Settings::default().style_layers;
+    let features = |image: &Tensor| two.vgg().features(image, &layers).unwrap();
+    let (a, s_in, s_out) = (features(&generated), features(&style), features(&content.flip(&[2]).unwrap()));
+    let matte = Matte::new(&ramp_matte(w as usize, h as usize)).unwrap();
+    let outside = matte.complement().unwrap();
+    let mut by_hand = 0.0;
+    for l in 0..layers.len() {
+        let (_, _, n_h, n_w) = a[l].dims4().unwrap();
+        let cost = |s: &Tensor, m: &Matte| {
+            let target = StyleTarget::blend(&[(s.clone(), 1.0)]).unwrap();
+            matted_layer_style_cost(&target, &a[l], m.at(n_h, n_w).unwrap()).unwrap().to_scalar::<f64>().unwrap()
+        };
+        by_hand += 0.2 * (cost(&s_in[l], &matte) + cost(&s_out[l], &outside));
+    }
+    assert!((j_two - by_hand).abs() <= 1e-4 * by_hand, "J_style {j_two} by the stylizer, {by_hand} by hand");
 }
 
 /// The whole optimisation on the device path (`optimise` on cpu-reference: evaluation, backward

@@ -125,6 +125,33 @@ fn a_hard_matte_keeps_the_source_outside_and_paints_inside() {
 }
 
 #[test]
+fn a_second_style_paints_what_the_matte_leaves_out() {
+    let dir = common::scratch_dir("matte-two-styles");
+    let input = clip(&dir, 2);
+    let matte = rectangle_matte(12, 40, 6, 30);
+    let matte_path = dir.join("matte.png");
+    matte.save(&matte_path).unwrap();
+    // The second style: flat green strokes, far from Starry Night's blues and yellows.
+    let green = dir.join("green.png");
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([20, 150 + ((x * 7 + y * 3) % 60) as u8, 30])).save(&green).unwrap();
+    let source = pass_through(&dir, &input);
+    let output = dir.join("two.mkv");
+    run(&VideoJob { style_outside: Some(green), ..job(&input, &output, Some(&matte_path)) });
+    let mean_green = |image: &RgbImage, select: &dyn Fn(u8) -> bool| {
+        let values: Vec<f64> =
+            image.pixels().zip(matte.pixels()).filter(|(_, m)| select(m[0])).map(|(p, _)| p[1] as f64 - (p[0] as f64 + p[2] as f64) / 2.0).collect();
+        values.iter().sum::<f64>() / values.len() as f64
+    };
+    for (i, (written, source)) in common::frames_at(&output, SIZE).iter().zip(&source).enumerate() {
+        let (outside, inside) = (psnr_where(written, source, &matte, |m| m == 0), psnr_where(written, source, &matte, |m| m == 255));
+        let (green_outside, green_inside) = (mean_green(written, &|m| m == 0), mean_green(written, &|m| m == 255));
+        eprintln!("frame {i}: {outside:.1} dB outside, {inside:.1} dB inside; green excess {green_outside:.1} outside, {green_inside:.1} inside");
+        assert!(outside < 25.0 && inside < 25.0, "frame {i}: both sides painted ({outside:.1} dB outside, {inside:.1} dB inside)");
+        assert!(green_outside > green_inside + 10.0, "frame {i}: the outside takes the green style ({green_outside:.1} vs {green_inside:.1})");
+    }
+}
+
+#[test]
 fn later_passes_keep_the_matte() {
     let dir = common::scratch_dir("matte-passes");
     let input = clip(&dir, 3);
@@ -213,6 +240,7 @@ fn bad_mattes_are_refused_before_any_work() {
         (vec!["--matte", missing], 1, missing, "--matte: file not found"),
         (vec!["--matte", good, "--matte-feather=-1"], 1, "--matte-feather", "must be a finite number ≥ 0"),
         (vec!["--matte-feather", "2"], 2, "required arguments", "not provided"),
+        (vec!["--style-outside", good], 2, "required arguments", "not provided"),
         (vec!["--matte", good, "--preview", "grid.png"], 2, "--matte", "does not apply to --preview"),
     ] {
         let run = Command::new(env!("CARGO_BIN_EXE_stylize-video"))

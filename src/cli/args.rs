@@ -219,6 +219,13 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", help_heading = STYLE)]
     pub matte: Option<PathBuf>,
 
+    /// With --matte: paint what the matte leaves out (black) with this style instead of keeping it.
+    ///
+    /// Two styles, one on each side of the matte: the style cost is computed for each over its
+    /// own region, and the whole frame is painted (nothing is put over the source).
+    #[arg(long, value_name = "PATH", requires = "matte", help_heading = STYLE)]
+    pub style_outside: Option<PathBuf>,
+
     /// With --matte: pixels over which the painting fades in inside the matte's edge.
     ///
     /// At the processing size; 0 uses the matte as it is. What the matte keeps is never touched.

@@ -86,7 +86,7 @@ const VIDEO_ONLY: &[&str] = &[
 const NOT_FOR_PREVIEW: &[&str] = &[
     "frames_dir", "codec", "crf", "no_audio", "output_size", "bit_depth", "deinterlace", "max_frames", "fresh", "keep_work",
     "first_iterations", "max_iterations", "paint_revealed", "passes", "temporal_weight", "init_video", "temporal_frames", "flow", "segment",
-    "segment_overlap", "assemble", "matte", "matte_feather",
+    "segment_overlap", "assemble", "matte", "matte_feather", "style_outside",
 ];
 
 /// What the command line asks for.
@@ -318,6 +318,7 @@ impl Cli {
                 report,
                 overwrite: self.overwrite,
                 matte: self.matte_spec(),
+                style_outside: self.style_outside.clone(),
             });
         }
         let codec = self.codec.with_crf(self.crf);
@@ -345,6 +346,7 @@ impl Cli {
             sequence_rate: self.frame_rate,
             deinterlace: self.deinterlace,
             matte: self.matte_spec(),
+            style_outside: self.style_outside.clone(),
             keyframes: self.keyframes().unwrap_or_default(),
             bit_depth: self.bit_depth,
             overwrite: self.overwrite,

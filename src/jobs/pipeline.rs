@@ -133,6 +133,8 @@ pub struct VideoJob {
     pub deinterlace: Deinterlace,
     /// Paint only what this matte marks (white) in each frame; the rest stays the source's.
     pub matte: Option<MatteSpec>,
+    /// With a matte: paint what it leaves out (black) with this style instead of keeping it.
+    pub style_outside: Option<PathBuf>,
     /// Weights and style blend that change over the clip (none: the options' throughout).
     pub keyframes: Keyframed,
     /// Bits per channel of an image-sequence output.
@@ -172,6 +174,7 @@ impl VideoJob {
             sequence_rate: None,
             deinterlace: Deinterlace::Frame,
             matte: None,
+            style_outside: None,
             keyframes: Keyframed::default(),
             bit_depth: BitDepth::Eight,
             overwrite: false,
@@ -185,6 +188,7 @@ impl VideoJob {
     pub fn reads(&self) -> Vec<Named> {
         let mut reads = job_reads(&self.input, &self.style.paths, &self.options);
         reads.extend(self.matte.as_ref().map(|m| Named::new("--matte", m.path.clone())));
+        reads.extend(self.style_outside.as_ref().map(|p| Named::new("--style-outside", p.clone())));
         reads
     }
 
@@ -391,7 +395,9 @@ pub fn run_video_with(
     let result = result.and_then(|()| {
         if job.passes > 1 {
             let settings = fingerprint(job)?;
-            let finish = |painting: &Tensor, content: &RgbImage, matte: Option<&FrameMatte>| finished_frame(job, deep, painting, content, matte);
+            let finish = |painting: &Tensor, content: &RgbImage, matte: Option<&FrameMatte>| {
+                finished_frame(job, deep, painting, content, matte.filter(|_| job.style_outside.is_none()))
+            };
             let plan = Repaint {
                 passes: job.passes,
                 iterations: job.iterations,
@@ -616,7 +622,9 @@ pub(crate) fn stylize_frames(
             }
         };
         let (stylized, stopped) = (painted.stylized, painted.stopped);
-        let image = finished_frame(job, deep, &stylized.image, &frame.image, frame_matte.as_ref())?;
+        // With --style-outside both sides are painted: nothing is put over the source.
+        let composite = frame_matte.as_ref().filter(|_| job.style_outside.is_none());
+        let image = finished_frame(job, deep, &stylized.image, &frame.image, composite)?;
         let error = match (&warped_previous, &motion) {
             (Some(warped), Some(motion)) => warping_error(&image.rgb8, warped, motion)?,
             _ => None,
@@ -981,7 +989,14 @@ pub(crate) fn with_resume_hint(error: Error, workdir: &WorkDir) -> Error {
 /// The stylizers of the job's pyramid levels for frames of `size`.
 pub(crate) fn painter(job: &VideoJob, cache: &StylizerCache, size: (u32, u32)) -> Result<Painter> {
     let options = &job.options;
-    Painter::new(cache, &options.network, &options.settings, &job.style, &options.pyramid, size)
+    let painter = Painter::new(cache, &options.network, &options.settings, &job.style, &options.pyramid, size)?;
+    match &job.style_outside {
+        None => Ok(painter),
+        Some(path) => {
+            let outside = StyleSpec { paths: vec![path.clone()], blend_weights: vec![1.0], scale: job.style.scale };
+            painter.with_outside_style(&Painter::new(cache, &options.network, &options.settings, &outside, &options.pyramid, size)?)
+        }
+    }
 }
 
 /// An `--init PATH` image at the coarsest level's size, where a cold start begins.
@@ -1000,6 +1015,9 @@ pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
         return Err(Error::Settings("--passes: must be at least 1 (got 0)".into()));
     }
     job.keyframes.validate(job.style.paths.len())?;
+    if job.style_outside.is_some() && job.matte.is_none() {
+        return Err(Error::Settings("--style-outside paints what a --matte leaves out: give a --matte".into()));
+    }
     if let Some(matte) = &job.matte {
         if !(matte.feather >= 0.0 && matte.feather.is_finite()) {
             return Err(Error::Settings(format!("--matte-feather: must be a finite number ≥ 0, got {}", matte.feather)));
@@ -1208,6 +1226,9 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
     }
     if let Some(matte) = &job.matte {
         fingerprint["matte"] = serde_json::json!({ "file": file(&matte.path), "feather": matte.feather });
+    }
+    if let Some(outside) = &job.style_outside {
+        fingerprint["style_outside"] = file(outside);
     }
     Ok(fingerprint)
 }

@@ -153,6 +153,17 @@ impl Painter {
         Ok(Painter { levels, coarser_sizes: self.coarser_sizes.clone() })
     }
 
+    /// The same levels with `outside`'s style (built for the same sizes) painting what a matte
+    /// leaves out ([`Stylizer::with_outside_style`]).
+    pub fn with_outside_style(&self, outside: &Painter) -> Result<Painter> {
+        if outside.levels.len() != self.levels.len() {
+            return Err(crate::error::Error::Settings("--style-outside: the two styles' painters have different levels".into()));
+        }
+        let levels =
+            self.levels.iter().zip(&outside.levels).map(|(s, o)| Ok(Arc::new(s.with_outside_style(o)?))).collect::<Result<Vec<_>>>()?;
+        Ok(Painter { levels, coarser_sizes: self.coarser_sizes.clone() })
+    }
+
     /// One level: the plain optimisation with `stylizer`.
     pub fn single(stylizer: Arc<Stylizer>) -> Painter {
         Painter { levels: vec![stylizer], coarser_sizes: Vec::new() }

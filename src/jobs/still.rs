@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use image::RgbImage;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::jobs::cache::StylizerCache;
 use crate::jobs::spec::{
     check_before_work, check_working_size, job_reads, job_writes, load_init_image, refuse_existing, write_json, Init, OptionsReport,
@@ -39,6 +39,8 @@ pub struct StillJob {
     pub overwrite: bool,
     /// Paint only what this matte marks (white), keep the rest of the photo.
     pub matte: Option<MatteSpec>,
+    /// With a matte: paint what it leaves out with this style instead of keeping it.
+    pub style_outside: Option<PathBuf>,
 }
 
 impl StillJob {
@@ -54,6 +56,7 @@ impl StillJob {
             report: None,
             overwrite: false,
             matte: None,
+            style_outside: None,
         }
     }
 
@@ -61,6 +64,7 @@ impl StillJob {
     pub fn reads(&self) -> Vec<Named> {
         let mut reads = job_reads(&self.content, &self.style.paths, &self.options);
         reads.extend(self.matte.as_ref().map(|m| Named::new("--matte", m.path.clone())));
+        reads.extend(self.style_outside.as_ref().map(|p| Named::new("--style-outside", p.clone())));
         reads
     }
 
@@ -120,7 +124,14 @@ pub fn run_still_with(job: &StillJob, progress: &mut dyn Progress, cache: &Styli
     let (width, height) = image_io::size_for_longest_side(content.width(), content.height(), job.size);
     check_working_size(&job.content, job.size, (width, height), &job.options.settings)?;
     let options = &job.options;
-    let painter = Painter::new(cache, &options.network, &options.settings, &job.style, &options.pyramid, (width, height))?;
+    if job.style_outside.is_some() && job.matte.is_none() {
+        return Err(Error::Settings("--style-outside paints what a --matte leaves out: give a --matte".into()));
+    }
+    let mut painter = Painter::new(cache, &options.network, &options.settings, &job.style, &options.pyramid, (width, height))?;
+    if let Some(path) = &job.style_outside {
+        let outside = StyleSpec { paths: vec![path.clone()], blend_weights: vec![1.0], scale: job.style.scale };
+        painter = painter.with_outside_style(&Painter::new(cache, &options.network, &options.settings, &outside, &options.pyramid, (width, height))?)?;
+    }
     let matte = job.matte.as_ref().map(|spec| MatteFrames::still(spec, content.dimensions(), (width, height))?.next_frame()).transpose()?;
     let content_image = image_io::resize(&content, width, height);
     let (image, painted) =
@@ -188,7 +199,8 @@ pub fn stylize_image(
     if original_colors {
         image = image_io::keep_original_colors(&image, content);
     }
-    if let Some(matte) = matte {
+    // With a second style both sides are painted: nothing is put over the content.
+    if let Some(matte) = matte.filter(|_| !painter.finest().has_outside_style()) {
         image = matte.composite(&image, content);
     }
     Ok((image, result))

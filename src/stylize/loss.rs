@@ -90,6 +90,22 @@ impl Matte {
         Ok(Self { levels })
     }
 
+    /// The other side of the matte, 1 − m, at every level (pooling is linear, so it is the
+    /// complement of each level).
+    pub fn complement(&self) -> Result<Self> {
+        let levels = self
+            .levels
+            .iter()
+            .map(|(size, m)| {
+                let weights: Vec<f32> = m.weights.iter().map(|w| 1.0 - w).collect();
+                let area = weights.iter().map(|&w| (w as f64) * (w as f64)).sum();
+                let tensor = Tensor::from_slice(&weights, m.tensor.shape(), m.tensor.device())?;
+                Ok((*size, LayerMatte { weights, tensor, area }))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { levels })
+    }
+
     /// m^[l] for a layer whose activations are `n_H × n_W`.
     pub fn at(&self, n_h: usize, n_w: usize) -> Result<&LayerMatte> {
         self.levels.iter().find(|(size, _)| *size == (n_h, n_w)).map(|(_, m)| m).ok_or_else(|| {

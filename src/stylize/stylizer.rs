@@ -185,6 +185,8 @@ pub struct ContentTarget {
     /// The content image C itself (what a matte keeps).
     pixels: Tensor,
     matte: Option<Matte>,
+    /// 1 − m, the region a second style paints ([`Stylizer::with_outside_style`]).
+    outside_matte: Option<Matte>,
 }
 
 /// What J_temporal compares with: ω(x_{t−j}), an earlier stylized frame (the previous one, or
@@ -230,7 +232,9 @@ impl ContentTarget {
         if matte.dims4()? != (n, 1, h, w) {
             return Err(Error::Settings(format!("the matte is {:?}, the content is {:?}", matte.dims4()?, self.dims)));
         }
-        self.matte = Some(Matte::new(matte)?);
+        let matte = Matte::new(matte)?;
+        self.outside_matte = Some(matte.complement()?);
+        self.matte = Some(matte);
         Ok(self)
     }
 
@@ -276,6 +280,8 @@ pub struct Stylizer {
     /// Each style image's own targets, per style layer, for another blend
     /// ([`Stylizer::with_settings`]).
     per_style: Vec<Vec<StyleTarget>>,
+    /// A second style's targets, for what a matte leaves out ([`Stylizer::with_outside_style`]).
+    outside_targets: Option<Vec<StyleTarget>>,
 }
 
 impl Stylizer {
@@ -302,7 +308,7 @@ impl Stylizer {
         }
         let weights: Vec<f64> = styles.iter().map(|(_, w)| *w).collect();
         let style_targets = blend_targets(&per_style, &weights)?;
-        Ok(Self { vgg, settings, style_targets, per_style })
+        Ok(Self { vgg, settings, style_targets, per_style, outside_targets: None })
     }
 
     /// The same network and style images with other `settings` (the same layers; other weights)
@@ -321,7 +327,58 @@ impl Stylizer {
                 return Err(Error::Settings(format!("--style-weights: {} weights for {} style images", weights.len(), self.per_style.len())))
             }
         };
-        Ok(Stylizer { vgg: self.vgg.clone(), settings, style_targets, per_style: self.per_style.clone() })
+        Ok(Stylizer { vgg: self.vgg.clone(), settings, style_targets, per_style: self.per_style.clone(), outside_targets: self.outside_targets.clone() })
+    }
+
+    /// The same stylizer with `outside`'s style (built at the same size, with the same layers) on
+    /// the other side of a content target's matte: with a matte m, J_style is then
+    /// J_style(S, G; m) + J_style(S_outside, G; 1 − m), and the whole image is painted (no
+    /// composite over the content).
+    pub fn with_outside_style(&self, outside: &Stylizer) -> Result<Stylizer> {
+        if outside.settings.style_layers != self.settings.style_layers {
+            return Err(Error::Settings("--style-outside: the two styles' layers differ".into()));
+        }
+        Ok(Stylizer { outside_targets: Some(outside.style_targets.clone()), ..self.clone_shallow() })
+    }
+
+    /// Whether a second style paints what a matte leaves out.
+    pub fn has_outside_style(&self) -> bool {
+        self.outside_targets.is_some()
+    }
+
+    /// A copy sharing the network (the targets' tensors are shared too).
+    fn clone_shallow(&self) -> Stylizer {
+        Stylizer {
+            vgg: self.vgg.clone(),
+            settings: self.settings.clone(),
+            style_targets: self.style_targets.clone(),
+            per_style: self.per_style.clone(),
+            outside_targets: self.outside_targets.clone(),
+        }
+    }
+
+    /// The style regions of a content target, each with its targets and matte: the whole image
+    /// (no matte), the matted region, or with a second style also the rest (1 − m).
+    fn style_regions<'a>(&'a self, content: &'a ContentTarget) -> Vec<(&'a [StyleTarget], Option<&'a Matte>)> {
+        match (&content.matte, &content.outside_matte, &self.outside_targets) {
+            (None, _, _) => vec![(&self.style_targets, None)],
+            (Some(m), Some(outside_m), Some(outside)) => vec![(&self.style_targets, Some(m)), (outside, Some(outside_m))],
+            (Some(m), _, _) => vec![(&self.style_targets, Some(m))],
+        }
+    }
+
+    /// The matte J is composited with (the painting over the content by it): a content target's
+    /// matte, unless a second style paints the rest.
+    fn composite_matte<'a>(&self, content: &'a ContentTarget) -> Option<&'a Matte> {
+        content.matte.as_ref().filter(|_| self.outside_targets.is_none())
+    }
+
+    /// What J is evaluated on: G, or with a matte (and no second style) m ⊙ G + (1 − m) ⊙ C.
+    fn evaluated_image(&self, image: &Tensor, content: &ContentTarget) -> Result<Tensor> {
+        match self.composite_matte(content) {
+            Some(_) => content.composite(image),
+            None => Ok(image.clone()),
+        }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -345,28 +402,41 @@ impl Stylizer {
         let activations = self.vgg.features(content, &[self.settings.content_layer])?.remove(0).detach();
         let activations_host = activations.flatten_all()?.to_vec1::<f32>()?;
         let pixels = content.clone();
-        Ok(ContentTarget { activations, activations_host, dims, temporal: Vec::new(), temporal_host: Vec::new(), pixels, matte: None })
+        Ok(ContentTarget {
+            activations,
+            activations_host,
+            dims,
+            temporal: Vec::new(),
+            temporal_host: Vec::new(),
+            pixels,
+            matte: None,
+            outside_matte: None,
+        })
     }
 
     /// J(G) as a scalar tensor (for backprop) and its terms as numbers.
     pub fn cost(&self, image: &Tensor, content: &ContentTarget) -> Result<(Tensor, LossTerms)> {
         let s = &self.settings;
-        let image = &content.composite(image)?;
+        let image = &self.evaluated_image(image, content)?;
         let mut features = self.vgg.features(image, &s.tapped_layers())?;
         let a_content = features.pop().expect("content layer is tapped last");
         let j_content = content_cost(&content.activations, &a_content)?;
         let mut j_style = None;
         let mut style_layers = Vec::with_capacity(s.style_layers.len());
-        for ((a, target), (&layer, &lambda)) in
-            features.iter().zip(&self.style_targets).zip(s.style_layers.iter().zip(&s.style_layer_weights))
-        {
-            let j_layer = match &content.matte {
-                None => layer_style_cost(&target.gram_for(a)?, a)?,
-                Some(matte) => {
-                    let (_, _, n_h, n_w) = a.dims4()?;
-                    matted_layer_style_cost(target, a, matte.at(n_h, n_w)?)?
-                }
-            };
+        let regions = self.style_regions(content);
+        for (l, (a, (&layer, &lambda))) in features.iter().zip(s.style_layers.iter().zip(&s.style_layer_weights)).enumerate() {
+            let mut j_layer = Tensor::zeros((), DType::F64, a.device())?;
+            for (targets, matte) in &regions {
+                let target = &targets[l];
+                j_layer = (j_layer
+                    + match matte {
+                        None => layer_style_cost(&target.gram_for(a)?, a)?,
+                        Some(matte) => {
+                            let (_, _, n_h, n_w) = a.dims4()?;
+                            matted_layer_style_cost(target, a, matte.at(n_h, n_w)?)?
+                        }
+                    })?;
+            }
             style_layers.push((layer, j_layer.to_scalar::<f64>()?));
             let weighted = (j_layer * lambda)?;
             j_style = Some(match j_style {
@@ -472,7 +542,7 @@ impl Stylizer {
         }
         let s = &self.settings;
         let (_, n_c, h, w) = image.dims4()?;
-        let pixels = content.composite(image)?.flatten_all()?.to_vec1::<f32>()?;
+        let pixels = self.evaluated_image(image, content)?.flatten_all()?.to_vec1::<f32>()?;
         let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
         let trace = profile::time(|| "VGG16 forward (trace)".into(), || self.vgg.trace(&pixels, h, w, deepest))?;
         let activation = |layer: LayerName| trace.activation(layer).expect("the trace reaches every tapped layer");
@@ -485,23 +555,28 @@ impl Stylizer {
         let mut style_gradients = Vec::with_capacity(s.style_layers.len());
         let mut style_layers = Vec::with_capacity(s.style_layers.len());
         let mut j_style = 0.0;
-        for ((&layer, &lambda), target) in s.style_layers.iter().zip(&s.style_layer_weights).zip(&self.style_targets) {
+        let regions = self.style_regions(content);
+        for (l, (&layer, &lambda)) in s.style_layers.iter().zip(&s.style_layer_weights).enumerate() {
             let a = activation(layer);
             let positions = a.h * a.w;
-            // With a matte, the Gram matrix of the matted activations m^[l] ⊙ a^[l] over its area.
-            let matte = content.matte.as_ref().map(|m| m.at(a.h, a.w)).transpose()?;
-            let (gram, area) = match matte {
-                None => (Gram::compute(&a.values, a.channels, positions), positions as f64),
-                Some(m) => (Gram::compute(&matted(&a.values, &m.weights), a.channels, positions), m.area),
-            };
-            let (gram_style, scale) = target.host_gram_for(area);
-            let (j_layer, s_matrix) = profile::time(
-                || "J_style layers and their S".into(),
-                || loss::layer_style_cost_and_gradient(&gram, gram_style, scale, (a.channels, area), s.style_weight * lambda),
-            );
+            let mut j_layer = 0.0;
+            for (targets, matte) in &regions {
+                // With a matte, the Gram matrix of the matted activations m^[l] ⊙ a^[l] over its area.
+                let matte = matte.map(|m| m.at(a.h, a.w)).transpose()?;
+                let (gram, area) = match matte {
+                    None => (Gram::compute(&a.values, a.channels, positions), positions as f64),
+                    Some(m) => (Gram::compute(&matted(&a.values, &m.weights), a.channels, positions), m.area),
+                };
+                let (gram_style, scale) = targets[l].host_gram_for(area);
+                let (j, s_matrix) = profile::time(
+                    || "J_style layers and their S".into(),
+                    || loss::layer_style_cost_and_gradient(&gram, gram_style, scale, (a.channels, area), s.style_weight * lambda),
+                );
+                j_layer += j;
+                style_gradients.push(StyleGradient { layer, s_matrix, matte: matte.map(|m| m.weights.clone()) });
+            }
             style_layers.push((layer, j_layer));
             j_style += lambda * j_layer;
-            style_gradients.push(StyleGradient { layer, s_matrix, matte: matte.map(|m| m.weights.clone()) });
         }
         // J_tv and J_temporal act on the image itself; their gradient is added at the end.
         let (tv, temporal, image_gradient) = profile::time(
@@ -528,7 +603,7 @@ impl Stylizer {
             content_gradient: (s.content_layer, content_gradient),
             style_gradients,
             image_gradient,
-            matte: content.matte.as_ref().map(|m| m.finest().weights.clone()),
+            matte: self.composite_matte(content).map(|m| m.finest().weights.clone()),
         };
         Ok((evaluation, terms))
     }
@@ -582,7 +657,7 @@ impl Stylizer {
     /// one f64 vector [J_content, J^[l]_style for each style layer, J_tv, J_temporal].
     fn device_evaluate(&self, image: &Tensor, content: &ContentTarget) -> Result<(DeviceEvaluation, Tensor)> {
         let s = &self.settings;
-        let image = &content.composite(image)?;
+        let image = &self.evaluated_image(image, content)?;
         let deepest = *s.tapped_layers().iter().max_by_key(|l| l.depth()).expect("tapped layers are not empty");
         let trace = self.vgg.device_trace(image, deepest)?;
         let activation = |layer: LayerName| trace.activation(layer).expect("the trace reaches every tapped layer");
@@ -590,11 +665,20 @@ impl Stylizer {
             loss::content_cost_and_gradient_on_device(&content.activations, &activation(s.content_layer)?, s.content_weight)?;
         let mut terms = vec![j_content];
         let mut taps = vec![(s.content_layer, content_gradient)];
-        for ((&layer, &lambda), target) in s.style_layers.iter().zip(&s.style_layer_weights).zip(&self.style_targets) {
+        let regions = self.style_regions(content);
+        for (l, (&layer, &lambda)) in s.style_layers.iter().zip(&s.style_layer_weights).enumerate() {
             let a = activation(layer)?;
             let (_, _, n_h, n_w) = a.dims4()?;
-            let matte = content.matte.as_ref().map(|m| m.at(n_h, n_w)).transpose()?;
-            let (j_layer, gradient) = loss::layer_style_cost_and_gradient_on_device(target, &a, matte, s.style_weight * lambda)?;
+            let mut sum: Option<(Tensor, Tensor)> = None;
+            for (targets, matte) in &regions {
+                let matte = matte.map(|m| m.at(n_h, n_w)).transpose()?;
+                let (j, g) = loss::layer_style_cost_and_gradient_on_device(&targets[l], &a, matte, s.style_weight * lambda)?;
+                sum = Some(match sum {
+                    None => (j, g),
+                    Some((sj, sg)) => ((sj + j)?, (sg + g)?),
+                });
+            }
+            let (j_layer, gradient) = sum.expect("at least one region");
             terms.push(j_layer);
             taps.push((layer, gradient));
         }
@@ -624,7 +708,7 @@ impl Stylizer {
         }
         terms.extend([j_tv, j_temporal]);
         let terms = Tensor::stack(&terms.iter().map(|t| t.to_dtype(DType::F64)).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
-        let matte = content.matte.as_ref().map(|m| m.finest().tensor.clone());
+        let matte = self.composite_matte(content).map(|m| m.finest().tensor.clone());
         Ok((DeviceEvaluation { trace, taps, image_gradient, matte }, terms))
     }
 
