@@ -152,7 +152,7 @@ fn a_second_style_paints_what_the_matte_leaves_out() {
 }
 
 #[test]
-fn later_passes_keep_the_matte() {
+fn later_passes_and_revealed_crops_keep_the_matte() {
     let dir = common::scratch_dir("matte-passes");
     let input = clip(&dir, 3);
     let matte = rectangle_matte(12, 40, 6, 30);
@@ -166,6 +166,13 @@ fn later_passes_keep_the_matte() {
     for (i, (written, source)) in common::frames_at(&output, SIZE).iter().zip(&source).enumerate() {
         let (outside, inside) = (psnr_where(written, source, &matte, |m| m == 0), psnr_where(written, source, &matte, |m| m == 255));
         assert!(outside >= 45.0 && inside < 25.0, "frame {i} after two passes: {outside:.1} dB outside the matte, {inside:.1} dB inside");
+    }
+    // And with --paint-revealed, whose crops are painted under their part of the matte.
+    let revealed = dir.join("revealed.mkv");
+    run(&VideoJob { paint_revealed: Some(5), ..job(&input, &revealed, Some(&matte_path)) });
+    for (i, (written, source)) in common::frames_at(&revealed, SIZE).iter().zip(&source).enumerate() {
+        let outside = psnr_where(written, source, &matte, |m| m == 0);
+        assert!(outside >= 45.0, "frame {i} with --paint-revealed: {outside:.1} dB outside the matte");
     }
 }
 

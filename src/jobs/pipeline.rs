@@ -801,7 +801,7 @@ fn stylize_following(
     let (start, revealed) = match job.paint_revealed {
         Some(iterations) => {
             let stylizer = painter.finest();
-            paint_revealed(stylizer, content, &start, &warped_previous, &motion.reliability, iterations, progress)?
+            paint_revealed(stylizer, content, &start, &warped_previous, &motion.reliability, matte, iterations, progress)?
         }
         None => (start, None),
     };
@@ -1021,9 +1021,6 @@ pub(crate) fn check_video_job(job: &VideoJob) -> Result<()> {
     if let Some(matte) = &job.matte {
         if !(matte.feather >= 0.0 && matte.feather.is_finite()) {
             return Err(Error::Settings(format!("--matte-feather: must be a finite number ≥ 0, got {}", matte.feather)));
-        }
-        if job.paint_revealed.is_some() {
-            return Err(Error::Settings("--paint-revealed paints crops of the whole frame; it does not take a --matte yet".into()));
         }
     }
     if job.temporal_frames.is_empty() || job.temporal_frames.iter().any(|&j| !(1..=MAX_TEMPORAL_FRAME).contains(&j)) {

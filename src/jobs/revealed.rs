@@ -87,12 +87,16 @@ pub fn revealed_crop(reliability: &[f32], width: usize, height: usize, min_side:
 /// `reliability` says so) with `iterations` of `stylizer` on the crop around it, J_temporal
 /// holding the crop's other pixels to `warped_previous`; returns the start with the crop's
 /// revealed pixels replaced, and what was done (None: nothing revealed, the start as it was).
+/// With a `matte` (`(1, 1, H, W)`), the crop is painted under its part of the matte, and not at
+/// all where that part is black.
+#[allow(clippy::too_many_arguments)]
 pub fn paint_revealed(
     stylizer: &Stylizer,
     content: &Tensor,
     start: &Tensor,
     warped_previous: &Tensor,
     reliability: &[f32],
+    matte: Option<&Tensor>,
     iterations: usize,
     progress: &mut dyn Progress,
 ) -> Result<(Tensor, Option<RevealedRecord>)> {
@@ -102,9 +106,16 @@ pub fn paint_revealed(
     let Some(crop) = revealed_crop(reliability, width, height, min_side) else { return Ok((start.clone(), None)) };
     let cut = |t: &Tensor| -> Result<Tensor> { Ok(t.narrow(2, crop.y, crop.height)?.narrow(3, crop.x, crop.width)?.contiguous()?) };
     let weights = Tensor::from_slice(reliability, (1, 1, height, width), start.device())?;
-    let target = stylizer
+    let mut target = stylizer
         .content_target(&cut(content)?)?
         .with_temporal(vec![TemporalTarget { warped_previous: cut(warped_previous)?, reliability: cut(&weights)? }])?;
+    if let Some(matte) = matte {
+        let matte = cut(matte)?;
+        if matte.max_all()?.to_scalar::<f32>()? == 0.0 && !stylizer.has_outside_style() {
+            return Ok((start.clone(), None)); // the matte keeps all of the crop
+        }
+        target = target.with_matte(&matte)?;
+    }
     let painted = stylizer.optimise(&target, &cut(start)?, iterations, &mut StopOnly(progress))?;
 
     let mut pixels = start.flatten_all()?.to_vec1::<f32>()?;

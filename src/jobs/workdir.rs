@@ -199,19 +199,12 @@ impl WorkDir {
     /// Keeps frame `index`'s alpha (a 16-bit PNG) for what writes the video later: the passes
     /// after the first, a segments' assembly.
     pub fn save_alpha(&self, index: u64, alpha: &Alpha16) -> Result<()> {
-        let path = self.alpha_path(index);
-        image_io::write_atomically(&path, |tmp| alpha.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| format!("cannot write: {e}")))
+        save_png(&self.alpha_path(index), alpha)
     }
 
     /// Frame `index`'s alpha as [`WorkDir::save_alpha`] kept it; none if it kept none.
     pub fn load_alpha(&self, index: u64) -> Result<Option<Alpha16>> {
-        let path = self.alpha_path(index);
-        if !path.exists() {
-            return Ok(None);
-        }
-        image::open(&path)
-            .map(|image| Some(image.into_luma16()))
-            .map_err(|e| Error::output(&path, format!("the kept alpha does not read back ({e}); run the same command again to rewrite it")))
+        load_png(&self.alpha_path(index), "alpha", image::DynamicImage::into_luma16)
     }
 
     /// Keeps what frame `index`'s scene-linear source held outside 0..1 (raw little-endian f32
@@ -241,19 +234,12 @@ impl WorkDir {
 
     /// Keeps frame `index`'s matte (an 8-bit grey PNG) for the passes after the first.
     pub fn save_matte(&self, index: u64, matte: &image::GrayImage) -> Result<()> {
-        let path = self.matte_path(index);
-        image_io::write_atomically(&path, |tmp| matte.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| format!("cannot write: {e}")))
+        save_png(&self.matte_path(index), matte)
     }
 
     /// Frame `index`'s matte as [`WorkDir::save_matte`] kept it; none if it kept none.
     pub fn load_matte(&self, index: u64) -> Result<Option<image::GrayImage>> {
-        let path = self.matte_path(index);
-        if !path.exists() {
-            return Ok(None);
-        }
-        image::open(&path)
-            .map(|image| Some(image.into_luma8()))
-            .map_err(|e| Error::output(&path, format!("the kept matte does not read back ({e}); run the same command again to rewrite it")))
+        load_png(&self.matte_path(index), "matte", image::DynamicImage::into_luma8)
     }
 
     fn matte_path(&self, index: u64) -> PathBuf {
@@ -381,6 +367,26 @@ fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     keys.sort();
     keys.dedup();
     keys
+}
+
+
+/// Writes a greyscale plane kept beside the frames (a matte, an alpha) as a PNG, atomically.
+fn save_png<P>(path: &Path, image: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Result<()>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+{
+    image_io::write_atomically(path, |tmp| image.save_with_format(tmp, image::ImageFormat::Png).map_err(|e| format!("cannot write: {e}")))
+}
+
+/// A plane [`save_png`] kept (`what` names it in errors), converted; none if none was kept.
+fn load_png<T>(path: &Path, what: &str, convert: impl FnOnce(image::DynamicImage) -> T) -> Result<Option<T>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    image::open(path)
+        .map(|image| Some(convert(image)))
+        .map_err(|e| Error::output(path, format!("the kept {what} does not read back ({e}); run the same command again to rewrite it")))
 }
 
 #[cfg(test)]

@@ -635,36 +635,15 @@ impl VideoDecoder {
             self.notes.reshaped_frames += 1;
             self.notes.first_other_size.get_or_insert((from.1, from.2));
         }
-        if self.scaler.as_ref().is_none_or(|s| s.from != from) {
-            self.scaler = Some(Scaler::new(source, &self.info.colour, self.scaled_size, ffmpeg::format::Pixel::RGB24).map_err(|e| {
-                Error::input(&self.info.path, format!("cannot convert {:?} {}×{} frames: {e}", from.0, from.1, from.2))
-            })?);
-        }
-        let scaler = self.scaler.as_mut().expect("scaler was just set");
-        scaler
-            .context
-            .run(source, &mut scaler.rgb)
-            .map_err(|e| Error::input(&self.info.path, format!("cannot convert a frame: {e}")))?;
-        Ok(rotated(rgb_image(&scaler.rgb), self.info.rotation))
+        let converted = Scaler::run(&mut self.scaler, source, &self.info, self.scaled_size, ffmpeg::format::Pixel::RGB24, "")?;
+        Ok(rotated(rgb_image(converted), self.info.rotation))
     }
 
     /// The decoded frame's alpha at the delivered size: scaled with the colours (Lanczos), at 16
     /// bits (FFmpeg widens 8- and 10-bit alpha by repeating its bits, which narrows back exactly).
     fn convert_alpha(&mut self) -> Result<Alpha16> {
-        let source = &self.decoded_frame;
-        let from = (source.format(), source.width(), source.height());
-        if self.alpha_scaler.as_ref().is_none_or(|s| s.from != from) {
-            let rgba = if cfg!(target_endian = "little") { ffmpeg::format::Pixel::RGBA64LE } else { ffmpeg::format::Pixel::RGBA64BE };
-            self.alpha_scaler = Some(Scaler::new(source, &self.info.colour, self.scaled_size, rgba).map_err(|e| {
-                Error::input(&self.info.path, format!("cannot convert {:?} {}×{} frames' alpha: {e}", from.0, from.1, from.2))
-            })?);
-        }
-        let scaler = self.alpha_scaler.as_mut().expect("scaler was just set");
-        scaler
-            .context
-            .run(source, &mut scaler.rgb)
-            .map_err(|e| Error::input(&self.info.path, format!("cannot convert a frame's alpha: {e}")))?;
-        let frame = &scaler.rgb;
+        let rgba = if cfg!(target_endian = "little") { ffmpeg::format::Pixel::RGBA64LE } else { ffmpeg::format::Pixel::RGBA64BE };
+        let frame = Scaler::run(&mut self.alpha_scaler, &self.decoded_frame, &self.info, self.scaled_size, rgba, "' alpha")?;
         let (w, h, stride) = (frame.width(), frame.height(), frame.stride(0));
         let data = frame.data(0);
         let alpha = Alpha16::from_fn(w, h, |x, y| {
@@ -686,6 +665,27 @@ fn rotated<P: image::Pixel + 'static>(image: image::ImageBuffer<P, Vec<P::Subpix
 }
 
 impl Scaler {
+    /// Converts `source` to `to` at `size` with the scaler in `slot`, made (again) when the
+    /// frames' format or size changes; `what` completes "frames" in errors ("' alpha").
+    fn run<'a>(
+        slot: &'a mut Option<Scaler>,
+        source: &frame::Video,
+        info: &VideoInfo,
+        size: (u32, u32),
+        to: ffmpeg::format::Pixel,
+        what: &str,
+    ) -> Result<&'a frame::Video> {
+        let from = (source.format(), source.width(), source.height());
+        if slot.as_ref().is_none_or(|s| s.from != from) {
+            *slot = Some(Scaler::new(source, &info.colour, size, to).map_err(|e| {
+                Error::input(&info.path, format!("cannot convert {:?} {}×{} frames{what}: {e}", from.0, from.1, from.2))
+            })?);
+        }
+        let scaler = slot.as_mut().expect("scaler was just set");
+        scaler.context.run(source, &mut scaler.rgb).map_err(|e| Error::input(&info.path, format!("cannot convert a frame{what}: {e}")))?;
+        Ok(&scaler.rgb)
+    }
+
     fn new(
         source: &frame::Video,
         stream_colour: &Colour,
