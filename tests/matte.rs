@@ -176,6 +176,35 @@ fn later_passes_and_revealed_crops_keep_the_matte() {
     }
 }
 
+/// Segments read their own frames of a matte clip (a segment skips the frames before it), and
+/// the assembly keeps what the matte keeps.
+#[test]
+fn segments_read_their_frames_of_the_matte() {
+    use stylize_video::jobs::segment::{assemble, run_segment, SegmentSpec};
+    let dir = common::scratch_dir("matte-segments");
+    let input = clip(&dir, 6);
+    // Frames 1–3 paint the left half, 4–6 the right half: a segment reading the wrong frames
+    // would paint the wrong half.
+    std::fs::create_dir_all(dir.join("mattes")).unwrap();
+    let halves = [rectangle_matte(0, 24, 0, 36), rectangle_matte(24, 48, 0, 36)];
+    for i in 0..6 {
+        halves[i / 3].save(dir.join(format!("mattes/m_{:02}.png", i + 1))).unwrap();
+    }
+    let source = pass_through(&dir, &input);
+    let output = dir.join("segmented.mkv");
+    let the_job = job(&input, &output, Some(&dir.join("mattes/m_%02d.png")));
+    let cache = stylize_video::jobs::cache::StylizerCache::new();
+    for index in 0..2 {
+        run_segment(&the_job, SegmentSpec { index, count: 2 }, 1, &mut NoProgress, &AtomicBool::new(false), &cache).unwrap();
+    }
+    assemble(&the_job).unwrap();
+    for (i, (written, source)) in common::frames_at(&output, SIZE).iter().zip(&source).enumerate() {
+        let matte = &halves[i / 3];
+        let (kept, painted) = (psnr_where(written, source, matte, |m| m == 0), psnr_where(written, source, matte, |m| m == 255));
+        assert!(kept >= 45.0 && painted < 25.0, "frame {i}: {kept:.1} dB where its matte keeps, {painted:.1} dB where it paints");
+    }
+}
+
 #[test]
 fn a_matte_sequence_follows_the_input_frame_by_frame() {
     let dir = common::scratch_dir("matte-sequence");

@@ -236,7 +236,7 @@ fn a_sequence_output_that_fails_its_checks_leaves_no_empty_directory() {
 }
 
 #[test]
-fn an_alpha_channel_in_the_input_is_said_to_be_dropped() {
+fn an_alpha_channel_h264_cannot_carry_is_said_to_be_dropped() {
     let dir = common::scratch_dir("seq-alpha");
     let shots = dir.join("shots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -261,7 +261,7 @@ fn an_alpha_channel_in_the_input_is_said_to_be_dropped() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("note: the input's alpha channel (rgba) is not kept"), "{stderr}");
+    assert!(stderr.contains("note: the input's alpha channel (rgba) is not written: H.264 has none"), "{stderr}");
     // An opaque sequence says nothing of the kind.
     let report = run(&VideoJob { size: 32, max_frames: Some(2), overwrite: true, ..job(&common::repo_path("samples/pedestrians.mp4"), &output) });
     assert!(!report.input.alpha);

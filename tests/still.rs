@@ -239,7 +239,7 @@ fn the_cli_keeps_the_photos_colours_on_request() {
 }
 
 #[test]
-fn a_still_with_alpha_is_said_to_lose_it() {
+fn a_still_with_alpha_keeps_it_in_png_and_says_jpeg_loses_it() {
     let dir = common::scratch_dir("cli-still-alpha");
     let rgb = common::synthetic_content(40, 32);
     let rgba = image::RgbaImage::from_fn(40, 32, |x, y| {
@@ -249,12 +249,19 @@ fn a_still_with_alpha_is_said_to_lose_it() {
     let (input, out, report) = (dir.join("logo.png"), dir.join("out.png"), dir.join("r.json"));
     rgba.save(&input).unwrap();
     let style = common::repo_path("samples/starry_night.jpg");
-    let args = [input.to_str().unwrap(), "--style", style.to_str().unwrap(), "-o", out.to_str().unwrap(), "--size", "32", "--iterations", "1"];
+    // At the photo's own size (40 px), so the alpha is not resized.
+    let args = [input.to_str().unwrap(), "--style", style.to_str().unwrap(), "-o", out.to_str().unwrap(), "--size", "40", "--iterations", "1"];
     let (ok, stderr) = cli(&[&args[..], &["--report", report.to_str().unwrap()]].concat());
-    assert!(ok, "{stderr}");
-    assert!(stderr.contains("note: the input's alpha channel is not kept"), "{stderr}");
+    assert!(ok && !stderr.contains("alpha channel"), "a PNG keeps the alpha: {stderr}");
     let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(written["input_alpha"], true);
+    assert_eq!((&written["input_alpha"], &written["output_alpha"]), (&serde_json::json!(true), &serde_json::json!(true)));
+    let kept = image::open(&out).unwrap().into_rgba8();
+    assert!(kept.enumerate_pixels().all(|(_, y, p)| p[3] == if y < 16 { 0 } else { 255 }), "the alpha is the input's");
+    // A JPEG holds none: said once.
+    let jpeg = dir.join("out.jpg");
+    let jpeg_args = [input.to_str().unwrap(), "--style", style.to_str().unwrap(), "-o", jpeg.to_str().unwrap(), "--size", "32", "--iterations", "1"];
+    let (ok, stderr) = cli(&jpeg_args);
+    assert!(ok && stderr.contains("note: the input's alpha channel is not written: JPEG has none"), "{stderr}");
     // An opaque photo: no such note.
     let photo = write_content(&dir);
     let (ok, stderr) = cli(&[&photo, "--style", style.to_str().unwrap(), "-o", out.to_str().unwrap(), "-y", "--size", "32", "--iterations", "1"]);

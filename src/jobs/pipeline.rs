@@ -729,8 +729,11 @@ fn finished_frame(job: &VideoJob, deep: bool, stylized: &Tensor, content: &RgbIm
 }
 
 /// The job's matte frames over the decoded range (none without `--matte`).
+/// `range` is what the decoder delivers: the job's range, or a segment's frames of it.
 pub(crate) fn open_matte(job: &VideoJob, info: &VideoInfo, size: (u32, u32), range: &DecodeOptions) -> Result<Option<MatteFrames>> {
-    job.matte.as_ref().map(|spec| MatteFrames::open(spec, (info.width, info.height), size, range, expected_frames(info, job))).transpose()
+    // The frames delivered: the job's, or as many of them as a segment takes.
+    let delivered = expected_frames(info, job).map(|frames| range.max_frames.map_or(frames, |m| m.min(frames)));
+    job.matte.as_ref().map(|spec| MatteFrames::open(spec, (info.width, info.height), size, range, delivered)).transpose()
 }
 
 /// A directory this run made (for a sequence's frames), removed when the run ends if it is

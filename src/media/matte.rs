@@ -86,7 +86,8 @@ impl MatteFrames {
     /// The matte at `path`, a still or (with FFmpeg) a clip or image sequence read over the
     /// input's `range` (its start, duration, frame limits and skipped frames): frame n of the
     /// range is the matte of the input's frame n. `input` is the input's display size, `size` the
-    /// processing size. A clip known to hold fewer frames than `frames` is refused here.
+    /// processing size. A clip known to hold fewer frames than the `frames` delivered after the
+    /// range's skipped ones is refused here.
     #[cfg(feature = "media")]
     pub fn open(spec: &MatteSpec, input: (u32, u32), size: (u32, u32), range: &DecodeOptions, frames: Option<u64>) -> Result<Self> {
         let path = &spec.path;
