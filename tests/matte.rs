@@ -149,6 +149,9 @@ fn a_second_style_paints_what_the_matte_leaves_out() {
         assert!(outside < 25.0 && inside < 25.0, "frame {i}: both sides painted ({outside:.1} dB outside, {inside:.1} dB inside)");
         assert!(green_outside > green_inside + 10.0, "frame {i}: the outside takes the green style ({green_outside:.1} vs {green_inside:.1})");
     }
+    // A black matte with a second style: the whole frame is the outside, and is painted.
+    let all_outside = run(&VideoJob { style_outside: Some(dir.join("green.png")), ..job(&input, &dir.join("all-outside.mkv"), Some(&dir.join("black.png"))) });
+    assert!(all_outside.frames.iter().all(|f| f.iterations > 0 && f.matte_share == Some(0.0)), "{:?}", all_outside.frames);
 }
 
 #[test]

@@ -229,13 +229,15 @@ fn paint_pass(
             }
             None => (before, None),
         };
-        // The matte the first pass kept; a frame whose matte paints nothing spends no iterations.
+        // The matte the first pass kept; a frame whose matte paints nothing (and no second style
+        // the rest) spends no iterations.
         let matte = match plan.matte_feather {
             Some(feather) => workdir.load_matte(index as u64)?.map(|m| FrameMatte::new(m, feather)),
             None => None,
         };
         let weights = matte.as_ref().map(|m| input::matte_tensor(&m.matte, &device)).transpose()?;
-        let iterations = if matte.as_ref().is_some_and(|m| m.painted_share() == 0.0) { 0 } else { plan.iterations };
+        let nothing_to_paint = matte.as_ref().is_some_and(FrameMatte::paints_nothing) && !painter.finest().has_outside_style();
+        let iterations = if nothing_to_paint { 0 } else { plan.iterations };
         let top_up = shots::top_up(iterations, plan.max_iterations.filter(|_| iterations > 0), shot_reference_style(&first_pass[..=index]));
         let warm = Warm { start: &start, temporal: &temporal, previous: &previous_levels, top_up, matte: weights.as_ref() };
         let mut frame_progress = StopAware { inner: &mut *progress, stop };

@@ -395,9 +395,7 @@ pub fn run_video_with(
     let result = result.and_then(|()| {
         if job.passes > 1 {
             let settings = fingerprint(job)?;
-            let finish = |painting: &Tensor, content: &RgbImage, matte: Option<&FrameMatte>| {
-                finished_frame(job, deep, painting, content, matte.filter(|_| job.style_outside.is_none()))
-            };
+            let finish = |painting: &Tensor, content: &RgbImage, matte: Option<&FrameMatte>| finished_frame(job, deep, painting, content, matte);
             let plan = Repaint {
                 passes: job.passes,
                 iterations: job.iterations,
@@ -586,8 +584,9 @@ pub(crate) fn stylize_frames(
         let mut frame_progress = StopAware { inner: progress, stop };
         let (mut warped_previous, mut revealed) = (None, None);
         let matte_weights = frame_matte.as_ref().map(|m| input::matte_tensor(&m.matte, &device)).transpose()?;
-        // A frame whose matte paints nothing is the source: no iterations are spent on it.
-        let nothing_to_paint = frame_matte.as_ref().is_some_and(|m| m.painted_share() == 0.0);
+        // A frame whose matte paints nothing is the source: no iterations are spent on it
+        // (unless a second style paints the rest).
+        let nothing_to_paint = frame_matte.as_ref().is_some_and(FrameMatte::paints_nothing) && !painter.finest().has_outside_style();
         let (first_iterations, iterations) = if nothing_to_paint { (0, 0) } else { (job.first_iterations, job.iterations) };
         // A warm frame's reference: the J_style of its shot's first frame.
         let reference = follows.and(shot_reference_style(records));
@@ -622,9 +621,7 @@ pub(crate) fn stylize_frames(
             }
         };
         let (stylized, stopped) = (painted.stylized, painted.stopped);
-        // With --style-outside both sides are painted: nothing is put over the source.
-        let composite = frame_matte.as_ref().filter(|_| job.style_outside.is_none());
-        let image = finished_frame(job, deep, &stylized.image, &frame.image, composite)?;
+        let image = finished_frame(job, deep, &stylized.image, &frame.image, frame_matte.as_ref())?;
         let error = match (&warped_previous, &motion) {
             (Some(warped), Some(motion)) => warping_error(&image.rgb8, warped, motion)?,
             _ => None,
@@ -705,8 +702,9 @@ impl FramesTo<'_> {
 /// A stylized image (a `(1, 3, H, W)` tensor, mean-subtracted) as it is written: at 16 bits for
 /// deep outputs (the 8-bit frame, which the next frame starts from, is then its rounding, as a
 /// resumed run reads it back), with `--original-colors` the colours of its `content`, with a
-/// matte put over `content` by it.
+/// matte put over `content` by it (unless `--style-outside` paints the other side too).
 fn finished_frame(job: &VideoJob, deep: bool, stylized: &Tensor, content: &RgbImage, matte: Option<&FrameMatte>) -> Result<FinishedFrame> {
+    let matte = matte.filter(|_| job.style_outside.is_none());
     Ok(if deep {
         let mut deep = input::from_tensor16(stylized)?;
         if job.options.original_colors {

@@ -57,6 +57,11 @@ impl FrameMatte {
     pub fn painted_share(&self) -> f64 {
         painted_share(&self.matte)
     }
+
+    /// Whether the matte is black throughout (the frame is the source; nothing to optimise).
+    pub fn paints_nothing(&self) -> bool {
+        self.matte.pixels().all(|p| p[0] == 0)
+    }
 }
 
 /// The frames of a matte, one per input frame, at the processing size.
