@@ -331,17 +331,24 @@ pub fn run_video_with(
     let check = input_check(job);
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options.clone(), job.flow, job.temporal_frames.clone(), check)?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
-    if job.matte.is_some() && job.output_size == OutputSize::Source && (width, height) != (info.width, info.height) {
-        return Err(Error::Settings(format!(
-            "--matte with --output-size source: the painting is put over the source at the processing size ({width}×{height}), and scaling it up would blur what the matte keeps; paint at the source's size (--size source)"
-        )));
-    }
-    let matte = open_matte(job, &info, (width, height), &decode_options)?;
-    let painter = painter(job, cache, (width, height))?;
-    let init_image = coarsest_init_image(job, &painter, (width, height))?;
-    if let Some(dir) = &job.frames_dir {
-        std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, format!("cannot create directory: {e}")))?;
-    }
+    let prepared = (|| {
+        if job.matte.is_some() && job.output_size == OutputSize::Source && (width, height) != (info.width, info.height) {
+            return Err(Error::Settings(format!(
+                "--matte with --output-size source: the painting is put over the source at the processing size ({width}×{height}), and scaling it up would blur what the matte keeps; paint at the source's size (--size source)"
+            )));
+        }
+        let matte = open_matte(job, &info, (width, height), &decode_options)?;
+        let painter = painter(job, cache, (width, height))?;
+        let init_image = coarsest_init_image(job, &painter, (width, height))?;
+        if let Some(dir) = &job.frames_dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, format!("cannot create directory: {e}")))?;
+        }
+        Ok((matte, painter, init_image))
+    })();
+    let (matte, painter, init_image) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => return Err(stop_decoder(e, frames, decoder)),
+    };
 
     let encode_options = EncodeOptions {
         codec: job.codec,
@@ -351,13 +358,16 @@ pub fn run_video_with(
     };
     let scale_to = (job.output_size == OutputSize::Source).then_some((info.width, info.height));
     let (to_encoder, encoder) =
-        spawn_encoder(job.output.clone(), info.clone(), encode_options, scale_to, job.frames_dir.clone(), job.bit_depth)?;
-    let workdir = match WorkDir::open(&job.output, &fingerprint(job)?, job.fresh) {
+        match spawn_encoder(job.output.clone(), info.clone(), encode_options, scale_to, job.frames_dir.clone(), job.bit_depth) {
+            Ok(spawned) => spawned,
+            Err(e) => return Err(stop_decoder(e, frames, decoder)),
+        };
+    let workdir = match fingerprint(job).and_then(|settings| WorkDir::open(&job.output, &settings, job.fresh)) {
         Ok(workdir) => workdir,
         Err(e) => {
             drop(to_encoder); // the encoder removes its temporary file
             let _ = encoder.join();
-            return Err(e);
+            return Err(stop_decoder(e, frames, decoder));
         }
     };
 
@@ -840,6 +850,15 @@ pub(crate) struct DecoderEnd {
 /// channel that closes without `Ok(None)` means the thread died (a panic): the video is not
 /// finished, whatever was decoded so far.
 pub(crate) type DecoderMessage = Result<Option<FrameWithMotion>>;
+
+/// Ends the decoder thread before a run that fails to start returns `error`: its channel closed,
+/// it stops at its next frame, and no thread is left working (in FFmpeg or OpenCV) while the
+/// process exits.
+pub(crate) fn stop_decoder(error: Error, frames: Receiver<DecoderMessage>, decoder: JoinHandle<DecoderEnd>) -> Error {
+    drop(frames);
+    let _ = decoder.join();
+    error
+}
 
 /// Joins the decoder thread: what the decoder met, or an error naming `input` if the thread
 /// panicked.

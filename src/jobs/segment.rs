@@ -321,10 +321,17 @@ pub fn run_segment(
     let options = decode_options(job, this.run.start, Some(this.run.len()));
     let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options.clone(), job.flow, job.temporal_frames.clone(), pipeline::input_check(job))?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
-    let painter = pipeline::painter(job, cache, (width, height))?;
-    let init_image = pipeline::coarsest_init_image(job, &painter, (width, height))?;
-    let matte = pipeline::open_matte(job, &info, (width, height), &options)?;
-    let workdir = WorkDir::open_dir(&segment_dir(&job.output, segment.index, segment.count), &pipeline::fingerprint(job)?, job.fresh)?;
+    let prepared = (|| {
+        let painter = pipeline::painter(job, cache, (width, height))?;
+        let init_image = pipeline::coarsest_init_image(job, &painter, (width, height))?;
+        let matte = pipeline::open_matte(job, &info, (width, height), &options)?;
+        let workdir = WorkDir::open_dir(&segment_dir(&job.output, segment.index, segment.count), &pipeline::fingerprint(job)?, job.fresh)?;
+        Ok((painter, init_image, matte, workdir))
+    })();
+    let (painter, init_image, matte, workdir) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => return Err(pipeline::stop_decoder(e, frames, decoder)),
+    };
     progress.begin(Some(this.run.len()));
     let mut records = Vec::new();
     let deep = pipeline::deep_output(job, &info);
