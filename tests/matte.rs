@@ -124,6 +124,28 @@ fn a_hard_matte_keeps_the_source_outside_and_paints_inside() {
     }
 }
 
+/// Painted at 48 px and written at the source's 64 px: what the matte keeps is the source's own
+/// full-size pixels, not the small frame scaled up.
+#[test]
+fn at_the_source_size_the_matte_keeps_the_full_size_source() {
+    use stylize_video::jobs::pipeline::OutputSize;
+    let dir = common::scratch_dir("matte-source-size");
+    let input = clip(&dir, 3);
+    let full = GrayImage::from_fn(64, 48, |x, y| Luma([if (16..48).contains(&x) && (8..40).contains(&y) { 255 } else { 0 }]));
+    let matte_path = dir.join("matte.png");
+    full.save(&matte_path).unwrap();
+    let output = dir.join("full.mkv");
+    let report = run(&VideoJob { output_size: OutputSize::Source, ..job(&input, &output, Some(&matte_path)) });
+    assert_eq!((report.output.width, report.output.height), (64, 48));
+    let source = common::frames_at(&input, (64, 48));
+    // Four pixels clear of the matte's edge (which the scaled-up matte softens).
+    let far = GrayImage::from_fn(64, 48, |x, y| Luma([if (12..52).contains(&x) && (4..44).contains(&y) { 255 } else { 0 }]));
+    for (i, (written, source)) in common::frames_at(&output, (64, 48)).iter().zip(&source).enumerate() {
+        let (kept, painted) = (psnr_where(written, source, &far, |m| m == 0), psnr_where(written, source, &full, |m| m == 255));
+        assert!(kept >= 45.0 && painted < 25.0, "frame {i}: {kept:.1} dB where the matte keeps, {painted:.1} dB where it paints");
+    }
+}
+
 #[test]
 fn a_second_style_paints_what_the_matte_leaves_out() {
     let dir = common::scratch_dir("matte-two-styles");

@@ -35,9 +35,9 @@ use crate::jobs::spec::{
     StyleSpec, StylizeOptions,
 };
 use crate::jobs::workdir::{Finished, WorkDir};
-use crate::media::image_io::{self, FinishedFrame};
+use crate::media::image_io::{self, FinishedFrame, SourceUnder};
 use crate::jobs::keyframes::Keyframed;
-use crate::media::matte::{FrameMatte, MatteFrames, MatteSpec};
+use crate::media::matte::{composite, composite16, FrameMatte, MatteFrames, MatteSpec};
 use crate::media::paths::{self, Named};
 use crate::media::sequence::{check_output as check_sequence_output, BitDepth, Pattern, SequenceInput, SequenceWriter};
 use crate::media::video::{
@@ -326,15 +326,17 @@ pub fn run_video_with(
         max_frames: job.max_frames,
         sequence_rate: job.sequence_rate,
         deinterlace: job.deinterlace,
+        // A matte's composite at the source's size needs the source there.
+        keep_source_size: job.matte.is_some() && job.style_outside.is_none() && job.output_size == OutputSize::Source,
         ..Default::default()
     };
     let check = input_check(job);
     let (decoder, info, frames) = spawn_decoder(job.input.clone(), decode_options.clone(), job.flow, job.temporal_frames.clone(), check)?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     let prepared = (|| {
-        if job.matte.is_some() && job.output_size == OutputSize::Source && (width, height) != (info.width, info.height) {
+        if job.matte.is_some() && job.passes > 1 && job.output_size == OutputSize::Source && (width, height) != (info.width, info.height) {
             return Err(Error::Settings(format!(
-                "--matte with --output-size source: the painting is put over the source at the processing size ({width}×{height}), and scaling it up would blur what the matte keeps; paint at the source's size (--size source)"
+                "--matte with --output-size source and --passes: the later passes keep frames at the processing size ({width}×{height}), not the source's; paint at the source's size (--size source) or in one pass"
             )));
         }
         let matte = open_matte(job, &info, (width, height), &decode_options)?;
@@ -569,7 +571,7 @@ pub(crate) fn stylize_frames(
                 progress.frame(&record);
                 records.push(*record);
                 if let FramesTo::Encoder(to_encoder) = &to {
-                    let image = image.with_alpha(frame.alpha).with_beyond(frame.beyond);
+                    let image = image.with_alpha(frame.alpha).with_beyond(frame.beyond).with_source_under(source_under(&frame.source_image, frame_matte.as_ref(), job));
                     to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
                 }
                 continue;
@@ -661,7 +663,7 @@ pub(crate) fn stylize_frames(
         progress.frame(&record);
         records.push(record);
         if let FramesTo::Encoder(to_encoder) = &to {
-            let image = image.with_alpha(frame.alpha).with_beyond(frame.beyond);
+            let image = image.with_alpha(frame.alpha).with_beyond(frame.beyond).with_source_under(source_under(&frame.source_image, frame_matte.as_ref(), job));
                     to_encoder.send(ToEncoder::Frame { image, pts: frame.pts, index: frame.index }).map_err(|_| encoder_gone())?;
         }
     }
@@ -734,6 +736,13 @@ fn finished_frame(job: &VideoJob, deep: bool, stylized: &Tensor, content: &RgbIm
         }
         FinishedFrame::new(image)
     })
+}
+
+/// What a frame scaled up to the source's size is put over (the source there, by the matte),
+/// where the decoder delivered the frame at that size too.
+fn source_under(source: &Option<RgbImage>, matte: Option<&FrameMatte>, job: &VideoJob) -> Option<SourceUnder> {
+    let (source, matte) = (source.as_ref()?, matte.filter(|_| job.style_outside.is_none())?);
+    Some(SourceUnder { source: source.clone(), matte: matte.feathered.clone() })
 }
 
 /// The job's matte frames over the decoded range (none without `--matte`).
@@ -831,6 +840,23 @@ fn stylize_following(
     let top_up = shots::top_up(iterations, job.max_iterations.filter(|_| iterations > 0), shot_reference_style);
     let warm = Warm { start: &start, temporal: &temporal, previous: previous_levels, top_up, matte };
     Ok((painter.paint_warm(frame, warm, iterations, progress)?, warped_previous, revealed))
+}
+
+/// A finished frame scaled to `width × height`; where it carries the source at that size and a
+/// matte, put over that source by the matte scaled alike, so what the matte keeps is the source's
+/// own full-size pixels.
+fn put_over_source(mut image: FinishedFrame, width: u32, height: u32) -> FinishedFrame {
+    let under = image.source_under.take();
+    let image = image.resized(width, height);
+    let Some(under) = under.filter(|u| u.source.dimensions() == (width, height)) else { return image };
+    let matte = image::imageops::resize(&under.matte, width, height, image::imageops::FilterType::Triangle);
+    let FinishedFrame { rgb8, rgb16, alpha, beyond, .. } = image;
+    match rgb16 {
+        Some(deep) => FinishedFrame::deep(composite16(&deep, &under.source, &matte)),
+        None => FinishedFrame::new(composite(&rgb8, &under.source, &matte)),
+    }
+    .with_alpha(alpha)
+    .with_beyond(beyond)
 }
 
 /// The decoder thread (it returns what the decoder met: [`DecoderEnd`]), the input's facts, and
@@ -977,7 +1003,7 @@ pub(crate) fn spawn_encoder(
                             image_io::save_rgb(&image.rgb8, &dir.join(format!("frame_{:06}.png", index + 1)))?;
                         }
                         let image = match scale_to {
-                            Some((w, h)) => image.resized(w, h),
+                            Some((w, h)) => put_over_source(image, w, h),
                             None => image,
                         };
                         sink.write_frame(&image, pts)?;

@@ -277,6 +277,7 @@ fn decode_options(job: &VideoJob, skip_frames: u64, max_frames: Option<u64>) -> 
         sequence_rate: job.sequence_rate,
         skip_frames,
         deinterlace: job.deinterlace,
+        keep_source_size: false,
     }
 }
 
@@ -322,6 +323,11 @@ pub fn run_segment(
     let (decoder, info, frames) = pipeline::spawn_decoder(job.input.clone(), options.clone(), job.flow, job.temporal_frames.clone(), pipeline::input_check(job))?;
     let (width, height) = info.output_size(FrameSize::LongestSide(job.size));
     let prepared = (|| {
+        if job.matte.is_some() && job.output_size == OutputSize::Source && (width, height) != (info.width, info.height) {
+            return Err(Error::Settings(format!(
+                "--matte with --output-size source and --segment: the segments keep frames at the processing size ({width}×{height}), not the source's; paint at the source's size (--size source) or in one run"
+            )));
+        }
         let painter = pipeline::painter(job, cache, (width, height))?;
         let init_image = pipeline::coarsest_init_image(job, &painter, (width, height))?;
         let matte = pipeline::open_matte(job, &info, (width, height), &options)?;

@@ -32,6 +32,18 @@ pub struct FinishedFrame {
     /// What the source frame (scene-linear) held outside 0..1, kept aside from the painting and
     /// added back to a linear (EXR) output.
     pub beyond: Option<Rgb32FImage>,
+    /// Where the frame is scaled up to the source's size: the source there and the matte the
+    /// painting goes over it by (see [`SourceUnder`]).
+    pub source_under: Option<Box<SourceUnder>>,
+}
+
+/// The source frame at the size a painting is scaled up to, and the (feathered) matte at the
+/// painting's size by which it is put over that source once scaled: what a matte keeps stays the
+/// source's own full-size pixels.
+#[derive(Debug, Clone)]
+pub struct SourceUnder {
+    pub source: RgbImage,
+    pub matte: image::GrayImage,
 }
 
 impl FinishedFrame {
@@ -40,7 +52,7 @@ impl FinishedFrame {
         let rgb8 = RgbImage::from_fn(rgb16.width(), rgb16.height(), |x, y| {
             Rgb(rgb16.get_pixel(x, y).0.map(narrow))
         });
-        FinishedFrame { rgb8, rgb16: Some(rgb16), alpha: None, beyond: None }
+        FinishedFrame { rgb8, rgb16: Some(rgb16), alpha: None, beyond: None, source_under: None }
     }
 
     /// The frame at 16 bits: the deep one, or the 8-bit one widened (×257).
@@ -52,12 +64,17 @@ impl FinishedFrame {
 
     /// An 8-bit frame.
     pub fn new(rgb8: RgbImage) -> FinishedFrame {
-        FinishedFrame { rgb8, rgb16: None, alpha: None, beyond: None }
+        FinishedFrame { rgb8, rgb16: None, alpha: None, beyond: None, source_under: None }
     }
 
     /// The same frame with `alpha`.
     pub fn with_alpha(self, alpha: Option<Alpha16>) -> FinishedFrame {
         FinishedFrame { alpha, ..self }
+    }
+
+    /// The same frame with the source it goes over once scaled up (see [`SourceUnder`]).
+    pub fn with_source_under(self, under: Option<SourceUnder>) -> FinishedFrame {
+        FinishedFrame { source_under: under.map(Box::new), ..self }
     }
 
     /// The same frame with what its source held outside 0..1.

@@ -71,6 +71,9 @@ pub struct DecodeOptions {
     pub sequence_rate: Option<(i32, i32)>,
     /// What is done with frames flagged interlaced.
     pub deinterlace: Deinterlace,
+    /// Also deliver each frame at the display size ([`DecodedFrame::source_image`]), where `size`
+    /// is another: for what is put back over a painting at the source's size.
+    pub keep_source_size: bool,
 }
 
 /// Frame rate of an image sequence when none is given: film's 24 fps.
@@ -126,6 +129,9 @@ pub struct DecodedFrame {
     /// A scene-linear (float) frame's values outside 0..1, kept aside from `image` (none when
     /// it has none).
     pub beyond: Option<Rgb32FImage>,
+    /// The frame at the display size, with [`DecodeOptions::keep_source_size`] where `image` is
+    /// smaller.
+    pub source_image: Option<RgbImage>,
 }
 
 /// What a non-video stream carries.
@@ -232,6 +238,9 @@ pub struct VideoDecoder {
     scaler: Option<Scaler>,
     /// Converts the frames' alpha, for a stream that has one.
     alpha_scaler: Option<Scaler>,
+    /// The display size before rotating, where frames are also delivered at it.
+    source_scaled_size: Option<(u32, u32)>,
+    source_scaler: Option<Scaler>,
     decoded_frame: frame::Video,
     deinterlace: Deinterlace,
     /// Each field is delivered as a frame (`--deinterlace field` on an interlaced stream).
@@ -364,6 +373,7 @@ impl VideoDecoder {
         let mender = TimestampMender::new(&input, info.stream_index);
         let (w, h) = info.output_size(options.size);
         let scaled_size = if info.rotation % 180 == 0 { (w, h) } else { (h, w) };
+        let (info_display, rotation) = ((info.width, info.height), info.rotation);
         Ok(VideoDecoder {
             problems,
             info,
@@ -375,8 +385,13 @@ impl VideoDecoder {
             end_pts,
             max_frames: options.max_frames,
             scaled_size,
+            source_scaled_size: options.keep_source_size.then(|| {
+                let (w, h) = info_display;
+                if rotation % 180 == 0 { (w, h) } else { (h, w) }
+            }).filter(|&size| size != scaled_size),
             scaler: None,
             alpha_scaler: None,
+            source_scaler: None,
             decoded_frame: frame::Video::empty(),
             deinterlace: options.deinterlace,
             per_field,
@@ -598,7 +613,8 @@ impl VideoDecoder {
             self.skipped += 1;
             return Ok(None);
         }
-        let (image, alpha, beyond) = if super::linear::is_float(self.decoded_frame.format()) {
+        let float = super::linear::is_float(self.decoded_frame.format());
+        let (image, alpha, beyond) = if float {
             // Scene-linear: brought to display-referred RGB by the sRGB transfer function.
             let displayed = super::linear::to_display(&self.decoded_frame, self.scaled_size)
                 .map_err(|e| Error::input(&self.info.path, format!("cannot convert a frame: {e}")))?;
@@ -609,6 +625,18 @@ impl VideoDecoder {
             let alpha = if self.info.alpha { Some(self.convert_alpha()?) } else { None };
             (image, alpha, None)
         };
+        let source_image = match self.source_scaled_size {
+            None => None,
+            Some(size) if float => Some(
+                super::linear::to_display(&self.decoded_frame, size)
+                    .map_err(|e| Error::input(&self.info.path, format!("cannot convert a frame: {e}")))?
+                    .image,
+            ),
+            Some(size) => {
+                let converted = Scaler::run(&mut self.source_scaler, &self.decoded_frame, &self.info, size, ffmpeg::format::Pixel::RGB24, "")?;
+                Some(rotated(rgb_image(converted), self.info.rotation))
+            }
+        };
         let frame = DecodedFrame {
             index: self.delivered,
             pts,
@@ -616,6 +644,7 @@ impl VideoDecoder {
             image,
             alpha,
             beyond,
+            source_image,
         };
         self.delivered += 1;
         Ok(Some(frame))
