@@ -206,7 +206,7 @@ impl Cli {
         self.check_given_options_apply()?;
         if let [input] = &self.input[..] {
             let (output, report, frames_dir) = (self.output.clone(), self.report.clone(), self.frames_dir.clone());
-            return Ok(match (self.item(input, output, report, frames_dir, &options), self.segment) {
+            return Ok(match (self.item(input, output, report, frames_dir, &options, &keyframes), self.segment) {
                 (BatchItem::Still(_), _) if self.segment.is_some() || self.assemble => {
                     return Err("--segment and --assemble are for videos".into())
                 }
@@ -225,7 +225,7 @@ impl Cli {
         if self.matte.is_some() {
             return Err(format!("--matte belongs to one input's frames, and {} inputs were given: run them one by one", self.input.len()));
         }
-        self.batch(&options)
+        self.batch(&options, &keyframes)
     }
 
     /// Refuses an option given on the command line that would do nothing for these inputs and
@@ -261,7 +261,7 @@ impl Cli {
 
     /// Several inputs: each output beside its input or in the -o directory, a report per input
     /// in the --report directory, --frames-dir split per input.
-    fn batch(&self, options: &StylizeOptions) -> Result<Job, String> {
+    fn batch(&self, options: &StylizeOptions, keyframes: &Keyframed) -> Result<Job, String> {
         let n = self.input.len();
         let directory = |flag: &str, path: &Option<PathBuf>| -> Result<Option<PathBuf>, String> {
             match path {
@@ -277,9 +277,9 @@ impl Cli {
         let report_dir = directory("--report", &self.report)?;
         let mut items = Vec::with_capacity(n);
         for input in &self.input {
-            let beside_input = self.item(input, None, None, None, options).output().to_path_buf();
+            let beside_input = self.item(input, None, None, None, options, keyframes).output().to_path_buf();
             let place = BatchPlace::new(input, &beside_input, output_dir.as_deref(), report_dir.as_deref(), self.frames_dir.as_deref());
-            items.push(self.item(input, Some(place.output), place.report, place.frames_dir, options));
+            items.push(self.item(input, Some(place.output), place.report, place.frames_dir, options, keyframes));
         }
         let directories = [output_dir, report_dir].into_iter().flatten().collect();
         Ok(Job::Batch { items, directories })
@@ -293,6 +293,7 @@ impl Cli {
         report: Option<PathBuf>,
         frames_dir: Option<PathBuf>,
         options: &StylizeOptions,
+        keyframes: &Keyframed,
     ) -> BatchItem {
         // Keyed blends start from equal weights; each frame gets its own blend.
         let blend_weights = match &self.style_weights {
@@ -347,7 +348,7 @@ impl Cli {
             deinterlace: self.deinterlace,
             matte: self.matte_spec(),
             style_outside: self.style_outside.clone(),
-            keyframes: self.keyframes().unwrap_or_default(),
+            keyframes: keyframes.clone(),
             bit_depth: self.bit_depth,
             overwrite: self.overwrite,
             fresh: self.fresh,

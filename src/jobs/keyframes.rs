@@ -100,6 +100,11 @@ impl<T: Clone + Interpolate> Keyframes<T> {
         Ok(Self { keys })
     }
 
+    /// Whether the keys are frame numbers (all of them are of one kind: [`Self::new`]).
+    pub fn counts_frames(&self) -> bool {
+        matches!(self.keys[0].0, KeyAt::Frame(_))
+    }
+
     /// The value at frame `frame_number` (from 1) shown at `seconds`: linear between the keys
     /// around it, the first key's before it and the last's after.
     pub fn at(&self, frame_number: u64, seconds: f64) -> T {
@@ -172,15 +177,11 @@ impl Keyframed {
         self.content_weight.is_some() || self.style_weight.is_some() || self.tv_weight.is_some() || self.style_blend.is_some()
     }
 
-    /// Whether a key is a frame number (a segment's frames are numbered from its own start, so
+    /// Whether the keys are frame numbers (a segment's frames are numbered from its own start, so
     /// segments take times only).
     pub fn counts_frames(&self) -> bool {
-        let frames = |keys: Vec<KeyAt>| keys.iter().any(|k| matches!(k, KeyAt::Frame(_)));
-        let at = |k: &Option<Keyframes<f64>>| k.iter().flat_map(|k| k.keys.iter().map(|(at, _)| *at)).collect::<Vec<_>>();
-        frames(at(&self.content_weight))
-            || frames(at(&self.style_weight))
-            || frames(at(&self.tv_weight))
-            || frames(self.style_blend.iter().flat_map(|k| k.keys.iter().map(|(at, _)| *at)).collect())
+        [&self.content_weight, &self.style_weight, &self.tv_weight].into_iter().flatten().any(Keyframes::counts_frames)
+            || self.style_blend.as_ref().is_some_and(Keyframes::counts_frames)
     }
 
     /// Checks the keys against the job: every weight ≥ 0, a blend of as many weights as there
