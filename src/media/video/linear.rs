@@ -55,12 +55,7 @@ pub fn to_display(source: &frame::Video, size: (u32, u32)) -> Result<Displayed, 
         other => return Err(format!("float frames in {other:?} are not read (gbrpf32le and gbrapf32le are)")),
     };
     let (w, h) = (source.width(), source.height());
-    let plane = |index: usize| -> Vec<f32> {
-        let (stride, data) = (source.stride(index), source.data(index));
-        (0..h as usize)
-            .flat_map(|y| data[y * stride..y * stride + 4 * w as usize].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-            .collect()
-    };
+    let plane = |index: usize| float_plane(source, index);
     // FFmpeg's planar RGB is G, B, R.
     let (g, b, r) = (plane(0), plane(1), plane(2));
     let mut linear = Rgb32FImage::from_fn(w, h, |x, y| {
@@ -94,6 +89,12 @@ pub fn to_display(source: &frame::Video, size: (u32, u32)) -> Result<Displayed, 
     });
     let alpha = alpha.map(|a| Alpha16::from_fn(size.0, size.1, |x, y| Luma([(a.get_pixel(x, y)[0].clamp(0.0, 1.0) * 65535.0).round() as u16])));
     Ok(Displayed { image, alpha, beyond: any_beyond.then_some(beyond) })
+}
+
+/// Plane `index` of a planar float frame (little-endian f32), row by row without the padding.
+fn float_plane(frame: &frame::Video, index: usize) -> Vec<f32> {
+    let (w, h, stride, data) = (frame.width() as usize, frame.height() as usize, frame.stride(index), frame.data(index));
+    (0..h).flat_map(|y| data[y * stride..y * stride + 4 * w].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect()
 }
 
 /// A painted frame back to scene-linear light: sRGB-decoded, the kept-aside part added back,
@@ -180,12 +181,7 @@ pub fn read_exr(path: &std::path::Path) -> Result<LinearFrame, String> {
         Pixel::GBRAPF32LE => 4,
         other => return Err(format!("decoded as {other:?}")),
     };
-    let plane = |index: usize| -> Vec<f32> {
-        let (stride, data) = (decoded.stride(index), decoded.data(index));
-        (0..h as usize)
-            .flat_map(|y| data[y * stride..y * stride + 4 * w as usize].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-            .collect()
-    };
+    let plane = |index: usize| float_plane(&decoded, index);
     // G, B, R, A → R, G, B, A.
     Ok(LinearFrame { size: (w, h), planes: [2, 0, 1, 3].into_iter().take(planes).map(plane).collect() })
 }
