@@ -274,9 +274,10 @@ pub fn refuse_existing(output: &Path, overwrite: bool) -> Result<()> {
 pub const MAX_SIZE: u32 = 16384;
 
 /// The working size must leave at least one position at the deepest layer the costs read, and
-/// fit in this machine's memory.
+/// fit in this machine's memory (with the margin the network sees around it).
 pub fn check_working_size(input: &Path, size: u32, (width, height): (u32, u32), settings: &Settings) -> Result<()> {
-    memory::check_fits(width, height).map_err(|why| Error::Settings(format!("--size {size}: {why}")))?;
+    let margin = 2 * settings.margin as u32;
+    memory::check_fits(width + margin, height + margin).map_err(|why| Error::Settings(format!("--size {size}: {why}")))?;
     let min_side = settings.min_image_side();
     if width.min(height) < min_side {
         return Err(Error::input(

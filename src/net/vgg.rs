@@ -442,6 +442,7 @@ impl Vgg16 {
 }
 
 /// One conv layer's output (after its ReLU) in a [`Trace`], `[channels][h][w]`.
+#[derive(Clone)]
 pub struct Activation {
     pub layer: LayerName,
     pub values: Vec<f32>,

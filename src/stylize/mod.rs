@@ -3,6 +3,7 @@
 //! May import: `error`, `progress`, `net`.
 
 pub mod loss;
+pub mod margin;
 pub mod optim;
 pub mod optim_device;
 pub mod stylizer;
