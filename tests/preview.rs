@@ -174,6 +174,8 @@ fn the_cli_sweeps_one_option_one_row_per_value() {
         input.to_str().unwrap(), "--style", starry().to_str().unwrap(), "--preview", output.to_str().unwrap(),
         "--style-scale", "0.5,1,2", "--preview-at", "0.05", "--size", "40", "--iterations", "4",
         "--optimizer", "adam", "--learning-rate", "20", "--report", report.to_str().unwrap(), "--quiet",
+        // Cells of 40 × 30: a video's default margin (8 px) would be a quarter of the cell.
+        "--margin", "0",
     ]);
     assert!(ok, "{stderr}");
     assert_eq!(stderr, "");

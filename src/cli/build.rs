@@ -17,6 +17,7 @@ use stylize_video::jobs::still::{StillJob, DEFAULT_ITERATIONS};
 use stylize_video::media::matte::MatteSpec;
 use stylize_video::media::sequence::{is_sequence, Pattern};
 use stylize_video::media::video::{DecodeOptions, VideoDecoder};
+use stylize_video::stylize::margin;
 use stylize_video::stylize::stylizer::{default_style_layers, Settings};
 
 use super::args::{BlendArg, Cli, Codec, Keyed, WorkingSize};
@@ -285,6 +286,14 @@ impl Cli {
         Ok(Job::Batch { items, directories })
     }
 
+    /// `options` with the margin the network sees for an image (`still`) or a video: `--margin`,
+    /// else the default for that kind of input.
+    fn with_margin(&self, options: &StylizeOptions, still: bool) -> StylizeOptions {
+        let mut options = options.clone();
+        options.settings.margin = self.margin.unwrap_or(if still { 0 } else { margin::DEFAULT_VIDEO_MARGIN });
+        options
+    }
+
     /// The still or video job of one input.
     fn item(
         &self,
@@ -308,7 +317,9 @@ impl Cli {
             Some(WorkingSize::Pixels(pixels)) => pixels,
             Some(WorkingSize::Source) => source_size(input),
         };
-        if spec::is_still_image(input) {
+        let still = spec::is_still_image(input);
+        let options = &self.with_margin(options, still);
+        if still {
             return BatchItem::Still(StillJob {
                 output: output.unwrap_or_else(|| spec::default_output(input, "png")),
                 content: input.to_path_buf(),
@@ -375,6 +386,7 @@ impl Cli {
             .map(|(option, values)| Sweep { option, values });
         let input = self.input[0].clone();
         let still = spec::is_still_image(&input);
+        let options = self.with_margin(&options, still);
         let input = if still { PreviewInput::Still(input) } else { PreviewInput::Video(input) };
         Ok(PreviewJob {
             input,
