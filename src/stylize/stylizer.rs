@@ -400,20 +400,6 @@ impl Stylizer {
         &self.vgg
     }
 
-    /// The adjoint of [`with_margin`]: a gradient over the network's input summed back onto
-    /// the pixels of the image `image_dims` each input position reads.
-    fn fold_margin(&self, gradient: Tensor, (n, c, h, w): (usize, usize, usize, usize)) -> Result<Tensor> {
-        let p = self.settings.margin;
-        if p == 0 {
-            return Ok(gradient);
-        }
-        let device = gradient.device();
-        let rows = Tensor::from_vec(margin::source_indices(h, p), h + 2 * p, device)?;
-        let columns = Tensor::from_vec(margin::source_indices(w, p), w + 2 * p, device)?;
-        let folded_rows = Tensor::zeros((n, c, h, w + 2 * p), gradient.dtype(), device)?.index_add(&rows, &gradient, 2)?;
-        Ok(Tensor::zeros((n, c, h, w), gradient.dtype(), device)?.index_add(&columns, &folded_rows, 3)?)
-    }
-
     /// a^[l](C) at the content layer, computed once per content image (frame).
     pub fn content_target(&self, content: &Tensor) -> Result<ContentTarget> {
         let dims = content.dims4()?;
@@ -769,7 +755,7 @@ impl Stylizer {
     /// image terms' gradient.
     fn device_gradient(&self, evaluation: DeviceEvaluation) -> Result<Tensor> {
         let DeviceEvaluation { trace, taps, image_gradient, matte, image_dims } = evaluation;
-        let gradient = self.fold_margin(self.vgg.device_backward(&trace, taps)?, image_dims)?;
+        let gradient = fold_margin(self.vgg.device_backward(&trace, taps)?, image_dims, self.settings.margin)?;
         let gradient = match image_gradient {
             Some(g) => (gradient + g)?,
             None => gradient,
@@ -833,9 +819,27 @@ fn with_margin(image: &Tensor, p: usize) -> Result<Tensor> {
         return Ok(image.clone());
     }
     let (_, _, h, w) = image.dims4()?;
-    let rows = Tensor::from_vec(margin::source_indices(h, p), h + 2 * p, image.device())?;
-    let columns = Tensor::from_vec(margin::source_indices(w, p), w + 2 * p, image.device())?;
+    let (rows, columns) = margin_sources((h, w), p, image.device())?;
     Ok(image.index_select(&rows, 2)?.index_select(&columns, 3)?)
+}
+
+/// The adjoint of [`with_margin`]: a gradient over the network's input summed back onto the
+/// pixels of the image `(n, c, h, w)` each input position reads.
+fn fold_margin(gradient: Tensor, (n, c, h, w): (usize, usize, usize, usize), p: usize) -> Result<Tensor> {
+    if p == 0 {
+        return Ok(gradient);
+    }
+    let device = gradient.device();
+    let (rows, columns) = margin_sources((h, w), p, device)?;
+    let folded_rows = Tensor::zeros((n, c, h, w + 2 * p), gradient.dtype(), device)?.index_add(&rows, &gradient, 2)?;
+    Ok(Tensor::zeros((n, c, h, w), gradient.dtype(), device)?.index_add(&columns, &folded_rows, 3)?)
+}
+
+/// For each row and each column of an image of `h × w` with a margin of `p`, the one it reads
+/// ([`margin::source_indices`]), as index tensors.
+fn margin_sources((h, w): (usize, usize), p: usize, device: &candle_core::Device) -> Result<(Tensor, Tensor)> {
+    let indices = |n: usize| Tensor::from_vec(margin::source_indices(n, p), n + 2 * p, device);
+    Ok((indices(h)?, indices(w)?))
 }
 
 /// The image's own positions ([`margin::Window`]) of a layer's activations `(1, n_C, n_H, n_W)`
