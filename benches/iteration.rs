@@ -6,7 +6,7 @@
 //! still demo). `scripts/bench-vs-pytorch` drives single measurements through `BENCH_MODE`:
 //! `BENCH_DEVICE` (cpu, cpu-reference, cuda, cuda:N) picks where `iteration` and `video` run,
 //! `BENCH_PRECISION` (fp32, tf32, bf16; unset: the device's default) how they multiply.
-//! - `iteration` (`BENCH_SIZE=WxH`, `BENCH_ITERATIONS`, `BENCH_OPTIMIZER=adam|lbfgs`; with
+//! - `iteration` (`BENCH_SIZE=WxH`, `BENCH_ITERATIONS`, `BENCH_OPTIMIZER=adam|lbfgs`, `BENCH_MARGIN=PX`; with
 //!   `STYLIZE_VIDEO_PROFILE=1` also ms per iteration by operation):
 //!   `ours WxH precision=… median_ms=… min_ms=… peak_rss_mib=…`
 //! - `sgemm`: the machine's single-precision matrix-product rate through `gemm` (the crate our
@@ -71,6 +71,7 @@ fn iteration_times(w: u32, h: u32, iterations: usize, optimizer: OptimizerKind) 
         tol: 0.0,
         optimizer,
         learning_rate: Settings::default_learning_rate(optimizer),
+        margin: env_or("BENCH_MARGIN", 0),
         ..Settings::default()
     };
     let stylizer = Stylizer::new(vgg, settings, &[(style_t, 1.0)]).unwrap();
