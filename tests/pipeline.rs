@@ -414,6 +414,9 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
     let k = resumed.iter().take_while(|r| **r).count();
     assert!(k >= 2 && resumed[k..].iter().all(|r| !r), "{resumed:?}");
     assert_eq!(decode_all(&output).1.len(), 24);
+    // Painted in one level, a video's frames get the default margin (src/cli/build.rs).
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["settings"]["margin"], stylize_video::stylize::margin::DEFAULT_VIDEO_MARGIN);
 }
 
 #[test]

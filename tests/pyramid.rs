@@ -205,19 +205,20 @@ fn size_source_paints_at_the_inputs_own_size_and_reports_the_levels_per_frame() 
     // A 3-frame clip of 80×48 painted at its own size in two levels (base 40): each frame's
     // record lists the levels it ran, the first frame with --first-iterations at the base, the
     // warm ones with --iterations, their finer level with one (its L-BFGS starts from the
-    // previous frame's curvature there, which the record keeps). No margin: the first frame's
-    // finer level, 2 iterations at 80 × 48 with 8 px around it, can end without a curvature pair.
+    // previous frame's curvature there, which the record keeps).
     let clip = dir.join("clip.mkv");
     make_clip(&clip, &ClipSpec { frames: 3, ..ClipSpec::new(80, 48) });
     let (video_out, video_report) = (dir.join("out.mkv"), dir.join("video.json"));
     let args = [clip.as_os_str(), "-s".as_ref(), style.as_os_str(), "--size".as_ref(), "source".as_ref(), "--scales".as_ref(),
         "2".as_ref(), "--base-size".as_ref(), "40".as_ref(), "--first-iterations".as_ref(), "6".as_ref(), "--iterations".as_ref(),
         "3".as_ref(), "--tol".as_ref(), "0".as_ref(), "--codec".as_ref(), "ffv1".as_ref(), "-q".as_ref(), "-o".as_ref(),
-        video_out.as_os_str(), "--report".as_ref(), video_report.as_os_str(), "--margin".as_ref(), "0".as_ref()];
+        video_out.as_os_str(), "--report".as_ref(), video_report.as_os_str()];
     let run = stylize_video_cli(&args);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&video_report).unwrap()).unwrap();
     assert_eq!((report["output"]["width"].as_u64(), report["output"]["height"].as_u64()), (Some(80), Some(48)));
+    // Painted coarse to fine, a video's frames get no margin by default (src/cli/build.rs).
+    assert_eq!(report["settings"]["margin"], 0);
     let levels: Vec<Vec<(u64, u64, u64)>> = report["frames"]
         .as_array()
         .unwrap()

@@ -108,6 +108,7 @@ fn cli_writes_the_image_and_a_report_of_its_losses() {
     let j_style: f64 = layers.values().map(|v| v.as_f64().unwrap() / 5.0).sum();
     assert!((r["J_style"].as_f64().unwrap() - j_style).abs() <= 1e-9 * j_style);
     let s = &r["settings"];
+    assert_eq!(s["margin"], 0, "an image gets no margin by default");
     let total = s["content_weight"].as_f64().unwrap() * r["J_content"].as_f64().unwrap()
         + s["style_weight"].as_f64().unwrap() * j_style
         + s["tv_weight"].as_f64().unwrap() * r["J_tv"].as_f64().unwrap();

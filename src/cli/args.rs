@@ -242,13 +242,14 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Pooling::Max, help_heading = STYLE)]
     pub pooling: Pooling,
 
-    /// Margin in pixels that the network sees around the image, the image wrapped around [default: 8 for videos, 0 for images].
+    /// Margin in pixels that the network sees around the image, the image wrapped around [default: 8 for videos painted in one level (up to about 450 px), else 0].
     ///
     /// The costs read only the image's own positions. Without a margin the painting gets a
     /// frame of its own along the edges, which a camera pan drags inward as a seam and which
     /// leaves later frames of a pan far less painted than the first. 0 turns it off. An
-    /// iteration at 256 px takes about 1.3× as long with 8 px; at 1080p the margin adds 2% of
-    /// pixels.
+    /// iteration at 256 px takes about 1.3× as long with 8 px. Frames painted coarse to fine
+    /// (larger sizes) get none by default: there it kept L-BFGS from learning the finest level's
+    /// curvature on the first frame.
     #[arg(long, value_name = "PX", value_parser = whole_number::<usize>, help_heading = STYLE)]
     pub margin: Option<usize>,
 

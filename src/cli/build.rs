@@ -286,11 +286,15 @@ impl Cli {
         Ok(Job::Batch { items, directories })
     }
 
-    /// `options` with the margin the network sees for an image (`still`) or a video: `--margin`,
-    /// else the default for that kind of input.
-    fn with_margin(&self, options: &StylizeOptions, still: bool) -> StylizeOptions {
+    /// `options` with the margin the network sees for an image (`still`) or a video painted at
+    /// `size` px: `--margin`, else the default — a video's frames painted in one level get
+    /// [`margin::DEFAULT_VIDEO_MARGIN`]; images and frames painted coarse to fine get none (with
+    /// it, L-BFGS's first step at a 720p first frame's finest level met negative curvature, so
+    /// that level kept no curvature pair and barely moved; docs/temporal.md).
+    fn with_margin(&self, options: &StylizeOptions, still: bool, size: u32) -> StylizeOptions {
         let mut options = options.clone();
-        options.settings.margin = self.margin.unwrap_or(if still { 0 } else { margin::DEFAULT_VIDEO_MARGIN });
+        let one_level = options.pyramid.sizes(size, size, options.settings.min_image_side()).len() == 1;
+        options.settings.margin = self.margin.unwrap_or(if still || !one_level { 0 } else { margin::DEFAULT_VIDEO_MARGIN });
         options
     }
 
@@ -318,7 +322,7 @@ impl Cli {
             Some(WorkingSize::Source) => source_size(input),
         };
         let still = spec::is_still_image(input);
-        let options = &self.with_margin(options, still);
+        let options = &self.with_margin(options, still, size);
         if still {
             return BatchItem::Still(StillJob {
                 output: output.unwrap_or_else(|| spec::default_output(input, "png")),
@@ -386,7 +390,12 @@ impl Cli {
             .map(|(option, values)| Sweep { option, values });
         let input = self.input[0].clone();
         let still = spec::is_still_image(&input);
-        let options = self.with_margin(&options, still);
+        let size = match self.size {
+            None => DEFAULT_PREVIEW_SIZE,
+            Some(WorkingSize::Pixels(pixels)) => pixels,
+            Some(WorkingSize::Source) => source_size(&self.input[0]),
+        };
+        let options = self.with_margin(&options, still, size);
         let input = if still { PreviewInput::Still(input) } else { PreviewInput::Video(input) };
         Ok(PreviewJob {
             input,
@@ -400,11 +409,7 @@ impl Cli {
             start: self.start,
             duration: self.duration,
             sequence_rate: self.frame_rate,
-            size: match self.size {
-                None => DEFAULT_PREVIEW_SIZE,
-                Some(WorkingSize::Pixels(pixels)) => pixels,
-                Some(WorkingSize::Source) => source_size(&self.input[0]),
-            },
+            size,
             iterations: self.iterations.unwrap_or(DEFAULT_PREVIEW_ITERATIONS),
             options,
             output: self.preview.expect("preview mode"),
