@@ -9,10 +9,10 @@
 //! mirroring: a mirror at the edge rewards strokes at right angles to it (they continue in their
 //! reflection), which filled the edges with bars.
 
-/// The margin of a video's frames painted in one level by default (src/cli/build.rs): one position at relu4_1, where positions are 8 px
-/// apart. On a fast pan it took the warm frames' 95th-percentile style ratio from 2.81 to 1.61,
-/// as 16 px did (1.59), for (272 × 208)/(256 × 192) = 1.15× the pixels at 256 px instead of 1.31×
-/// (docs/temporal.md).
+/// The margin of a video's frames painted in one level, by default (src/cli/build.rs): one
+/// position at relu4_1, where positions are 8 px apart. On a fast pan it took the warm frames'
+/// 95th-percentile style ratio from 2.81 to 1.61, as 16 px did (1.59), for
+/// (272 × 208)/(256 × 192) = 1.15× the pixels at 256 px instead of 1.31× (docs/temporal.md).
 pub const DEFAULT_VIDEO_MARGIN: usize = 8;
 
 /// Where row or column `i` of a margin of `p` around a side of `n` reads from (`i` counted
