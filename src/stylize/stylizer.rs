@@ -811,7 +811,6 @@ impl Stylizer {
     }
 }
 
-/// Per style layer, the blend of each style image's target with `weights` (one style: its own).
 /// The network's input for an image `(1, C, H, W)`: the image with a margin of `p` around it
 /// ([`margin`]; tensor ops, so autograd and the device follow it).
 fn with_margin(image: &Tensor, p: usize) -> Result<Tensor> {
@@ -863,6 +862,7 @@ fn inner_activation(a: &Activation, image_size: (usize, usize), p: usize) -> Cow
     Cow::Owned(Activation { layer: a.layer, values, channels: a.channels, h: window.h, w: window.w })
 }
 
+/// Per style layer, the blend of each style image's target with `weights` (one style: its own).
 fn blend_targets(per_style: &[Vec<StyleTarget>], weights: &[f64]) -> Result<Vec<StyleTarget>> {
     if let ([only], [_]) = (per_style, weights) {
         return Ok(only.clone());
@@ -964,6 +964,11 @@ impl Evaluation {
                 // term's, plus the style term's from its S matrix (G^[l] − G^[l](S) scaled).
                 let mut content_gradient = Some(content_gradient);
                 let tap_gradient = |full: &Activation| -> Option<Vec<f32>> {
+                    let tapped = content_gradient.as_ref().is_some_and(|(layer, _)| *layer == full.layer)
+                        || style_gradients.iter().any(|g| g.layer == full.layer);
+                    if !tapped {
+                        return None;
+                    }
                     // Over the image's own positions; 0 over the margin.
                     let window = Window::at_block(p, (image_dims.1, image_dims.2), full.layer.block);
                     let a = &*inner_activation(full, (image_dims.1, image_dims.2), p);
