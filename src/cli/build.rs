@@ -286,6 +286,15 @@ impl Cli {
         Ok(Job::Batch { items, directories })
     }
 
+    /// The longest side `input` is painted at: `--size`, the input's own, or `default`.
+    fn working_size(&self, input: &Path, default: u32) -> u32 {
+        match self.size {
+            None => default,
+            Some(WorkingSize::Pixels(pixels)) => pixels,
+            Some(WorkingSize::Source) => source_size(input),
+        }
+    }
+
     /// `options` with the margin the network sees for an image (`still`) or a video painted at
     /// `size` px: `--margin`, else the default — a video's frames painted in one level get
     /// [`margin::DEFAULT_VIDEO_MARGIN`]; images and frames painted coarse to fine get none (with
@@ -316,11 +325,7 @@ impl Cli {
             _ => vec![1.0; self.style.len()],
         };
         let style = StyleSpec { paths: self.style.clone(), blend_weights, scale: self.style_scale[0] };
-        let size = match self.size {
-            None => DEFAULT_SIZE,
-            Some(WorkingSize::Pixels(pixels)) => pixels,
-            Some(WorkingSize::Source) => source_size(input),
-        };
+        let size = self.working_size(input, DEFAULT_SIZE);
         let still = spec::is_still_image(input);
         let options = &self.with_margin(options, still, size);
         if still {
@@ -390,11 +395,7 @@ impl Cli {
             .map(|(option, values)| Sweep { option, values });
         let input = self.input[0].clone();
         let still = spec::is_still_image(&input);
-        let size = match self.size {
-            None => DEFAULT_PREVIEW_SIZE,
-            Some(WorkingSize::Pixels(pixels)) => pixels,
-            Some(WorkingSize::Source) => source_size(&self.input[0]),
-        };
+        let size = self.working_size(&self.input[0], DEFAULT_PREVIEW_SIZE);
         let options = self.with_margin(&options, still, size);
         let input = if still { PreviewInput::Still(input) } else { PreviewInput::Video(input) };
         Ok(PreviewJob {
