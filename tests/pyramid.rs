@@ -28,6 +28,16 @@ impl Progress for Steps {
     }
 }
 
+/// J of the image each step of a run started from.
+#[derive(Default)]
+struct Costs(Vec<f64>);
+
+impl Progress for Costs {
+    fn iteration(&mut self, _: usize, _: usize, cost: f64) {
+        self.0.push(cost);
+    }
+}
+
 fn quick() -> Settings {
     Settings { tol: 0.0, ..Settings::default() }
 }
@@ -58,6 +68,36 @@ fn a_three_level_still_climbs_the_expected_sizes_and_iterations() {
     let plain = StillJob { options: StylizeOptions { settings: quick(), ..Default::default() }, overwrite: true, ..job.clone() };
     let report = run_still(&plain, &mut NoProgress).unwrap();
     assert_eq!(report.levels.iter().map(|l| (l.width, l.height, l.iterations)).collect::<Vec<_>>(), [(64, 64, 12)]);
+}
+
+#[test]
+fn a_finer_level_starts_from_the_curvature_of_the_level_below() {
+    // A still climbing 24 → 48 → 96 px with 12/3/2 iterations. Each finer level's L-BFGS starts
+    // from the γ the level below ended with, times the pixel ratio (4), so its first step is a
+    // real one; Torch's probe, min(1, 1/‖g‖₁)·g, left J as it was.
+    let dir = common::scratch_dir("pyramid-curvature");
+    let (content, style) = (dir.join("content.png"), dir.join("style.png"));
+    common::synthetic_content(96, 96).save(&content).unwrap();
+    common::synthetic_style(64, 64).save(&style).unwrap();
+    let job = StillJob {
+        size: 96,
+        iterations: 12,
+        options: StylizeOptions { settings: quick(), pyramid: PyramidSpec { scales: Some(3), base_size: 24 }, ..Default::default() },
+        ..StillJob::with_defaults(content, style, dir.join("out.png"))
+    };
+    let mut costs = Costs::default();
+    let report = run_still(&job, &mut costs).unwrap();
+    assert_eq!(report.levels.iter().map(|l| l.iterations).collect::<Vec<_>>(), [12, 3, 2]);
+    assert_eq!(costs.0.len(), 17);
+    // Steps 13–15 ran at 48 px, 16–17 at 96 px; J of the image each started from, so the first
+    // step of a level is what J did between its first two figures: ×0.42 and ×0.82 here, and
+    // ×0.99995 at 48 px from the probe.
+    for (level, first) in [(1, 12), (2, 15)] {
+        let (before, after) = (costs.0[first], costs.0[first + 1]);
+        assert!(after < 0.9 * before, "level {level}: the first step took J from {before} only to {after}");
+    }
+    let scales: Vec<f64> = report.levels.iter().map(|l| l.curvature_scale.expect("every level ends with a γ")).collect();
+    assert!(scales.iter().all(|s| s.is_finite() && *s > 0.0), "{scales:?}");
 }
 
 #[test]

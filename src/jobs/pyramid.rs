@@ -16,6 +16,10 @@
 //! keeps its large strokes from frame to frame. Each warm level's L-BFGS starts from the
 //! curvature the same level ended with on the previous frame ([`LevelRecord::curvature_scale`]),
 //! so its first iteration is a real step and the finer levels need only one ([`level_budget`]).
+//! A level the previous frame did not run (a still's, a first frame's) starts from the γ the
+//! level below ended with, scaled by the ratio of their pixel counts ([`finer_curvature_scale`]):
+//! Torch's probe, its first step otherwise, moves a 1080p image by so little that the first
+//! curvature pair measured rounding noise, and the finest level barely moved.
 //!
 //! At the default size (256) there is one level, and painting is exactly the plain
 //! optimisation.
@@ -42,11 +46,12 @@ use crate::stylize::stylizer::{ContentTarget, Settings, Stylized, Stylizer, Temp
 /// time of a third.
 const ITERATIONS_FALL: usize = 5;
 
-/// The fewest iterations a level above the coarsest runs when its L-BFGS starts afresh: the
-/// first step is then a probe (min(1, 1/‖g‖₁) in fp32, a 1e-5-pixel move at these sizes), so a
-/// level of one iteration would cost an evaluation and change nothing. A level that starts with
-/// a known curvature (a warm frame's, from the previous frame) takes a real first step and may
-/// run one iteration: measured on 4 frames of 720p footage (scripts/bench-hd's clip, fp32), the
+/// The fewest iterations a level above the coarsest runs when the previous frame did not run it
+/// (a still, a first frame). Its L-BFGS starts from a γ guessed from the level below's
+/// ([`finer_curvature_scale`]); before that it started from Torch's probe (min(1, 1/‖g‖₁) in
+/// fp32, a 1e-5-pixel move at these sizes), which made a level of one iteration change nothing.
+/// A level that starts with the curvature it measured itself on the previous frame (a warm
+/// frame's) may run one iteration: measured on 4 frames of 720p footage (scripts/bench-hd's clip, fp32), the
 /// warm frames' J with 10/2/2 iterations was 3.7e4, 2.8e4, 3.6e4 from the probe, 2.2e4, 1.7e4,
 /// 1.5e4 with the curvature known, and 2.6e4, 2.1e4, 1.9e4 with the curvature known and 10/2/1
 /// (11.2 s a frame instead of 13.8 s).
@@ -59,6 +64,15 @@ const MIN_LEVEL_ITERATIONS: usize = 2;
 pub fn level_budget(iterations: usize, level: usize, knows_curvature: bool) -> usize {
     let floor = if knows_curvature { 1 } else { MIN_LEVEL_ITERATIONS };
     iterations.div_ceil(ITERATIONS_FALL.saturating_pow(level as u32)).max(floor.min(iterations))
+}
+
+/// γ for the first step of a level of `pixels` pixels whose L-BFGS has no curvature of its own,
+/// from the γ = (y·s)/(y·y) the level below (`below_pixels` pixels) ended with: times the ratio
+/// of the pixel counts. J's terms are means over positions, so ∇J per pixel falls as 1/N and
+/// the inverse curvature grows as N. Measured on the 1080p bench clip's first frame (fp32): the
+/// finest level's γ came out at 647 from a start of 313 × 3.3, against 1.2e-4 from the probe.
+pub fn finer_curvature_scale(below: f64, below_pixels: f64, pixels: f64) -> f64 {
+    below * pixels / below_pixels
 }
 
 /// Iterations of each of `levels` levels started afresh (a still, a first frame), coarse to fine.
@@ -226,6 +240,8 @@ impl Painter {
         let mut below: Option<(Tensor, Tensor)> = None;
         let mut last = None;
         let mut stopped = None;
+        // The level below's γ where it stopped, and its pixel count.
+        let mut below_scale: Option<(f64, f64)> = None;
         for (level, ((stylizer, &budget), &(width, height))) in self.levels.iter().zip(&budgets).zip(&sizes).enumerate() {
             let device = stylizer.vgg().device();
             let content_here = if content.dimensions() == (width, height) {
@@ -273,7 +289,9 @@ impl Painter {
             };
             let done_before: usize = budgets[..level].iter().sum();
             let mut level_progress = LevelProgress { inner: progress, done_before, total };
-            let mut stylized = stylizer.optimise_with_curvature(&target, &level_start, budget, curvature[level], &mut level_progress)?;
+            let pixels = (width as f64) * (height as f64);
+            let scale = curvature[level].or_else(|| below_scale.map(|(below, below_pixels)| finer_curvature_scale(below, below_pixels, pixels)));
+            let mut stylized = stylizer.optimise_with_curvature(&target, &level_start, budget, scale, &mut level_progress)?;
             if let Some(top) = top_up.filter(|_| level + 1 == self.levels.len()) {
                 let (more, why) = top_up_level(stylizer, &target, stylized, budget, top, &mut level_progress)?;
                 stylized = more;
@@ -288,6 +306,7 @@ impl Painter {
                 curvature_scale: stylized.curvature_scale,
             });
             below = Some((stylized.image.clone(), change_from));
+            below_scale = stylized.curvature_scale.map(|scale| (scale, pixels));
             last = Some(stylized);
         }
         let mut stylized = last.expect("a painter has at least one level");
