@@ -18,23 +18,13 @@ use stylize_video::net::vgg::Pooling;
 use stylize_video::progress::{NoProgress, Progress};
 use stylize_video::stylize::stylizer::{Settings, Stylizer, TemporalTarget};
 
-/// The (done, total) pairs a run reports.
+/// What a run reports of each step: (done, total) and J of the image the step started from.
 #[derive(Default)]
-struct Steps(Vec<(usize, usize)>);
+struct Steps(Vec<((usize, usize), f64)>);
 
 impl Progress for Steps {
-    fn iteration(&mut self, done: usize, total: usize, _: f64) {
-        self.0.push((done, total));
-    }
-}
-
-/// J of the image each step of a run started from.
-#[derive(Default)]
-struct Costs(Vec<f64>);
-
-impl Progress for Costs {
-    fn iteration(&mut self, _: usize, _: usize, cost: f64) {
-        self.0.push(cost);
+    fn iteration(&mut self, done: usize, total: usize, cost: f64) {
+        self.0.push(((done, total), cost));
     }
 }
 
@@ -42,18 +32,24 @@ fn quick() -> Settings {
     Settings { tol: 0.0, ..Settings::default() }
 }
 
+/// A still of `size` px square climbing three levels from a base of a quarter of it, 12
+/// iterations at the base.
+fn three_level_still(name: &str, size: u32) -> StillJob {
+    let dir = common::scratch_dir(name);
+    let (content, style) = (dir.join("content.png"), dir.join("style.png"));
+    common::synthetic_content(size, size).save(&content).unwrap();
+    common::synthetic_style(48, 48).save(&style).unwrap();
+    StillJob {
+        size,
+        iterations: 12,
+        options: StylizeOptions { settings: quick(), pyramid: PyramidSpec { scales: Some(3), base_size: size / 4 }, ..Default::default() },
+        ..StillJob::with_defaults(content, style, dir.join("out.png"))
+    }
+}
+
 #[test]
 fn a_three_level_still_climbs_the_expected_sizes_and_iterations() {
-    let dir = common::scratch_dir("pyramid-still");
-    let (content, style) = (dir.join("content.png"), dir.join("style.png"));
-    common::synthetic_content(64, 64).save(&content).unwrap();
-    common::synthetic_style(48, 48).save(&style).unwrap();
-    let job = StillJob {
-        size: 64,
-        iterations: 12,
-        options: StylizeOptions { settings: quick(), pyramid: PyramidSpec { scales: Some(3), base_size: 16 }, ..Default::default() },
-        ..StillJob::with_defaults(content, style, dir.join("out.png"))
-    };
+    let job = three_level_still("pyramid-still", 64);
     let mut steps = Steps::default();
     let report = run_still(&job, &mut steps).unwrap();
     let levels: Vec<(u32, u32, usize, usize)> = report.levels.iter().map(|l| (l.width, l.height, l.iterations, l.evaluations)).collect();
@@ -61,8 +57,8 @@ fn a_three_level_still_climbs_the_expected_sizes_and_iterations() {
     // J is evaluated once per iteration and once more for the level's last image.
     assert_eq!(levels, [(16, 16, 12, 13), (32, 32, 3, 4), (64, 64, 2, 3)]);
     assert_eq!((report.width, report.height, report.iterations, report.evaluations), (64, 64, 17, 20));
-    assert_eq!(steps.0, (1..=17).map(|done| (done, 17)).collect::<Vec<_>>(), "progress counts the whole pyramid");
-    assert_eq!(image::open(dir.join("out.png")).unwrap().to_rgb8().dimensions(), (64, 64));
+    assert_eq!(steps.0.iter().map(|(step, _)| *step).collect::<Vec<_>>(), (1..=17).map(|done| (done, 17)).collect::<Vec<_>>(), "progress counts the whole pyramid");
+    assert_eq!(image::open(&job.output).unwrap().to_rgb8().dimensions(), (64, 64));
 
     // The default at this size is one level: the plain optimisation, as before there were levels.
     let plain = StillJob { options: StylizeOptions { settings: quick(), ..Default::default() }, overwrite: true, ..job.clone() };
@@ -75,25 +71,17 @@ fn a_finer_level_starts_from_the_curvature_of_the_level_below() {
     // A still climbing 24 → 48 → 96 px with 12/3/2 iterations. Each finer level's L-BFGS starts
     // from the γ the level below ended with, times the pixel ratio (4), so its first step is a
     // real one; Torch's probe, min(1, 1/‖g‖₁)·g, left J as it was.
-    let dir = common::scratch_dir("pyramid-curvature");
-    let (content, style) = (dir.join("content.png"), dir.join("style.png"));
-    common::synthetic_content(96, 96).save(&content).unwrap();
-    common::synthetic_style(64, 64).save(&style).unwrap();
-    let job = StillJob {
-        size: 96,
-        iterations: 12,
-        options: StylizeOptions { settings: quick(), pyramid: PyramidSpec { scales: Some(3), base_size: 24 }, ..Default::default() },
-        ..StillJob::with_defaults(content, style, dir.join("out.png"))
-    };
-    let mut costs = Costs::default();
-    let report = run_still(&job, &mut costs).unwrap();
+    let job = three_level_still("pyramid-curvature", 96);
+    let mut steps = Steps::default();
+    let report = run_still(&job, &mut steps).unwrap();
+    let costs: Vec<f64> = steps.0.iter().map(|(_, cost)| *cost).collect();
     assert_eq!(report.levels.iter().map(|l| l.iterations).collect::<Vec<_>>(), [12, 3, 2]);
-    assert_eq!(costs.0.len(), 17);
+    assert_eq!(costs.len(), 17);
     // Steps 13–15 ran at 48 px, 16–17 at 96 px; J of the image each started from, so the first
-    // step of a level is what J did between its first two figures: ×0.42 and ×0.82 here, and
-    // ×0.99995 at 48 px from the probe.
+    // step of a level is what J did between its first two figures: ×0.77 and ×0.62 here, and
+    // ×0.99999 at 48 px from the probe.
     for (level, first) in [(1, 12), (2, 15)] {
-        let (before, after) = (costs.0[first], costs.0[first + 1]);
+        let (before, after) = (costs[first], costs[first + 1]);
         assert!(after < 0.9 * before, "level {level}: the first step took J from {before} only to {after}");
     }
     let scales: Vec<f64> = report.levels.iter().map(|l| l.curvature_scale.expect("every level ends with a γ")).collect();
