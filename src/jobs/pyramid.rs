@@ -234,14 +234,12 @@ impl Painter {
         let budgets: Vec<usize> =
             curvature.iter().enumerate().map(|(level, known)| level_budget(iterations, level, known.is_some())).collect();
         let total: usize = budgets.iter().sum();
-        let mut records = Vec::with_capacity(self.levels.len());
+        let mut records: Vec<LevelRecord> = Vec::with_capacity(self.levels.len());
         // The level below's result, and the start its change is measured from (warm: the warped
         // start at that level's size).
         let mut below: Option<(Tensor, Tensor)> = None;
         let mut last = None;
         let mut stopped = None;
-        // The level below's γ where it stopped, and its pixel count.
-        let mut below_scale: Option<(f64, f64)> = None;
         for (level, ((stylizer, &budget), &(width, height))) in self.levels.iter().zip(&budgets).zip(&sizes).enumerate() {
             let device = stylizer.vgg().device();
             let content_here = if content.dimensions() == (width, height) {
@@ -290,7 +288,10 @@ impl Painter {
             let done_before: usize = budgets[..level].iter().sum();
             let mut level_progress = LevelProgress { inner: progress, done_before, total };
             let pixels = (width as f64) * (height as f64);
-            let scale = curvature[level].or_else(|| below_scale.map(|(below, below_pixels)| finer_curvature_scale(below, below_pixels, pixels)));
+            let scale = curvature[level].or_else(|| {
+                let below = records.last()?;
+                Some(finer_curvature_scale(below.curvature_scale?, below.width as f64 * below.height as f64, pixels))
+            });
             let mut stylized = stylizer.optimise_with_curvature(&target, &level_start, budget, scale, &mut level_progress)?;
             if let Some(top) = top_up.filter(|_| level + 1 == self.levels.len()) {
                 let (more, why) = top_up_level(stylizer, &target, stylized, budget, top, &mut level_progress)?;
@@ -306,7 +307,6 @@ impl Painter {
                 curvature_scale: stylized.curvature_scale,
             });
             below = Some((stylized.image.clone(), change_from));
-            below_scale = stylized.curvature_scale.map(|scale| (scale, pixels));
             last = Some(stylized);
         }
         let mut stylized = last.expect("a painter has at least one level");
