@@ -437,6 +437,28 @@ fn after_kill_9_the_same_command_resumes_and_cleans_up() {
 }
 
 #[test]
+fn a_second_run_on_the_same_output_is_refused_and_leaves_the_first_its_files() {
+    let dir = common::scratch_dir("pipeline-second-run");
+    let (input, output, report) = interruptible_clip(&dir);
+    let args = slow_args(&input, &output, &report);
+    let first = start_and_wait_for_frames(&args, &WorkDir::path_for(&output), 2);
+    // The first run's encoder is writing its temporary file beside the output by now.
+    let temporary = format!(".out.mp4.partial-{}", first.id());
+    assert!(names_in(&dir).contains(&temporary), "{:?}", names_in(&dir));
+    for extra in [&[][..], &["-y", "--fresh"][..]] {
+        let out = cli().args(&args).args(extra).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("another stylize-video run"), "{stderr}");
+        assert!(names_in(&dir).contains(&temporary), "the second run {extra:?} deleted the first's file: {:?}", names_in(&dir));
+    }
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(decode_all(&output).1.len(), 24);
+    assert_eq!(names_in(&dir), ["in.mp4", "out.mp4", "report.json"]);
+}
+
+#[test]
 fn bad_inputs_are_one_line_errors_that_leave_no_output() {
     let dir = common::scratch_dir("pipeline-errors");
     let clip = dir.join("clip.mp4");

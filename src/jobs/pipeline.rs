@@ -1276,7 +1276,9 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
     Ok(fingerprint)
 }
 
-/// Removes temporary files an earlier, killed run left beside the output.
+/// Removes temporary files an earlier, killed run left beside the output: those whose process
+/// (the number after `.partial-`) is gone. A live run's are its work in progress: a second run
+/// on the same output, which the work directory's lock then refuses, must not delete them.
 fn remove_stale_temporaries(output: &Path) {
     let Some(name) = output.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
     let dir = match output.parent() {
@@ -1286,17 +1288,41 @@ fn remove_stale_temporaries(output: &Path) {
     let prefix = format!(".{name}.partial-");
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                // A temporary video file, or a sequence's temporary directory.
-                let _ = std::fs::remove_file(entry.path()).or_else(|_| std::fs::remove_dir_all(entry.path()));
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(suffix) = name.strip_prefix(&prefix) else { continue };
+            let pid = suffix.split(|c: char| !c.is_ascii_digit()).next().unwrap_or_default();
+            if pid.parse().is_ok_and(process_is_running) {
+                continue;
             }
+            // A temporary video file, or a sequence's temporary directory.
+            let _ = std::fs::remove_file(entry.path()).or_else(|_| std::fs::remove_dir_all(entry.path()));
         }
     }
+}
+
+/// Whether a process numbered `pid` exists (signal 0 checks without sending anything; EPERM:
+/// it exists but belongs to another user).
+fn process_is_running(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only reports whether `pid` could be signalled.
+    unsafe { libc::kill(pid, 0) == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_process_is_told_from_a_finished_one() {
+        assert!(process_is_running(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(!process_is_running(pid));
+        assert!(!process_is_running(0) && !process_is_running(-1));
+    }
 
     #[test]
     fn a_panicking_decoder_thread_is_an_error_naming_the_input_not_a_short_video() {
