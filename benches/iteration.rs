@@ -14,6 +14,8 @@
 //! - `layers` (`BENCH_SIZE=WxH`): each VGG16 convolution up to conv5_1 alone, forward + input
 //!   gradient, with im2col, Winograd and (where the CPU has a bf16 kernel) Winograd with bf16
 //!   products: `layer conv… im2col_ms=… winograd_ms=… direct_bf16_ms=… …`
+//! - `gram` (`BENCH_SIZE=WxH`): the Gram matrix G = F Fᵀ of each style layer's shape and its
+//!   input gradient S · F, alone: `gram relu… CxHW forward_ms=… gradient_ms=… forward_gflops=…`
 //! - `quality`: the bf16 quality gate, the still demo (100 L-BFGS iterations) in fp32 and bf16:
 //!   `quality J_bf16/J_fp32=… psnr_db=…` after a line per run
 //! - `video` (`BENCH_FRAMES`): the sample clip at the defaults,
@@ -153,6 +155,30 @@ fn conv_layer_ms(weights: Conv3x3Weights, h: usize, w: usize) -> (f64, f64) {
 
 /// Each VGG16 convolution up to conv5_1 at its own resolution for a `w × h` frame: both
 /// algorithms, and the direct-convolution GFLOP/s (forward + input gradient) of the faster.
+/// Median milliseconds of the style layers' Gram matrices and their input gradients at a frame
+/// of `w × h` (relu1_1 … relu5_1: 64–512 channels at 1/1 … 1/16 of the frame's side).
+fn gram(w: usize, h: usize) {
+    use stylize_video::net::cpu::layers::Gram;
+    for (name, c, scale) in [("relu1_1", 64, 1), ("relu2_1", 128, 2), ("relu3_1", 256, 4), ("relu4_1", 512, 8), ("relu5_1", 512, 16)] {
+        let hw = (h / scale) * (w / scale);
+        let a: Vec<f32> = (0..c * hw).map(|i| (i * 7919 % 997) as f32 / 997.0).collect();
+        let s: Vec<f32> = (0..c * c).map(|i| (i * 104729 % 991) as f32 / 991.0 - 0.5).collect();
+        let runs = (2_000_000_000 / (c * c * hw).max(1)).clamp(3, 50);
+        let timed = |f: &dyn Fn() -> Vec<f32>| {
+            std::hint::black_box(f());
+            median((0..runs).map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(f());
+                started.elapsed().as_secs_f64() * 1e3
+            }).collect())
+        };
+        let forward = timed(&|| Gram::compute(&a, c, hw));
+        let gradient = timed(&|| Gram::input_gradient(&s, &a, c, hw));
+        let gflops = 2.0 * (c * c * hw) as f64 / forward / 1e6;
+        println!("gram {name} {c}x{hw} forward_ms={forward:.2} gradient_ms={gradient:.2} forward_gflops={gflops:.0}");
+    }
+}
+
 fn layers(w: usize, h: usize) {
     let shapes = [
         ("conv1_1", 3, 64, 1), ("conv1_2", 64, 64, 1), ("conv2_1", 64, 128, 2), ("conv2_2", 128, 128, 2),
@@ -254,6 +280,10 @@ fn main() {
         Ok("layers") => {
             let (w, h) = bench_size();
             layers(w as usize, h as usize);
+        }
+        Ok("gram") => {
+            let (w, h) = bench_size();
+            gram(w as usize, h as usize);
         }
         Ok("sgemm") => println!("sgemm_gflops={:.1}", sgemm_gflops()),
         Ok("video") => video(env_or("BENCH_FRAMES", 6)),

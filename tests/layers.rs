@@ -99,6 +99,29 @@ fn gram_op_matches_matmul_forward_and_gradient() {
     assert!(diff < 1e-5, "gradient differs by {diff}");
 }
 
+/// G = F Fᵀ by blocks above the diagonal and chunks of positions (`Gram::compute`) against a
+/// direct sum in f64: channel counts that are not multiples of the block (130 = 64 + 64 + 2),
+/// position counts across several chunks and below one, and exactly symmetric.
+#[test]
+fn gram_by_blocks_and_chunks_matches_the_direct_sum() {
+    use stylize_video::net::cpu::layers::Gram;
+    for (c, hw) in [(130, 1300), (64, 300), (3, 7), (512, 4), (70, 2049)] {
+        let a: Vec<f32> = (0..c * hw).map(|i| ((i * 7919 % 1009) as f32 / 1009.0 - 0.3) * if i % 3 == 0 { 2.0 } else { 1.0 }).collect();
+        let g = Gram::compute(&a, c, hw);
+        assert_eq!(g.len(), c * c);
+        let mut worst = 0f64;
+        for i in 0..c {
+            for j in 0..c {
+                let direct: f64 = (0..hw).map(|p| a[i * hw + p] as f64 * a[j * hw + p] as f64).sum();
+                let scale: f64 = (0..hw).map(|p| (a[i * hw + p] as f64).abs() * (a[j * hw + p] as f64).abs()).sum();
+                worst = worst.max((g[i * c + j] as f64 - direct).abs() / scale.max(1e-30));
+                assert_eq!(g[i * c + j], g[j * c + i], "G is not symmetric at ({i}, {j}), c = {c}, hw = {hw}");
+            }
+        }
+        assert!(worst < 1e-6, "c = {c}, hw = {hw}: off by {worst:e} of the sum of |products|");
+    }
+}
+
 /// ‖a − b‖ / ‖b‖ over all entries.
 fn rel_l2(a: &Tensor, b: &Tensor) -> f32 {
     let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
