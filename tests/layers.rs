@@ -99,11 +99,11 @@ fn gram_op_matches_matmul_forward_and_gradient() {
     assert!(diff < 1e-5, "gradient differs by {diff}");
 }
 
-/// G = F Fᵀ by blocks above the diagonal and chunks of positions (`Gram::compute`) against a
-/// direct sum in f64: channel counts that are not multiples of the block (130 = 64 + 64 + 2),
-/// position counts across several chunks and below one, and exactly symmetric.
+/// G = F Fᵀ summed over chunks of positions on the threads (`Gram::compute`) against a direct
+/// sum in f64: odd channel counts, position counts across several chunks and below one, and
+/// exactly symmetric (G^[l]_{kk'} and G^[l]_{k'k} are the same sum in the same order).
 #[test]
-fn gram_by_blocks_and_chunks_matches_the_direct_sum() {
+fn gram_over_chunks_matches_the_direct_sum() {
     use stylize_video::net::cpu::layers::Gram;
     for (c, hw) in [(130, 1300), (64, 300), (3, 7), (512, 4), (70, 2049)] {
         let a: Vec<f32> = (0..c * hw).map(|i| ((i * 7919 % 1009) as f32 / 1009.0 - 0.3) * if i % 3 == 0 { 2.0 } else { 1.0 }).collect();

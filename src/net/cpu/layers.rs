@@ -628,12 +628,6 @@ impl CustomOp2 for Pool2x2InputGrad {
 #[derive(Debug, Clone, Copy)]
 pub struct Gram;
 
-/// Positions per chunk of [`Gram::compute`]: a chunk of 512 rows of relu4_1 is 1 MiB, within L2.
-const GRAM_CHUNK: usize = 512;
-/// Side of the blocks of G that [`Gram::compute`] multiplies: blocks of 64 skip 44% of the
-/// products at 512 channels and kept gemm's pace in the measurements.
-const GRAM_BLOCK: usize = 64;
-
 /// `dst (m × n, row-major) = lhs (m × k, strides lhs_rs/lhs_cs) · rhs (k × n, strides rhs_rs/rhs_cs)`
 /// on all rayon threads.
 #[allow(clippy::too_many_arguments)]
@@ -671,53 +665,35 @@ impl Gram {
     /// fixed grouping (one group per thread, added in order), so the result does not depend on
     /// how the threads were scheduled: gemm alone parallelises over G's c × c entries, too few
     /// for the wide-and-short early layers.
-    ///
-    /// Each chunk is first copied into a buffer whose rows are [`GRAM_CHUNK`] + 16 floats apart:
-    /// F's own rows are hw floats apart, at 1080p a multiple of 4 KiB (relu1_1: 8 MB), so gemm's
-    /// packing read c rows that all fall in the same cache sets. And G is symmetric: only its
-    /// blocks on and above the diagonal are computed, the rest mirrored. The five style layers'
-    /// G alone (`BENCH_MODE=gram`, 2 cores): 550 → 352 ms at 1920×1080 and 17.2 → 8.9 ms at
-    /// 256×192 against one gemm per chunk on F in place; a whole iteration, about 1% faster.
     pub fn compute(a: &[f32], c: usize, hw: usize) -> Vec<f32> {
         profile::time(|| "gram forward".to_string(), || {
             assert_eq!(a.len(), c * hw, "gram: activations of the wrong size");
             let threads = rayon::current_num_threads();
-            let chunk = hw.div_ceil(threads).clamp(128, GRAM_CHUNK);
+            let chunk = hw.div_ceil(4 * threads).clamp(256, 2048);
             let chunks: Vec<(usize, usize)> = (0..hw).step_by(chunk).map(|p0| (p0, (p0 + chunk).min(hw))).collect();
             let per_group = chunks.len().div_ceil(threads).max(1);
-            let stride = chunk + 16;
-            // Blocks (rows, columns) of G on and above the diagonal.
-            let blocks: Vec<(usize, usize)> =
-                (0..c).step_by(GRAM_BLOCK).flat_map(|i| (i..c).step_by(GRAM_BLOCK).map(move |j| (i, j))).collect();
             let partials: Vec<Vec<f32>> = chunks
                 .par_chunks(per_group)
                 .map(|group| {
                     let mut partial = vec![0f32; c * c];
-                    let mut rows = vec![0f32; c * stride];
                     for &(p0, p1) in group {
                         let k = p1 - p0;
-                        for (row, f) in rows.chunks_exact_mut(stride).zip(a.chunks_exact(hw)) {
-                            row[..k].copy_from_slice(&f[p0..p1]);
-                        }
-                        for &(i, j) in &blocks {
-                            let (m, n) = (GRAM_BLOCK.min(c - i), GRAM_BLOCK.min(c - j));
-                            assert!(i * c + j + (m - 1) * c + n <= partial.len() && (c - 1) * stride + k <= rows.len());
-                            // SAFETY: partial[i.., j..] (m × n, row stride c) += rows[i..i+m, ..k] ·
-                            // rows[j..j+n, ..k]ᵀ (the transpose by swapped strides). The operands read
-                            // rows below c, k entries each, within `rows` (its last row ends at
-                            // (c−1)·stride + k, asserted); the block written ends at
-                            // (i+m−1)·c + j + n ≤ c·c (asserted). `partial` and `rows` are this
-                            // task's own buffers and do not overlap.
-                            unsafe {
-                                gemm::gemm(
-                                    m, n, k,
-                                    partial.as_mut_ptr().add(i * c + j), 1, c as isize, true,
-                                    rows.as_ptr().add(i * stride), 1, stride as isize,
-                                    rows.as_ptr().add(j * stride), stride as isize, 1,
-                                    1.0, 1.0, false, false, false,
-                                    gemm::Parallelism::None,
-                                );
-                            }
+                        let f = &a[p0..];
+                        assert!((c - 1) * hw + k <= f.len());
+                        // SAFETY: partial += F[:, p0..p1] · F[:, p0..p1]ᵀ (Fᵀ: swapped strides).
+                        // Both operands read rows j < c of F from j·hw into `f`, k entries each:
+                        // the last ends at (c−1)·hw + k ≤ f.len() (asserted). The c × c result
+                        // (row stride c) is exactly `partial`, this task's own buffer, which the
+                        // operands do not overlap.
+                        unsafe {
+                            gemm::gemm(
+                                c, c, k,
+                                partial.as_mut_ptr(), 1, c as isize, true,
+                                f.as_ptr(), 1, hw as isize,
+                                f.as_ptr(), hw as isize, 1,
+                                1.0, 1.0, false, false, false,
+                                gemm::Parallelism::None,
+                            );
                         }
                     }
                     partial
@@ -727,12 +703,6 @@ impl Gram {
             let mut g = partials.next().unwrap_or_else(|| vec![0f32; c * c]);
             for partial in partials {
                 g.iter_mut().zip(&partial).for_each(|(x, y)| *x += y);
-            }
-            // The blocks below the diagonal, and the lower halves of those on it, mirrored.
-            for row in 1..c {
-                for column in 0..row {
-                    g[row * c + column] = g[column * c + row];
-                }
             }
             g
         })
