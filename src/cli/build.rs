@@ -298,8 +298,7 @@ impl Cli {
     /// `options` with the margin the network sees for an image (`still`) or a video painted at
     /// `size` px: `--margin`, else the default — a video's frames painted in one level get
     /// [`margin::DEFAULT_VIDEO_MARGIN`]; images and frames painted coarse to fine get none (at
-    /// 1080p it made a warm frame 1.05–1.32× as long from run to run, where one iteration alone
-    /// measures 1.045×: not yet explained; docs/temporal.md).
+    /// 1080p it makes a frame 1.16× as long, most of it at the coarse levels; docs/temporal.md).
     fn with_margin(&self, options: &StylizeOptions, still: bool, size: u32) -> StylizeOptions {
         let mut options = options.clone();
         let one_level = options.pyramid.sizes(size, size, options.settings.min_image_side()).len() == 1;
