@@ -376,17 +376,34 @@ fn start_and_wait_for_frames(args: &[&str], workdir: &Path, frames: usize) -> st
     }
 }
 
-fn interruptible_clip(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let input = dir.join("in.mp4");
-    make_clip(&input, &ClipSpec { frames: 24, ..ClipSpec::new(64, 48) });
-    (input, dir.join("out.mp4"), dir.join("report.json"))
+/// A run on a 24-frame clip slow enough to interrupt, in a scratch directory of its own.
+struct SlowRun {
+    dir: PathBuf,
+    output: PathBuf,
+    report: PathBuf,
+    args: Vec<String>,
 }
 
-fn slow_args<'a>(input: &'a Path, output: &'a Path, report: &'a Path) -> Vec<&'a str> {
-    vec![
-        input.to_str().unwrap(), "--style", "samples/starry_night.jpg", "-o", output.to_str().unwrap(),
-        "--report", report.to_str().unwrap(), "--size", "64", "--first-iterations", "2", "--iterations", "12", "--tol", "0",
-    ]
+impl SlowRun {
+    fn new(name: &str) -> Self {
+        let dir = common::scratch_dir(name);
+        let input = dir.join("in.mp4");
+        make_clip(&input, &ClipSpec { frames: 24, ..ClipSpec::new(64, 48) });
+        let (output, report) = (dir.join("out.mp4"), dir.join("report.json"));
+        let args = [
+            input.to_str().unwrap(), "--style", "samples/starry_night.jpg", "-o", output.to_str().unwrap(),
+            "--report", report.to_str().unwrap(), "--size", "64", "--first-iterations", "2", "--iterations", "12", "--tol", "0",
+        ]
+        .map(String::from)
+        .to_vec();
+        Self { dir, output, report, args }
+    }
+
+    /// Starts it and returns the running process once it has finished two frames.
+    fn start(&self) -> std::process::Child {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        start_and_wait_for_frames(&args, &WorkDir::path_for(&self.output), 2)
+    }
 }
 
 fn resumed_frames(report: &Path) -> Vec<bool> {
@@ -396,10 +413,9 @@ fn resumed_frames(report: &Path) -> Vec<bool> {
 
 #[test]
 fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
-    let dir = common::scratch_dir("pipeline-sigint");
-    let (input, output, report) = interruptible_clip(&dir);
-    let args = slow_args(&input, &output, &report);
-    let child = start_and_wait_for_frames(&args, &WorkDir::path_for(&output), 2);
+    let run = SlowRun::new("pipeline-sigint");
+    let child = run.start();
+    let SlowRun { output, report, args, .. } = run;
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -421,10 +437,9 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
 
 #[test]
 fn after_kill_9_the_same_command_resumes_and_cleans_up() {
-    let dir = common::scratch_dir("pipeline-sigkill");
-    let (input, output, report) = interruptible_clip(&dir);
-    let args = slow_args(&input, &output, &report);
-    let mut child = start_and_wait_for_frames(&args, &WorkDir::path_for(&output), 2);
+    let run = SlowRun::new("pipeline-sigkill");
+    let mut child = run.start();
+    let SlowRun { dir, output, report, args } = run;
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     assert!(!output.exists());
@@ -438,10 +453,9 @@ fn after_kill_9_the_same_command_resumes_and_cleans_up() {
 
 #[test]
 fn a_second_run_on_the_same_output_is_refused_and_leaves_the_first_its_files() {
-    let dir = common::scratch_dir("pipeline-second-run");
-    let (input, output, report) = interruptible_clip(&dir);
-    let args = slow_args(&input, &output, &report);
-    let first = start_and_wait_for_frames(&args, &WorkDir::path_for(&output), 2);
+    let run = SlowRun::new("pipeline-second-run");
+    let first = run.start();
+    let SlowRun { dir, output, args, .. } = run;
     // The first run's encoder is writing its temporary file beside the output by now.
     let temporary = format!(".out.mp4.partial-{}", first.id());
     assert!(names_in(&dir).contains(&temporary), "{:?}", names_in(&dir));
