@@ -153,8 +153,6 @@ fn conv_layer_ms(weights: Conv3x3Weights, h: usize, w: usize) -> (f64, f64) {
     (median(forward[1..].to_vec()), median(both[1..].to_vec()))
 }
 
-/// Each VGG16 convolution up to conv5_1 at its own resolution for a `w × h` frame: both
-/// algorithms, and the direct-convolution GFLOP/s (forward + input gradient) of the faster.
 /// Median milliseconds of the style layers' Gram matrices and their input gradients at a frame
 /// of `w × h` (relu1_1 … relu5_1: 64–512 channels at 1/1 … 1/16 of the frame's side).
 fn gram(w: usize, h: usize) {
@@ -179,6 +177,8 @@ fn gram(w: usize, h: usize) {
     }
 }
 
+/// Each VGG16 convolution up to conv5_1 at its own resolution for a `w × h` frame: both
+/// algorithms, and the direct-convolution GFLOP/s (forward + input gradient) of the faster.
 fn layers(w: usize, h: usize) {
     let shapes = [
         ("conv1_1", 3, 64, 1), ("conv1_2", 64, 64, 1), ("conv2_1", 64, 128, 2), ("conv2_2", 128, 128, 2),
