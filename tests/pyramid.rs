@@ -167,10 +167,12 @@ fn a_warm_frame_paints_the_band_the_flow_revealed() {
     let paint = |painter: &Painter| {
         let warm = Warm { start: &start, temporal: &temporal, previous: &[], top_up: None, matte: None };
         let painted = painter.paint_warm(&frame1, warm, 10, &mut NoProgress).unwrap();
-        (stylize_video::net::input::from_tensor(&painted.stylized.image).unwrap(), painted.levels.len())
+        let sizes: Vec<(u32, u32)> = painted.levels.iter().map(|l| (l.width, l.height)).collect();
+        (stylize_video::net::input::from_tensor(&painted.stylized.image).unwrap(), sizes)
     };
+    // Of the three levels a warm frame runs the coarsest and the finest.
     let (pyramid_result, levels) = paint(&painter);
-    assert_eq!(levels, 3);
+    assert_eq!(levels, [(64, 48), (256, 192)]);
     let (direct_result, _) = paint(&Painter::single(painter.level(2).clone()));
     if let Ok(dir) = std::env::var("PYRAMID_TEST_IMAGES") {
         for (name, image) in [("painting0", &painting0), ("warped", &warped), ("pyramid", &pyramid_result), ("direct", &direct_result)] {
@@ -230,30 +232,36 @@ fn size_source_paints_at_the_inputs_own_size_and_reports_the_levels_per_frame() 
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert_eq!(image::open(&out).unwrap().to_rgb8().dimensions(), (72, 40));
 
-    // A 3-frame clip of 80×48 painted at its own size in two levels (base 40): each frame's
-    // record lists the levels it ran, the first frame with --first-iterations at the base, the
-    // warm ones with --iterations, their finer level with one (its L-BFGS starts from the
-    // previous frame's curvature there, which the record keeps).
+    // A 3-frame clip of 96×64 painted at its own size in three levels (base 24): each frame's
+    // record lists the levels it ran. The first frame runs all three, --first-iterations at the
+    // base and a fifth above (at least two); the warm ones the coarsest level with the default
+    // for frames painted coarse to fine (5) and one iteration at the finest (its L-BFGS starts
+    // from the previous frame's curvature there, which the record keeps), skipping the middle.
     let clip = dir.join("clip.mkv");
-    make_clip(&clip, &ClipSpec { frames: 3, ..ClipSpec::new(80, 48) });
+    make_clip(&clip, &ClipSpec { frames: 3, ..ClipSpec::new(96, 64) });
     let (video_out, video_report) = (dir.join("out.mkv"), dir.join("video.json"));
     let args = [clip.as_os_str(), "-s".as_ref(), style.as_os_str(), "--size".as_ref(), "source".as_ref(), "--scales".as_ref(),
-        "2".as_ref(), "--base-size".as_ref(), "40".as_ref(), "--first-iterations".as_ref(), "6".as_ref(), "--iterations".as_ref(),
-        "3".as_ref(), "--tol".as_ref(), "0".as_ref(), "--codec".as_ref(), "ffv1".as_ref(), "-q".as_ref(), "-o".as_ref(),
-        video_out.as_os_str(), "--report".as_ref(), video_report.as_os_str()];
+        "3".as_ref(), "--base-size".as_ref(), "24".as_ref(), "--first-iterations".as_ref(), "6".as_ref(), "--tol".as_ref(),
+        "0".as_ref(), "--codec".as_ref(), "ffv1".as_ref(), "-q".as_ref(), "-o".as_ref(), video_out.as_os_str(), "--report".as_ref(),
+        video_report.as_os_str()];
     let run = stylize_video_cli(&args);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&video_report).unwrap()).unwrap();
-    assert_eq!((report["output"]["width"].as_u64(), report["output"]["height"].as_u64()), (Some(80), Some(48)));
+    assert_eq!((report["output"]["width"].as_u64(), report["output"]["height"].as_u64()), (Some(96), Some(64)));
     // Painted coarse to fine, a video's frames get no margin by default (src/cli/build.rs).
     assert_eq!(report["settings"]["margin"], 0);
+    assert_eq!(report["iterations"], 5);
     let levels: Vec<Vec<(u64, u64, u64)>> = report["frames"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| f["levels"].as_array().unwrap().iter().map(|l| (l["width"].as_u64().unwrap(), l["height"].as_u64().unwrap(), l["iterations"].as_u64().unwrap())).collect())
         .collect();
-    assert_eq!(levels, vec![vec![(40, 24, 6), (80, 48, 2)], vec![(40, 24, 3), (80, 48, 1)], vec![(40, 24, 3), (80, 48, 1)]]);
+    let warm = vec![(24, 16, 5), (96, 64, 1)];
+    assert_eq!(levels, vec![vec![(24, 16, 6), (48, 32, 2), (96, 64, 2)], warm.clone(), warm]);
+    for frame in &report["frames"].as_array().unwrap()[1..] {
+        assert_eq!(frame["iterations"], 6, "a warm frame's iterations are its levels' sum: {frame}");
+    }
     for frame in report["frames"].as_array().unwrap() {
         for level in frame["levels"].as_array().unwrap() {
             assert!(level["curvature_scale"].as_f64().is_some_and(|s| s > 0.0), "{level}");

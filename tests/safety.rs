@@ -141,6 +141,8 @@ fn bad_values_are_refused_before_any_work_naming_the_option_and_value() {
     assert!(err.contains("--start 159") && err.contains("past the end") && err.contains("in.mp4"), "{err}");
     let err = video_error(VideoJob { duration: Some(0.0), ..job.clone() });
     assert!(err.contains("--duration 0 s is not a usable time"), "{err}");
+    let err = video_error(VideoJob { iterations: 5, max_iterations: Some(4), ..job.clone() });
+    assert!(err.contains("--max-iterations 4 is below --iterations 5"), "{err}");
     for rate in [-1.0, 0.0] {
         let mut bad = job.clone();
         bad.options.settings.learning_rate = rate;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use stylize_video::jobs::batch::{BatchItem, BatchPlace};
-use stylize_video::jobs::pipeline::{VideoJob, DEFAULT_WARM_ITERATIONS};
+use stylize_video::jobs::pipeline::{VideoJob, DEFAULT_WARM_ITERATIONS, DEFAULT_WARM_ITERATIONS_COARSE_TO_FINE};
 use stylize_video::jobs::preview::{
     short_number, PreviewFrames, PreviewInput, PreviewJob, Sweep, SweptOption, DEFAULT_PREVIEW_ITERATIONS, DEFAULT_PREVIEW_SIZE,
 };
@@ -21,6 +21,11 @@ use stylize_video::stylize::margin;
 use stylize_video::stylize::stylizer::{default_style_layers, Settings};
 
 use super::args::{BlendArg, Cli, Codec, Keyed, WorkingSize};
+
+/// Whether an image of longest side `size` is painted in one level (not coarse to fine).
+fn one_level(options: &StylizeOptions, size: u32) -> bool {
+    options.pyramid.sizes(size, size, options.settings.min_image_side()).len() == 1
+}
 
 /// The longest side of a still image or of a video's (or sequence's) displayed frames, for
 /// `--size source`; the default size where the input cannot be read here, so that the job
@@ -192,10 +197,6 @@ impl Cli {
             let names: Vec<String> = lists.iter().map(|(o, _)| format!("--{}", o.name())).collect();
             return Err(format!("{} are both lists: a preview sweeps one option at a time", names.join(" and ")));
         }
-        let warm = self.iterations.unwrap_or(DEFAULT_WARM_ITERATIONS);
-        if let Some(max) = self.max_iterations.filter(|&m| m < warm) {
-            return Err(format!("--max-iterations {max} is below --iterations {warm}, the least a warm frame gets"));
-        }
         let options = self.options();
         if self.preview.is_some() {
             if self.input.len() > 1 {
@@ -301,8 +302,7 @@ impl Cli {
     /// 1080p it makes a frame 1.16× as long, most of it at the coarse levels; docs/temporal.md).
     fn with_margin(&self, options: &StylizeOptions, still: bool, size: u32) -> StylizeOptions {
         let mut options = options.clone();
-        let one_level = options.pyramid.sizes(size, size, options.settings.min_image_side()).len() == 1;
-        options.settings.margin = self.margin.unwrap_or(if still || !one_level { 0 } else { margin::DEFAULT_VIDEO_MARGIN });
+        options.settings.margin = self.margin.unwrap_or(if still || !one_level(&options, size) { 0 } else { margin::DEFAULT_VIDEO_MARGIN });
         options
     }
 
@@ -349,7 +349,7 @@ impl Cli {
             size,
             output_size: self.output_size,
             first_iterations: self.first_iterations,
-            iterations: self.iterations.unwrap_or(DEFAULT_WARM_ITERATIONS),
+            iterations: self.iterations.unwrap_or(if one_level(options, size) { DEFAULT_WARM_ITERATIONS } else { DEFAULT_WARM_ITERATIONS_COARSE_TO_FINE }),
             max_iterations: self.max_iterations,
             paint_revealed: self.paint_revealed.filter(|&n| n > 0),
             passes: self.passes,

@@ -8,14 +8,15 @@
 //! style targets are computed at that level's size, so `--style-scale` keeps its meaning (style
 //! area = the level's content area × scale).
 //!
-//! A warm video frame climbs the same levels from its warped start x⁰ (the previous painting
-//! carried along the flow): level k starts from x⁰ downscaled plus the change the coarser
-//! levels made, upscaled; J_temporal holds every level to the warped previous painting and its
-//! reliability c, downscaled. So the pixels the flow cannot vouch for (newly revealed areas)
-//! are painted where VGG sees their surroundings, not only at full size, and the whole frame
-//! keeps its large strokes from frame to frame. Each warm level's L-BFGS starts from the
-//! curvature the same level ended with on the previous frame ([`LevelRecord::curvature_scale`]),
-//! so its first iteration is a real step and the finer levels need only one ([`level_budget`]).
+//! A warm video frame runs the coarsest and the finest of the same levels from its warped start
+//! x⁰ (the previous painting carried along the flow): each starts from x⁰ at its size, the
+//! finest plus the change the coarsest made, upscaled; J_temporal holds both to the warped
+//! previous painting and its reliability c, downscaled. So the pixels the flow cannot vouch for
+//! (newly revealed areas) are painted where VGG sees their surroundings, not only at full size,
+//! and the whole frame keeps its large strokes from frame to frame; the levels between are
+//! skipped ([`warm_levels`]). Each warm level's L-BFGS starts from the curvature the same level
+//! ended with on the previous frame ([`LevelRecord::curvature_scale`]), so its first iteration
+//! is a real step and the finest needs only one ([`level_budget`]).
 //! A level the previous frame did not run (a still's, a first frame's) starts from the γ the
 //! level below ended with, scaled by the ratio of their pixel counts ([`finer_curvature_scale`]):
 //! Torch's probe, its first step otherwise, moves a 1080p image by so little that the first
@@ -73,6 +74,23 @@ pub fn level_budget(iterations: usize, level: usize, knows_curvature: bool) -> u
 /// finest level's γ came out at 647 from a start of 313 × 3.3, against 1.2e-4 from the probe.
 pub fn finer_curvature_scale(below: f64, below_pixels: f64, pixels: f64) -> f64 {
     below * pixels / below_pixels
+}
+
+/// The levels a warm frame runs out of `levels` (coarse to fine): the coarsest and the finest.
+/// The coarsest paints large strokes into what the flow could not carry; the finest, started
+/// from the warped painting plus that change, restores the detail the warp's interpolation blurs
+/// (without it J_style at full size climbed from frame to frame: 1.23× the shot's first frame
+/// after one frame of a 1080p pan, 2.69× after 15). The levels between cost a quarter of a warm
+/// frame and bought nothing measurable: on 16 frames of a 1920×1080 pan and 12 of the bench's
+/// hand-held 1080p clip (fp32, 2 cores) skipping them took a warm frame from 21.1–21.5 s to
+/// 15.4–16.1 s, left the warping error (shared/metrics/warp_error.py) at 1.06× and 0.94× and the
+/// last frame's two-scale judgement within 8% (0.59× and 0.74× C at 320 px, 0.12× and 0.13× at
+/// full size, against 0.55×, 0.71×, 0.11×, 0.11×). docs/resolution.md has the table.
+pub fn warm_levels(levels: usize) -> Vec<usize> {
+    match levels {
+        0 => Vec::new(),
+        n => (0..n).filter(|&level| level == 0 || level + 1 == n).collect(),
+    }
 }
 
 /// Iterations of each of `levels` levels started afresh (a still, a first frame), coarse to fine.
@@ -223,24 +241,25 @@ impl Painter {
         // Each level's L-BFGS starts from the previous frame's curvature at that level, where
         // there is one.
         let sizes = self.sizes(content.dimensions());
-        let same_levels = previous.len() == self.levels.len();
         let curvature: Vec<Option<f64>> = sizes
             .iter()
-            .enumerate()
-            .map(|(level, &size)| {
-                previous.get(level).filter(|p| same_levels && (p.width, p.height) == size).and_then(|p| p.curvature_scale)
-            })
+            .map(|&size| previous.iter().find(|p| (p.width, p.height) == size).and_then(|p| p.curvature_scale))
             .collect();
+        let runs: Vec<usize> = match start {
+            Start::Cold(_) => (0..self.levels.len()).collect(),
+            Start::Warm(_) => warm_levels(self.levels.len()),
+        };
         let budgets: Vec<usize> =
             curvature.iter().enumerate().map(|(level, known)| level_budget(iterations, level, known.is_some())).collect();
-        let total: usize = budgets.iter().sum();
+        let total: usize = runs.iter().map(|&level| budgets[level]).sum();
         let mut records: Vec<LevelRecord> = Vec::with_capacity(self.levels.len());
         // The level below's result, and the start its change is measured from (warm: the warped
         // start at that level's size).
         let mut below: Option<(Tensor, Tensor)> = None;
         let mut last = None;
         let mut stopped = None;
-        for (level, ((stylizer, &budget), &(width, height))) in self.levels.iter().zip(&budgets).zip(&sizes).enumerate() {
+        for &level in &runs {
+            let (stylizer, budget, (width, height)) = (&self.levels[level], budgets[level], sizes[level]);
             let device = stylizer.vgg().device();
             let content_here = if content.dimensions() == (width, height) {
                 input::to_tensor(content, device)?
@@ -285,7 +304,7 @@ impl Painter {
                     ((&here + change)?, here)
                 }
             };
-            let done_before: usize = budgets[..level].iter().sum();
+            let done_before: usize = runs.iter().take_while(|&&l| l < level).map(|&l| budgets[l]).sum();
             let mut level_progress = LevelProgress { inner: progress, done_before, total };
             let pixels = (width as f64) * (height as f64);
             let scale = curvature[level].or_else(|| {
@@ -414,6 +433,15 @@ mod tests {
         assert_eq!(schedule(0, 3), [0, 0, 0]);
         assert_eq!(schedule(1, 3), [1, 1, 1]);
         assert_eq!(schedule(7, 1), [7]);
+    }
+
+    #[test]
+    fn a_warm_frame_runs_the_coarsest_and_the_finest_level() {
+        assert_eq!(warm_levels(4), [0, 3]);
+        assert_eq!(warm_levels(3), [0, 2]);
+        assert_eq!(warm_levels(2), [0, 1]);
+        assert_eq!(warm_levels(1), [0]);
+        assert!(warm_levels(0).is_empty());
     }
 
     #[test]
