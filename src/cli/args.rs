@@ -248,8 +248,9 @@ pub struct Cli {
     /// frame of its own along the edges, which a camera pan drags inward as a seam and which
     /// leaves later frames of a pan far less painted than the first. 0 turns it off. An
     /// iteration at 256 px takes about 1.2× as long with 8 px. Frames painted coarse to fine
-    /// (larger sizes) get none by default: at 1080p it makes a frame about 1.16× as long. Give
-    /// 8 for pans and fast camera moves at those sizes.
+    /// (larger sizes) get none by default: at 1080p it makes a frame about 1.16× as long, and on
+    /// pans there it halved the warping error but helped the style on one clip and hurt it on
+    /// another (docs/temporal.md).
     #[arg(long, value_name = "PX", value_parser = whole_number::<usize>, help_heading = STYLE)]
     pub margin: Option<usize>,
 
