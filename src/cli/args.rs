@@ -297,8 +297,9 @@ pub struct Cli {
     /// growing about 2× per level up to --size, each level starting from the one below
     /// upscaled and running a fifth of its iterations, at least two (--iterations and --first-iterations count
     /// the coarsest level's). A video's warm frames run the coarsest level and one iteration at
-    /// the finest, started from the previous painting carried along the flow. Automatic: one level up to √2 × --base-size, then one more per
-    /// doubling (1280: 3 levels, 1920: 4, 3840: 5). A preview's cells are painted in one.
+    /// the finest, started from the previous painting carried along the flow. Automatic: one
+    /// level up to √2 × --base-size, then one more per doubling (1280: 3 levels, 1920: 4, 3840:
+    /// 5). A preview's cells are painted in one.
     #[arg(long, value_parser = whole_number::<usize>, help_heading = OPTIMISATION)]
     pub scales: Option<usize>,
 

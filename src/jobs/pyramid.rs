@@ -87,10 +87,7 @@ pub fn finer_curvature_scale(below: f64, below_pixels: f64, pixels: f64) -> f64 
 /// last frame's two-scale judgement within 8% (0.59× and 0.74× C at 320 px, 0.12× and 0.13× at
 /// full size, against 0.55×, 0.71×, 0.11×, 0.11×). docs/resolution.md has the table.
 pub fn warm_levels(levels: usize) -> Vec<usize> {
-    match levels {
-        0 => Vec::new(),
-        n => (0..n).filter(|&level| level == 0 || level + 1 == n).collect(),
-    }
+    (0..levels).filter(|&level| level == 0 || level + 1 == levels).collect()
 }
 
 /// Iterations of each of `levels` levels started afresh (a still, a first frame), coarse to fine.
