@@ -22,9 +22,9 @@ use stylize_video::stylize::stylizer::{default_style_layers, Settings};
 
 use super::args::{BlendArg, Cli, Codec, Keyed, WorkingSize};
 
-/// Whether an image of longest side `size` is painted in one level (not coarse to fine).
+/// Whether an image of longest side `size` is painted in one level with `options`.
 fn one_level(options: &StylizeOptions, size: u32) -> bool {
-    options.pyramid.sizes(size, size, options.settings.min_image_side()).len() == 1
+    options.pyramid.is_one_level(size, options.settings.min_image_side())
 }
 
 /// The longest side of a still image or of a video's (or sequence's) displayed frames, for

@@ -1268,7 +1268,7 @@ pub(crate) fn fingerprint(job: &VideoJob) -> Result<serde_json::Value> {
     // The levels, where there are several: a run painted in one level (every run at sizes up
     // to √2 × the base size, as before there were levels) resumes as it did.
     let pyramid = &job.options.pyramid;
-    if pyramid.sizes(job.size, job.size, 1).len() > 1 {
+    if !pyramid.is_one_level(job.size, 1) {
         fingerprint["pyramid"] = serde_json::to_value(pyramid).unwrap_or_default();
     }
     // Likewise the adaptive budget, only when it is on.

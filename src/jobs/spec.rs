@@ -89,6 +89,12 @@ impl PyramidSpec {
         sizes
     }
 
+    /// Whether an image of longest side `size` is painted in one level (not coarse to fine),
+    /// with [`Self::sizes`]'s `min_side`.
+    pub fn is_one_level(&self, size: u32, min_side: u32) -> bool {
+        self.sizes(size, size, min_side).len() == 1
+    }
+
     /// `--scales` and `--base-size` make sense.
     pub fn validate(&self) -> Result<()> {
         if self.scales == Some(0) {

@@ -21,7 +21,8 @@
 //! needs: 0.91× the wall time, 4.13 instead of 4.34 GiB peak (three alternated runs each).
 
 /// Makes the allocator keep freed memory for reuse (glibc: no `mmap`ped blocks, no trimming of
-/// the heap, one arena for all threads). Call once, early, from a program's `main`; a no-op on other C libraries.
+/// the heap, one arena for all threads). Call once, early, from a program's `main`; a no-op on
+/// other C libraries.
 pub fn reuse_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt takes two integers (no pointers) and only changes glibc malloc's tuning
