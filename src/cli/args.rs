@@ -265,8 +265,8 @@ pub struct Cli {
     /// Maximum iterations of an image, or of each video frame after the first.
     ///
     /// Each iteration is a forward pass, the losses, a backward pass and a step. Default: 150
-    /// for an image, 10 for video frames (5 for frames painted coarse to fine, counted at the
-    /// coarsest level; 50 for a preview's cells).
+    /// for an image, 10 for video frames (for those painted coarse to fine, counted at the
+    /// coarsest level: 100 for an image, 5 for video frames; 50 for a preview's cells).
     #[arg(long, value_parser = whole_number::<usize>, help_heading = OPTIMISATION)]
     pub iterations: Option<usize>,
 
@@ -295,7 +295,7 @@ pub struct Cli {
     ///
     /// A large image (a still, a video's frames) is painted first at --base-size, then at sizes
     /// growing about 2× per level up to --size, each level starting from the one below
-    /// upscaled and running a fifth of its iterations, at least two (--iterations and --first-iterations count
+    /// upscaled and running a sixth of its iterations, at least two (--iterations and --first-iterations count
     /// the coarsest level's). A video's warm frames run the coarsest level and one iteration at
     /// the finest, started from the previous painting carried along the flow. Automatic: one
     /// level up to √2 × --base-size, then one more per doubling (1280: 3 levels, 1920: 4, 3840:

@@ -13,7 +13,7 @@ use stylize_video::jobs::preview::{
 use stylize_video::jobs::keyframes::{KeyAt, Keyframed, Keyframes};
 use stylize_video::jobs::segment::SegmentSpec;
 use stylize_video::jobs::spec::{self, NetworkSpec, PyramidSpec, StyleSpec, StylizeOptions, DEFAULT_SIZE};
-use stylize_video::jobs::still::{StillJob, DEFAULT_ITERATIONS};
+use stylize_video::jobs::still::{StillJob, DEFAULT_ITERATIONS, DEFAULT_ITERATIONS_COARSE_TO_FINE};
 use stylize_video::media::matte::MatteSpec;
 use stylize_video::media::sequence::{is_sequence, Pattern};
 use stylize_video::media::video::{DecodeOptions, VideoDecoder};
@@ -333,7 +333,7 @@ impl Cli {
                 content: input.to_path_buf(),
                 style,
                 size,
-                iterations: self.iterations.unwrap_or(DEFAULT_ITERATIONS),
+                iterations: self.iterations.unwrap_or(if one_level(options, size) { DEFAULT_ITERATIONS } else { DEFAULT_ITERATIONS_COARSE_TO_FINE }),
                 options: options.clone(),
                 report,
                 overwrite: self.overwrite,

@@ -4,7 +4,7 @@
 //! started from the photograph keeps the photograph and only tints it. Instead an image is
 //! painted first at a base size (about 320 px on its longest side), then at sizes growing by
 //! about 2× up to the working size ([`PyramidSpec::sizes`]); each level starts from the level
-//! below's result upscaled and runs a fifth of its iterations, at least two ([`level_budget`]). Each level's
+//! below's result upscaled and runs a sixth of its iterations, at least two ([`level_budget`]). Each level's
 //! style targets are computed at that level's size, so `--style-scale` keeps its meaning (style
 //! area = the level's content area × scale).
 //!
@@ -18,7 +18,7 @@
 //! ended with on the previous frame ([`LevelRecord::curvature_scale`]), so its first iteration
 //! is a real step and the finest needs only one ([`level_budget`]).
 //! A level the previous frame did not run (a still's, a first frame's) starts from the γ the
-//! level below ended with, scaled by the ratio of their pixel counts ([`finer_curvature_scale`]):
+//! level below ended with, scaled by the ratio of their sides ([`finer_curvature_scale`]):
 //! Torch's probe, its first step otherwise, moves a 1080p image by so little that the first
 //! curvature pair measured rounding noise, and the finest level barely moved.
 //!
@@ -43,9 +43,14 @@ use crate::stylize::stylizer::{ContentTarget, Settings, Stylized, Stylizer, Temp
 /// the two-scale judgement; C is the 320-px painting upscaled): 150/50/17 iterations took
 /// 142 s, J_style 0.65× C's seen at 320 px and 0.10× at full size; 100/20/5 took 67 s, 0.65×
 /// and 0.12×; 60/12/3 took 44 s, 0.70× and 0.28×. The finer levels sharpen what the coarsest
-/// painted, and a fifth of the iterations per level keeps most of it at well under half the
-/// time of a third.
-const ITERATIONS_FALL: usize = 5;
+/// painted. With finer levels started from the level below's curvature
+/// ([`finer_curvature_scale`]), a sixth instead of a fifth (100/17/3 instead of 100/20/4) took
+/// the same frame from 61.1 s to 54.6 s at 0.87× and 0.040× C (0.87× and 0.033×); the finest
+/// level's fourth iteration bought nothing at 320 px and an eighth nothing at either scale
+/// (100/20/8: 0.88×, 0.032×). The coarsest level's count is what cannot fall: 80/20/4 judged
+/// 1.02× C at 320 px, 60/30/4 1.45× and 50/20/4 7.9× (its painting had not formed, and the
+/// finer levels only sharpened the photograph).
+const ITERATIONS_FALL: usize = 6;
 
 /// The fewest iterations a level above the coarsest runs when the previous frame did not run it
 /// (a still, a first frame). Its L-BFGS starts from a γ guessed from the level below's
@@ -59,7 +64,7 @@ const ITERATIONS_FALL: usize = 5;
 const MIN_LEVEL_ITERATIONS: usize = 2;
 
 /// Iterations of level `level` (0: the coarsest) from `iterations` at the coarsest: each finer
-/// level a fifth of the one below, rounded up, and at least two, or one when its L-BFGS starts
+/// level a sixth of the one below, rounded up, and at least two, or one when its L-BFGS starts
 /// with a known curvature (none above a coarsest level of none, one above a coarsest level of
 /// one).
 pub fn level_budget(iterations: usize, level: usize, knows_curvature: bool) -> usize {
@@ -69,11 +74,18 @@ pub fn level_budget(iterations: usize, level: usize, knows_curvature: bool) -> u
 
 /// γ for the first step of a level of `pixels` pixels whose L-BFGS has no curvature of its own,
 /// from the γ = (y·s)/(y·y) the level below (`below_pixels` pixels) ended with: times the ratio
-/// of the pixel counts. J's terms are means over positions, so ∇J per pixel falls as 1/N and
-/// the inverse curvature grows as N. Measured on the 1080p bench clip's first frame (fp32): the
-/// finest level's γ came out at 647 from a start of 313 × 3.3, against 1.2e-4 from the probe.
+/// of their sides, √(pixels / below_pixels). J's terms are means over positions, so in theory ∇J
+/// per pixel falls as 1/N and the inverse curvature grows as N, but the levels' own γ grow about
+/// as √N: on a 1280×720 still (fp32) they ended at 77, 140–150 and 550–600 at 320, 640 and
+/// 1280 px, and on the 1080p bench clip's first frame the finest ended at 647 from 313 at 1057
+/// px (×3.3 in pixels). Started at N× (a first step 2× too long at 640 px, and no line search
+/// to shorten it), a short level undid the one below: with 150/10/4 iterations that still
+/// judged 1.31× C at 320 px (C: the 320-px painting upscaled), against 0.93× from √N× and from
+/// 1×; with 150/30/6, N× and 1× gave 0.79× and 0.82×: a longer level recovers. Torch's
+/// probe, min(1, 1/‖g‖₁)·g, moved a 1080p image by 1e-5 px and left the finest level's γ at
+/// 1.2e-4.
 pub fn finer_curvature_scale(below: f64, below_pixels: f64, pixels: f64) -> f64 {
-    below * pixels / below_pixels
+    below * (pixels / below_pixels).sqrt()
 }
 
 /// The levels a warm frame runs out of `levels` (coarse to fine): the coarsest and the finest.
@@ -423,9 +435,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_level_runs_a_fifth_of_the_one_below_and_at_least_two() {
-        assert_eq!(schedule(100, 3), [100, 20, 4]);
-        assert_eq!(schedule(150, 5), [150, 30, 6, 2, 2]);
+    fn each_level_runs_a_sixth_of_the_one_below_and_at_least_two() {
+        assert_eq!(schedule(100, 3), [100, 17, 3]);
+        assert_eq!(schedule(100, 4), [100, 17, 3, 2]);
+        assert_eq!(schedule(150, 5), [150, 25, 5, 2, 2]);
         assert_eq!(schedule(10, 4), [10, 2, 2, 2]);
         assert_eq!(schedule(0, 3), [0, 0, 0]);
         assert_eq!(schedule(1, 3), [1, 1, 1]);
@@ -445,7 +458,14 @@ mod tests {
     fn a_level_that_knows_its_curvature_may_run_one_iteration() {
         let warm: Vec<usize> = (0..4).map(|level| level_budget(10, level, level > 0)).collect();
         assert_eq!(warm, [10, 2, 1, 1]);
-        assert_eq!(level_budget(100, 2, true), 4);
+        assert_eq!(level_budget(100, 2, true), 3);
         assert_eq!(level_budget(0, 3, true), 0);
+    }
+
+    #[test]
+    fn a_finer_level_starts_from_the_gamma_below_times_the_ratio_of_the_sides() {
+        // 2× the side, 4× the pixels: γ doubles.
+        assert_eq!(finer_curvature_scale(75.0, 320.0 * 180.0, 640.0 * 360.0), 150.0);
+        assert_eq!(finer_curvature_scale(75.0, 100.0, 100.0), 75.0);
     }
 }
