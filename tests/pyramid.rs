@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
@@ -217,15 +218,20 @@ fn stylize_video_cli(args: &[&std::ffi::OsStr]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_stylize-video")).args(args).output().unwrap()
 }
 
+/// A scratch folder `name`, the sample style, and a synthetic photo of `width × height` in it.
+fn cli_scene(name: &str, width: u32, height: u32) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = common::scratch_dir(name);
+    let photo = dir.join("photo.png");
+    common::synthetic_content(width, height).save(&photo).unwrap();
+    (dir, common::repo_path("samples/starry_night.jpg"), photo)
+}
+
 #[test]
 fn a_still_painted_coarse_to_fine_runs_100_iterations_at_its_coarsest_level_by_default() {
     // 150 at 320 px, 30 at 640 and 6 at 1280 took a 720p still 86–88 s; 100/17/3 took 53–55 s
     // and judged more painted at 320 px than the 320-px painting (src/jobs/still.rs). The
     // default follows the level count: 150 in one level, 100 in three (a sixth above, at least 2).
-    let dir = common::scratch_dir("pyramid-still-default");
-    let style = common::repo_path("samples/starry_night.jpg");
-    let photo = dir.join("photo.png");
-    common::synthetic_content(96, 64).save(&photo).unwrap();
+    let (dir, style, photo) = cli_scene("pyramid-still-default", 96, 64);
     let levels = |extra: &[&str], name: &str| -> Vec<(u64, u64, u64)> {
         let (out, report) = (dir.join(format!("{name}.png")), dir.join(format!("{name}.json")));
         let mut args: Vec<std::ffi::OsString> = vec![photo.clone().into(), "-s".into(), style.clone().into(), "--size".into(), "source".into()];
@@ -244,11 +250,8 @@ fn a_still_painted_coarse_to_fine_runs_100_iterations_at_its_coarsest_level_by_d
 #[test]
 fn size_source_paints_at_the_inputs_own_size_and_reports_the_levels_per_frame() {
     use common::clips::{make_clip, ClipSpec};
-    let dir = common::scratch_dir("pyramid-size-source");
-    let style = common::repo_path("samples/starry_night.jpg");
     // A still of 72×40: written at 72×40, not at the default 256.
-    let photo = dir.join("photo.png");
-    common::synthetic_content(72, 40).save(&photo).unwrap();
+    let (dir, style, photo) = cli_scene("pyramid-size-source", 72, 40);
     let out = dir.join("painted.png");
     let report_path = dir.join("still.json");
     let args = [photo.as_os_str(), "-s".as_ref(), style.as_os_str(), "--size".as_ref(), "source".as_ref(), "--iterations".as_ref(),
