@@ -66,6 +66,8 @@ impl FrameMatte {
 
 /// The frames of a matte, one per input frame, at the processing size.
 pub struct MatteFrames {
+    /// Named in the errors of a matte clip that ends early (a still never does).
+    #[cfg_attr(not(feature = "media"), allow(dead_code))]
     path: PathBuf,
     feather: f32,
     source: Source,
@@ -149,6 +151,7 @@ fn named_as_matte(error: Error) -> Error {
 }
 
 /// Whether a matte path is one image (not a sequence pattern or a directory; PNG, JPEG or TIFF).
+#[cfg(feature = "media")]
 fn is_still(path: &Path) -> bool {
     !crate::media::sequence::is_sequence(path)
         && matches!(image::ImageFormat::from_path(path), Ok(image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::Tiff))
