@@ -66,9 +66,6 @@ impl FrameMatte {
 
 /// The frames of a matte, one per input frame, at the processing size.
 pub struct MatteFrames {
-    /// Named in the errors of a matte clip that ends early (a still never does).
-    #[cfg_attr(not(feature = "media"), allow(dead_code))]
-    path: PathBuf,
     feather: f32,
     source: Source,
     delivered: u64,
@@ -76,8 +73,9 @@ pub struct MatteFrames {
 
 enum Source {
     Still(GrayImage),
+    /// A clip or image sequence, with its path for the error of a matte that ends early.
     #[cfg(feature = "media")]
-    Clip(Box<VideoDecoder>),
+    Clip(Box<VideoDecoder>, PathBuf),
 }
 
 impl MatteFrames {
@@ -87,7 +85,7 @@ impl MatteFrames {
         let image = load_luma(path)?;
         check_shape(path, image.dimensions(), input)?;
         let matte = if image.dimensions() == size { image } else { image::imageops::resize(&image, size.0, size.1, FilterType::Triangle) };
-        Ok(Self { path: path.to_path_buf(), feather: spec.feather, source: Source::Still(matte), delivered: 0 })
+        Ok(Self { feather: spec.feather, source: Source::Still(matte), delivered: 0 })
     }
 
     /// The matte at `path`, a still or (with FFmpeg) a clip or image sequence read over the
@@ -118,7 +116,7 @@ impl MatteFrames {
                 ));
             }
         }
-        Ok(Self { path: path.to_path_buf(), feather: spec.feather, source: Source::Clip(Box::new(decoder)), delivered: 0 })
+        Ok(Self { feather: spec.feather, source: Source::Clip(Box::new(decoder), path.to_path_buf()), delivered: 0 })
     }
 
     /// The matte of the next input frame.
@@ -126,11 +124,11 @@ impl MatteFrames {
         let matte = match &mut self.source {
             Source::Still(matte) => matte.clone(),
             #[cfg(feature = "media")]
-            Source::Clip(decoder) => match decoder.next_frame().map_err(named_as_matte)? {
+            Source::Clip(decoder, path) => match decoder.next_frame().map_err(named_as_matte)? {
                 Some(frame) => luma(&frame.image),
                 None => {
                     return Err(Error::input(
-                        &self.path,
+                        &*path,
                         format!("--matte ends after {} frames, before the input: a matte clip needs one frame per input frame", self.delivered),
                     ))
                 }
