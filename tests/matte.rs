@@ -257,6 +257,15 @@ fn a_matte_sequence_follows_the_input_frame_by_frame() {
     let error = run_video(&job(&three, &refused, Some(&dir.join("mattes/m_%02d.png"))), &mut NoProgress, &AtomicBool::new(false)).unwrap_err();
     assert!(error.to_string().contains("--matte has 2 frames, the input 3"), "{error}");
     assert!(!refused.exists() && !stylize_video::jobs::workdir::WorkDir::path_for(&refused).exists());
+
+    // With a duration the count is not checked ahead (the range may end first): the matte
+    // running out is an error that names it, and no output is written.
+    let ran_out = dir.join("ran-out.mkv");
+    let with_duration = VideoJob { duration: Some(60.0), ..job(&three, &ran_out, Some(&dir.join("mattes/m_%02d.png"))) };
+    let error = run_video(&with_duration, &mut NoProgress, &AtomicBool::new(false)).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("m_%02d.png") && message.contains("--matte ends after 2 frames"), "{message}");
+    assert!(!ran_out.exists());
 }
 
 #[test]
