@@ -137,3 +137,35 @@ fn own_backward_matches_autograd() {
         assert!(rel < 1e-5, "{precision}: gradients differ by {rel}");
     }
 }
+
+/// A frame behind its shot is held to the previous painting with a share of γ_temp
+/// ([`stylize_video::stylize::stylizer::ContentTarget::with_temporal_share`]): J_temporal and its
+/// part of J scale by the share on both paths (the CPU kernels' own and candle's tensors), and the
+/// rest of J is what it was.
+#[test]
+fn a_temporal_share_scales_j_temporal_alone() {
+    use stylize_video::stylize::stylizer::TemporalTarget;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let dev = Device::Cpu;
+    let content = to_tensor(&common::synthetic_content(40, 28), &dev).unwrap();
+    let style = to_tensor(&common::synthetic_style(40, 28), &dev).unwrap();
+    let settings = Settings { content_weight: 1.0, style_weight: 1e-3, tv_weight: 1e-2, temporal_weight: 0.5, ..Settings::default() };
+    let vgg = Vgg16::load_with(&weights_path(None), Pooling::Max, Compute::Cpu, Some(Precision::Fp32)).unwrap();
+    let stylizer = Stylizer::new(vgg, settings.clone(), &[(style, 1.0)]).unwrap();
+    let warped = (&content + random(content.shape(), 20.0, &mut rng)).unwrap();
+    let reliability = Tensor::rand(0f32, 1f32, (1, 1, 28, 40), &dev).unwrap();
+    let full = stylizer.content_target(&content).unwrap().with_temporal(vec![TemporalTarget { warped_previous: warped, reliability }]).unwrap();
+    let quarter = full.with_temporal_share(0.25).unwrap();
+    let x = (&content + random(content.shape(), 30.0, &mut rng)).unwrap();
+
+    let (_, own_full) = stylizer.evaluate(&x, &full).unwrap();
+    let (_, own_quarter) = stylizer.evaluate(&x, &quarter).unwrap();
+    let (_, tensors_quarter) = stylizer.cost(&x, &quarter).unwrap();
+    assert!(own_full.temporal > 0.0);
+    for (what, j) in [("own", own_quarter.temporal), ("tensors", tensors_quarter.temporal)] {
+        assert!((j - 0.25 * own_full.temporal).abs() <= 1e-5 * own_full.temporal, "{what}: J_temporal {j} vs ¼ of {}", own_full.temporal);
+    }
+    let expected_total = own_full.total - 0.75 * settings.temporal_weight * own_full.temporal;
+    assert!((own_quarter.total - expected_total).abs() <= 1e-6 * own_full.total, "J {} vs {expected_total}", own_quarter.total);
+    assert_eq!((own_quarter.style, own_quarter.content, own_quarter.tv), (own_full.style, own_full.content, own_full.tv));
+}

@@ -29,6 +29,7 @@ fn job(input: &Path, output: &Path) -> VideoJob {
         size: 64,
         first_iterations: 10,
         iterations: 1,
+        max_iterations: None,
         options: StylizeOptions { settings: Settings { tol: 0.0, ..Settings::default() }, ..StylizeOptions::default() },
         ..VideoJob::with_defaults(input.to_path_buf(), style_path(), output.to_path_buf())
     }
@@ -694,6 +695,36 @@ fn the_adaptive_budget_repaints_a_revealed_band_and_style_ratio_is_j_style_over_
     assert!(pan.style_ratio.unwrap() <= 1.2 || (pan.iterations == 20 && why.starts_with("--max-iterations 20")), "{why}");
     assert!(pan.style_ratio.unwrap() < fixed.frames[3].style_ratio.unwrap());
     assert!(adaptive.frames[1..].iter().all(|f| (2..=20).contains(&f.iterations)));
+}
+
+/// A warm frame whose predecessor in the shot ended above the line is behind from the start: its
+/// whole budget is held to the previous painting by a quarter of γ_temp (and its top-up by a
+/// sixteenth), and the report says so; a frame after one that kept up is not.
+#[test]
+fn a_frame_after_one_left_behind_is_held_loosely_from_the_start() {
+    let dir = common::scratch_dir("pipeline-behind");
+    let input = dir.join("pan.mkv");
+    make_clip(&input, &ClipSpec { frames: 6, video: ClipVideo::Ffv1, picture: pan_reveals_a_band, ..ClipSpec::new(64, 48) });
+    let job = VideoJob {
+        size: 48,
+        first_iterations: 30,
+        iterations: 2,
+        max_iterations: Some(3),
+        codec: VideoCodec::Ffv1,
+        ..job(&input, &dir.join("behind.mkv"))
+    };
+    let report = run(&job);
+    let mut behind = 0;
+    for pair in report.frames[1..].windows(2) {
+        let (before, frame) = (&pair[0], &pair[1]);
+        let why = frame.stopped.as_deref().unwrap();
+        let was_behind = before.style_ratio.unwrap() > 1.2;
+        assert_eq!(why.contains("behind its shot from the start: γ_temp × 0.25"), was_behind, "frame {}: {why}", frame.index);
+        behind += was_behind as usize;
+    }
+    // Frame 1 follows the shot's first frame (ratio 1): never behind from the start.
+    assert!(!report.frames[1].stopped.as_deref().unwrap().contains("behind its shot"));
+    assert!(behind > 0, "no frame followed one left behind: {:?}", report.frames.iter().map(|f| f.style_ratio).collect::<Vec<_>>());
 }
 
 /// `--paint-revealed`: the band the pan reveals is painted in a crop of its own before the

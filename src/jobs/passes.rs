@@ -238,7 +238,8 @@ fn paint_pass(
         let weights = matte.as_ref().map(|m| input::matte_tensor(&m.matte, &device)).transpose()?;
         let nothing_to_paint = matte.as_ref().is_some_and(FrameMatte::paints_nothing) && !painter.finest().has_outside_style();
         let iterations = if nothing_to_paint { 0 } else { plan.iterations };
-        let top_up = shots::top_up(iterations, plan.max_iterations.filter(|_| iterations > 0), shot_reference_style(&first_pass[..=index]));
+        // A later pass's frames start from a painting each: no frame is behind from the start.
+        let top_up = shots::top_up(iterations, plan.max_iterations.filter(|_| iterations > 0), shot_reference_style(&first_pass[..=index]), None);
         let warm = Warm { start: &start, temporal: &temporal, previous: &previous_levels, top_up, matte: weights.as_ref() };
         let mut frame_progress = StopAware { inner: &mut *progress, stop };
         // Keyframed settings: the values the first pass painted the frame with.

@@ -28,7 +28,7 @@ use crate::jobs::passes::{self, PassFigures, Repaint};
 use crate::jobs::progress::{FrameRecord, StopAware, VideoProgress};
 use crate::jobs::shots::{self, shot_reference_style};
 pub use crate::jobs::shots::{shot_figures, ShotFigures, STYLE_RATIO_TARGET};
-use crate::jobs::pyramid::{LevelRecord, Painted, Painter, Warm};
+use crate::jobs::pyramid::{Painted, Painter, Warm};
 use crate::jobs::revealed::{paint_revealed, RevealedRecord};
 use crate::jobs::spec::{
     check_before_work, check_working_size, job_reads, job_writes, load_init_image, refuse_existing, write_json, Init, OptionsReport,
@@ -623,7 +623,6 @@ pub(crate) fn stylize_frames(
                 painter.paint(&frame.image, matte_weights.as_ref(), &start, first_iterations, &mut frame_progress)?
             }
             Some((_, motion)) => {
-                let previous_levels = records.last().map_or(&[][..], |r: &FrameRecord| &r.levels);
                 let (painted, warped, painted_revealed) = stylize_following(
                     job,
                     painter,
@@ -631,7 +630,7 @@ pub(crate) fn stylize_frames(
                     &content,
                     &earlier,
                     motion,
-                    previous_levels,
+                    records.last(),
                     reference,
                     Matted { matte: matte_weights.as_ref(), iterations },
                     &mut frame_progress,
@@ -791,7 +790,8 @@ struct Matted<'a> {
 
 /// Stylizes a frame that follows the `earlier` frames (newest first) with `motion` from them:
 /// the start image as `--init-video` says, J_temporal against the warped earlier outputs.
-/// `previous_levels` is what the previous frame's levels did (their L-BFGS curvature).
+/// `previous` is the record of the frame before: what its levels did (their L-BFGS curvature),
+/// and its style ratio (one above the target makes this frame [`crate::jobs::pyramid::TopUp::behind`] its shot).
 /// Returns the result, ω(x_{t−1}) (the previous output warped to this frame) and what
 /// `--paint-revealed` painted.
 #[allow(clippy::too_many_arguments)]
@@ -802,12 +802,14 @@ fn stylize_following(
     content: &Tensor,
     earlier: &VecDeque<Previous>,
     motion: &Motion,
-    previous_levels: &[LevelRecord],
+    previous: Option<&FrameRecord>,
     shot_reference_style: Option<f64>,
     Matted { matte, iterations }: Matted,
     progress: &mut dyn Progress,
 ) -> Result<(Painted, Tensor, Option<RevealedRecord>)> {
     let device = content.device();
+    let previous_levels = previous.map_or(&[][..], |r| &r.levels);
+    let previous_ratio = previous.and_then(|r| r.style_ratio);
     let previous = &earlier[0];
     let previous_output = input::to_tensor(&previous.output, device)?;
     let warped_previous = motion.warp_tensor(&previous_output)?;
@@ -846,7 +848,7 @@ fn stylize_following(
         };
         temporal.push(TemporalTarget { warped_previous: warped, reliability: motion.weights_tensor(&weights, device)? });
     }
-    let top_up = shots::top_up(iterations, job.max_iterations.filter(|_| iterations > 0), shot_reference_style);
+    let top_up = shots::top_up(iterations, job.max_iterations.filter(|_| iterations > 0), shot_reference_style, previous_ratio);
     let warm = Warm { start: &start, temporal: &temporal, previous: previous_levels, top_up, matte };
     Ok((painter.paint_warm(frame, warm, iterations, progress)?, warped_previous, revealed))
 }

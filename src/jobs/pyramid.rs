@@ -153,12 +153,16 @@ pub struct Warm<'a> {
 /// More iterations for a warm frame less painted than its shot (fast motion, revealed areas):
 /// after its budget, the finest level goes on, a budget's worth of iterations at a time, while
 /// J_style exceeds `ratio` × the shot's reference (its first frame's J_style), until
-/// `max_iterations` in all at that level.
+/// `max_iterations` in all at that level. Those further iterations hold the frame to the warped
+/// previous painting with γ_temp × `temporal_share`; when the frame is `behind` (the frame before
+/// it ended above `ratio`) its budget is held so too, and the further iterations by its square.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TopUp {
     pub reference_style: f64,
     pub ratio: f64,
     pub max_iterations: usize,
+    pub behind: bool,
+    pub temporal_share: f32,
 }
 
 /// The stylizers of a pyramid's levels, coarse to fine (the last at the working size), with the
@@ -320,9 +324,19 @@ impl Painter {
                 let below = records.last()?;
                 Some(finer_curvature_scale(below.curvature_scale?, below.width as f64 * below.height as f64, pixels))
             });
+            let finest_top_up = top_up.filter(|_| level + 1 == self.levels.len());
+            // Each time the frame is found behind its shot (before its budget: the frame before
+            // was; after it: its own ratio), J_temporal's share is multiplied by temporal_share.
+            let behind = |target: &ContentTarget, top: TopUp| match temporal.is_empty() {
+                true => Ok(target.clone()),
+                false => target.with_temporal_share(top.temporal_share),
+            };
+            if let Some(top) = finest_top_up.filter(|top| top.behind) {
+                target = behind(&target, top)?;
+            }
             let mut stylized = stylizer.optimise_with_curvature(&target, &level_start, budget, scale, &mut level_progress)?;
-            if let Some(top) = top_up.filter(|_| level + 1 == self.levels.len()) {
-                let (more, why) = top_up_level(stylizer, &target, stylized, budget, top, &mut level_progress)?;
+            if let Some(top) = finest_top_up {
+                let (more, why) = top_up_level(stylizer, &behind(&target, top)?, stylized, budget, top, &mut level_progress)?;
                 stylized = more;
                 stopped = Some(why);
             }
@@ -346,8 +360,9 @@ impl Painter {
 }
 
 /// Runs [`TopUp`]'s further iterations on a level's result: chunks of `chunk` iterations (at
-/// least 1), each L-BFGS started with the curvature the previous one ended with. Returns the
-/// result, with the iterations, evaluations and seconds of all its chunks, and why it stopped.
+/// least 1), each L-BFGS started with the curvature the previous one ended with, against `target`
+/// (the level's, J_temporal's share multiplied by [`TopUp::temporal_share`]). Returns the result, with the
+/// iterations, evaluations and seconds of all its chunks, and why it stopped.
 fn top_up_level(
     stylizer: &Stylizer,
     target: &ContentTarget,
@@ -361,7 +376,7 @@ fn top_up_level(
     let mut current = first;
     if current.terms.style <= limit {
         let why = format!("painted: style ratio {:.2} ≤ {} after the minimum", ratio(&current), top.ratio);
-        return Ok((current, why));
+        return Ok((current, with_behind(why, top)));
     }
     let level_started_at = progress.done_before;
     while current.terms.style > limit && current.iterations < top.max_iterations && !progress.should_stop() {
@@ -385,7 +400,15 @@ fn top_up_level(
     } else {
         format!("--max-iterations {} reached at style ratio {:.2}", top.max_iterations, ratio(&current))
     };
-    Ok((current, why))
+    Ok((current, with_behind(why, top)))
+}
+
+/// `why`, and for a frame [`TopUp::behind`] its shot from the start, that it was held more loosely.
+fn with_behind(why: String, top: TopUp) -> String {
+    match top.behind {
+        true => format!("{why} (behind its shot from the start: γ_temp × {} for the budget)", top.temporal_share),
+        false => why,
+    }
 }
 
 /// Per-pixel weights (reliability c) at `width × height`: resized, they stay within 0..1.

@@ -229,6 +229,19 @@ impl ContentTarget {
         Ok(self)
     }
 
+    /// The same target with J_temporal's weights c scaled by `share` (0..1): the pull towards
+    /// the warped earlier frames is then γ_temp × `share`, the rest of J as it was.
+    pub fn with_temporal_share(&self, share: f32) -> Result<Self> {
+        let mut scaled = self.clone();
+        for target in &mut scaled.temporal {
+            target.reliability = target.reliability.affine(share as f64, 0.0)?;
+        }
+        for (_, reliability) in &mut scaled.temporal_host {
+            reliability.iter_mut().for_each(|c| *c *= share);
+        }
+        Ok(scaled)
+    }
+
     /// The same target for painting only the region a matte m `(1, 1, n_H, n_W)` marks (1: paint,
     /// 0: keep, between: partly). J is then that of the composite m ⊙ G + (1 − m) ⊙ C, the
     /// painting over the content as it will be written, so the optimisation sees the seam and the
