@@ -49,6 +49,7 @@ fn job(input: &Path, output: &Path, codec: VideoCodec) -> VideoJob {
         output_size: OutputSize::Processing,
         first_iterations: 2,
         iterations: 1,
+        max_iterations: None,
         init_video: VideoInit::Content,
         codec,
         keep_audio: false,

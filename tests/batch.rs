@@ -47,6 +47,7 @@ fn video(input: &Path, output: &Path) -> BatchItem {
         size: 48,
         first_iterations: 3,
         iterations: 1,
+        max_iterations: None,
         options: StylizeOptions { settings: Settings { tol: 0.0, ..Settings::default() }, ..StylizeOptions::default() },
         ..VideoJob::with_defaults(input.to_path_buf(), style(), output.to_path_buf())
     })

@@ -51,6 +51,7 @@ fn job(input: &Path, output: &Path, iterations: usize) -> VideoJob {
         size: SIZE.0,
         first_iterations: iterations,
         iterations,
+        max_iterations: None,
         init_video: VideoInit::Content,
         codec: VideoCodec::Ffv1,
         keep_audio: false,

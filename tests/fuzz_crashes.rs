@@ -34,6 +34,7 @@ fn mpeg2_colour_tags_outside_ffmpegs_values_read_as_unspecified() {
         size: 32,
         first_iterations: 1,
         iterations: 1,
+        max_iterations: None,
         ..VideoJob::with_defaults(input, common::repo_path("samples/starry_night.jpg"), dir.join("out.mp4"))
     };
     let report = run_video(&VideoJob { overwrite: true, ..job }, &mut NoProgress, &AtomicBool::new(false)).unwrap();

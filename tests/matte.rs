@@ -44,6 +44,7 @@ fn job(input: &Path, output: &Path, matte: Option<&Path>) -> VideoJob {
         size: 48,
         first_iterations: 30,
         iterations: 4,
+        max_iterations: None,
         codec: VideoCodec::Ffv1,
         keep_audio: false,
         // No feathering: on a 48-px frame the default's 3 px would fade most of a small region.
@@ -338,6 +339,7 @@ fn the_bundled_matte_follows_the_bundled_clip() {
         max_frames: Some(3),
         first_iterations: 5,
         iterations: 2,
+        max_iterations: None,
         codec: VideoCodec::Ffv1,
         keep_audio: false,
         matte: Some(MatteSpec { path: common::repo_path("samples/cup-matte.mkv"), feather: 3.0 }),

@@ -49,6 +49,7 @@ fn job(input: &Path, output: &Path, passes: usize) -> VideoJob {
         size: 48,
         first_iterations: 20,
         iterations: 4,
+        max_iterations: None,
         passes,
         codec: VideoCodec::Ffv1,
         options: StylizeOptions { settings: Settings { tol: 0.0, ..Settings::default() }, ..StylizeOptions::default() },

@@ -767,3 +767,29 @@ fn paint_revealed_paints_the_band_a_pan_reveals_in_a_crop_of_its_own() {
     eprintln!("revealed band's mean distance from the photo: {plain_band:.1} plain, {revealed_band:.1} painted apart");
     assert!(revealed_band > 1.3 * plain_band, "band {revealed_band:.1} from the photo, {plain_band:.1} without --paint-revealed");
 }
+
+/// The CLI's default `--max-iterations`: 1.5 × `--iterations` for frames painted in one level,
+/// none coarse to fine (the top-up would run at the finest level); given, it is kept.
+#[test]
+fn the_cli_caps_warm_frames_at_half_as_many_again_in_one_level_only() {
+    let dir = common::scratch_dir("pipeline-cli-default-cap");
+    let input = dir.join("pan.mkv");
+    make_clip(&input, &ClipSpec { frames: 2, video: ClipVideo::Ffv1, picture: pan_reveals_a_band, ..ClipSpec::new(64, 48) });
+    let style = style_path();
+    let report = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let (output, report) = (dir.join(format!("{name}.mkv")), dir.join(format!("{name}.json")));
+        let mut args: Vec<&std::ffi::OsStr> = vec![input.as_os_str(), "-s".as_ref(), style.as_os_str()];
+        args.extend(["--size", "48", "--first-iterations", "2", "--iterations", "4", "--codec", "ffv1", "-q"].map(std::ffi::OsStr::new));
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        args.extend(["-o".as_ref(), output.as_os_str(), "--report".as_ref(), report.as_os_str()]);
+        let run = cli().args(&args).output().unwrap();
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
+    };
+    // With a cap the warm frame says why it stopped; without one it has no reason to give.
+    let capped = |r: &serde_json::Value| (r["max_iterations"].as_u64(), r["frames"][1]["stopped"].is_string());
+    assert_eq!(capped(&report("one-level", &[])), (Some(6), true));
+    assert_eq!(capped(&report("given", &["--max-iterations", "9"])), (Some(9), true));
+    assert_eq!(capped(&report("off", &["--max-iterations", "4"])), (Some(4), false), "equal to --iterations: no top-up");
+    assert_eq!(capped(&report("coarse-to-fine", &["--scales", "2", "--base-size", "24"])), (None, false));
+}

@@ -65,6 +65,7 @@ fn pass_through(input: &Path, output: &Path, codec: VideoCodec, longest_side: u3
         output_size: OutputSize::Source,
         first_iterations: 0,
         iterations: 0,
+        max_iterations: None,
         init_video: VideoInit::Content,
         codec,
         start,

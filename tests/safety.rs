@@ -68,7 +68,7 @@ fn a_still_never_writes_over_its_input_style_or_init_even_with_y() {
 fn quick_video_job(dir: &Path) -> VideoJob {
     let input = dir.join("in.mp4");
     make_clip(&input, &ClipSpec::new(64, 48));
-    VideoJob { size: 32, first_iterations: 1, iterations: 1, ..VideoJob::with_defaults(input, style_copy(dir), dir.join("out.mp4")) }
+    VideoJob { size: 32, first_iterations: 1, iterations: 1, max_iterations: None, ..VideoJob::with_defaults(input, style_copy(dir), dir.join("out.mp4")) }
 }
 
 /// The error a video job stops with.
@@ -103,6 +103,7 @@ fn a_sequence_output_never_names_the_input_frames_even_with_y() {
         size: 32,
         first_iterations: 1,
         iterations: 1,
+        max_iterations: None,
         overwrite: true,
         ..VideoJob::with_defaults(input.into(), style.clone(), output.into())
     };

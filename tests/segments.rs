@@ -111,6 +111,7 @@ fn small_job(input: &Path, output: &Path) -> VideoJob {
         size: 48,
         first_iterations: 4,
         iterations: 2,
+        max_iterations: None,
         keep_audio: false,
         options: StylizeOptions { settings: Settings { tol: 0.0, ..Settings::default() }, ..StylizeOptions::default() },
         ..VideoJob::with_defaults(input.to_path_buf(), style(), output.to_path_buf())

@@ -30,6 +30,7 @@ fn job(input: &Path, output: &Path) -> VideoJob {
         size: 48,
         first_iterations: 3,
         iterations: 1,
+        max_iterations: None,
         options: StylizeOptions { settings: Settings { tol: 0.0, ..Settings::default() }, ..StylizeOptions::default() },
         ..VideoJob::with_defaults(input.to_path_buf(), common::repo_path("samples/starry_night.jpg"), output.to_path_buf())
     }

@@ -320,8 +320,11 @@ pub struct Cli {
     /// Video: the most iterations of a warm frame (with --iterations the least).
     ///
     /// Beyond --iterations, a frame goes on while it is less painted than its shot: while its
-    /// J_style is above 1.2 × that of the shot's first frame (fast motion, revealed areas). The
-    /// report says per frame why it stopped (`stopped`) and its `style_ratio`.
+    /// J_style is above 1.2 × that of the shot's first frame (fast motion, revealed areas), held
+    /// to the previous painting by a quarter of --temporal-weight; the frame after one left
+    /// behind is held so from its first iteration. The report says per frame why it stopped
+    /// (`stopped`) and its `style_ratio`. Default: 1.5 × --iterations for frames painted in one
+    /// level, none coarse to fine; the value of --iterations turns it off.
     #[arg(long, value_parser = whole_number::<usize>, help_heading = VIDEO)]
     pub max_iterations: Option<usize>,
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use stylize_video::jobs::batch::{BatchItem, BatchPlace};
-use stylize_video::jobs::pipeline::{VideoJob, DEFAULT_WARM_ITERATIONS, DEFAULT_WARM_ITERATIONS_COARSE_TO_FINE};
+use stylize_video::jobs::pipeline::{default_max_iterations, VideoJob, DEFAULT_WARM_ITERATIONS, DEFAULT_WARM_ITERATIONS_COARSE_TO_FINE};
 use stylize_video::jobs::preview::{
     short_number, PreviewFrames, PreviewInput, PreviewJob, Sweep, SweptOption, DEFAULT_PREVIEW_ITERATIONS, DEFAULT_PREVIEW_SIZE,
 };
@@ -342,6 +342,8 @@ impl Cli {
             });
         }
         let codec = self.codec.with_crf(self.crf);
+        let iterations =
+            self.iterations.unwrap_or(if one_level(options, size) { DEFAULT_WARM_ITERATIONS } else { DEFAULT_WARM_ITERATIONS_COARSE_TO_FINE });
         BatchItem::Video(VideoJob {
             output: output.unwrap_or_else(|| spec::default_output(input, codec.default_extension())),
             input: input.to_path_buf(),
@@ -349,8 +351,8 @@ impl Cli {
             size,
             output_size: self.output_size,
             first_iterations: self.first_iterations,
-            iterations: self.iterations.unwrap_or(if one_level(options, size) { DEFAULT_WARM_ITERATIONS } else { DEFAULT_WARM_ITERATIONS_COARSE_TO_FINE }),
-            max_iterations: self.max_iterations,
+            iterations,
+            max_iterations: self.max_iterations.or_else(|| one_level(options, size).then(|| default_max_iterations(iterations))),
             paint_revealed: self.paint_revealed.filter(|&n| n > 0),
             passes: self.passes,
             options: options.clone(),
