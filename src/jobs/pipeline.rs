@@ -85,7 +85,8 @@ pub const DEFAULT_WARM_ITERATIONS: usize = 10;
 /// behind it gets up to half as many again, held more loosely to the previous painting
 /// ([`crate::jobs::shots::BEHIND_TEMPORAL_SHARE`]). Measured on the fast pan (40 frames, 256 px,
 /// 2 cores, fp32): without the cap 1.44 / 1.52 median / p95 style ratio, 2.40e-3 warping error,
-/// 3.03 s a warm frame; with it 1.23 / 1.30, 2.82e-3 (1.17×), 4.43 s (1.46×). Frames painted
+/// 3.28 s a warm frame (11 evaluations); with it 1.22 / 1.27, 2.93e-3 (1.22×), 4.67 s (1.42×;
+/// 16.0 evaluations, 1.46×). Frames painted
 /// coarse to fine have no default cap: their top-up would run at the finest level, seconds an
 /// iteration at 1080p.
 pub fn default_max_iterations(iterations: usize) -> usize {

@@ -36,7 +36,7 @@ use crate::jobs::spec::{NetworkSpec, PyramidSpec, StyleSpec};
 use crate::media::image_io;
 use crate::net::input;
 use crate::progress::Progress;
-use crate::stylize::stylizer::{ContentTarget, Settings, Stylized, Stylizer, TemporalTarget};
+use crate::stylize::stylizer::{ContentTarget, EnoughStyle, Settings, Stylized, Stylizer, TemporalTarget};
 
 /// Each level above the coarsest runs 1/this of the iterations of the level below (an
 /// iteration costs about 4× more per 2× in size). Measured on a 1280×720 frame (fp32, 2 cores,
@@ -154,8 +154,9 @@ pub struct Warm<'a> {
 /// after its budget, the finest level goes on, a budget's worth of iterations at a time, while
 /// J_style exceeds `ratio` × the shot's reference (its first frame's J_style), until
 /// `max_iterations` in all at that level. Those further iterations hold the frame to the warped
-/// previous painting with γ_temp × `temporal_share`; when the frame is `behind` (the frame before
-/// it ended above `ratio`) its budget is held so too, and the further iterations by its square.
+/// previous painting with γ_temp × `temporal_share`. A frame `behind` its shot from the start (the
+/// frame before it ended above `ratio`) is held so throughout, in one run that may go on from
+/// its budget to `max_iterations` while above `ratio` (no restart: one evaluation fewer).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TopUp {
     pub reference_style: f64,
@@ -325,18 +326,22 @@ impl Painter {
                 Some(finer_curvature_scale(below.curvature_scale?, below.width as f64 * below.height as f64, pixels))
             });
             let finest_top_up = top_up.filter(|_| level + 1 == self.levels.len());
-            // Each time the frame is found behind its shot (before its budget: the frame before
-            // was; after it: its own ratio), J_temporal's share is multiplied by temporal_share.
-            let behind = |target: &ContentTarget, top: TopUp| match temporal.is_empty() {
+            let relaxed = |top: TopUp| match temporal.is_empty() {
                 true => Ok(target.clone()),
                 false => target.with_temporal_share(top.temporal_share),
             };
-            if let Some(top) = finest_top_up.filter(|top| top.behind) {
-                target = behind(&target, top)?;
-            }
-            let mut stylized = stylizer.optimise_with_curvature(&target, &level_start, budget, scale, &mut level_progress)?;
+            let mut stylized = match finest_top_up {
+                // Behind from the start: one run, held loosely throughout, that may go on to the
+                // cap once it has had its budget.
+                Some(top) if top.behind => {
+                    level_progress.total += top.max_iterations.saturating_sub(budget);
+                    let enough = EnoughStyle { min_iterations: budget, style_limit: top.ratio * top.reference_style };
+                    stylizer.optimise_until(&relaxed(top)?, &level_start, top.max_iterations.max(budget), scale, Some(enough), &mut level_progress)?
+                }
+                _ => stylizer.optimise_with_curvature(&target, &level_start, budget, scale, &mut level_progress)?,
+            };
             if let Some(top) = finest_top_up {
-                let (more, why) = top_up_level(stylizer, &behind(&target, top)?, stylized, budget, top, &mut level_progress)?;
+                let (more, why) = top_up_level(stylizer, &relaxed(top)?, stylized, budget, top, &mut level_progress)?;
                 stylized = more;
                 stopped = Some(why);
             }
@@ -375,7 +380,11 @@ fn top_up_level(
     let ratio = |s: &Stylized| s.terms.style / top.reference_style;
     let mut current = first;
     if current.terms.style <= limit {
-        let why = format!("painted: style ratio {:.2} ≤ {} after the minimum", ratio(&current), top.ratio);
+        let after = match current.iterations <= chunk {
+            true => "the minimum".to_string(),
+            false => format!("{} iterations", current.iterations),
+        };
+        let why = format!("painted: style ratio {:.2} ≤ {} after {after}", ratio(&current), top.ratio);
         return Ok((current, with_behind(why, top)));
     }
     let level_started_at = progress.done_before;
@@ -406,7 +415,7 @@ fn top_up_level(
 /// `why`, and for a frame [`TopUp::behind`] its shot from the start, that it was held more loosely.
 fn with_behind(why: String, top: TopUp) -> String {
     match top.behind {
-        true => format!("{why} (behind its shot from the start: γ_temp × {} for the budget)", top.temporal_share),
+        true => format!("{why} (behind its shot from the start: γ_temp × {} throughout)", top.temporal_share),
         false => why,
     }
 }

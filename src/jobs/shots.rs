@@ -23,10 +23,10 @@ pub fn shot_reference_style(records: &[FrameRecord]) -> Option<f64> {
 /// full weight a frame cannot get far below its start however long it runs (docs/temporal.md,
 /// "the temporal cost's floor"). Measured on the fast pan's first 20 frames (256 px,
 /// `--max-iterations 15`): full weight throughout 1.36 / 1.41 median / p95 style ratio; ¼ in the
-/// top-up 1.27 / 1.32; ¼ also from the start of a frame whose predecessor was behind (its
-/// top-up then at a sixteenth) 1.23 / 1.30;
-/// 1/10 and 0 in the top-up gave no more (1.25 / 1.32, 1.24 / 1.31). Warping error 1.17× the
-/// full weight's. Frames that keep up with their shot (the sample, the cup) never get here.
+/// top-up 1.27 / 1.32; 1/10 and 0 there gave no more (1.25 / 1.32, 1.24 / 1.31); ¼ also
+/// throughout a frame whose predecessor was behind, in one run to the cap, 1.21 / 1.28 at 1.19×
+/// the full weight's warping error. Frames that keep up with their shot (the sample, the cup)
+/// never get here.
 pub const BEHIND_TEMPORAL_SHARE: f32 = 0.25;
 
 /// The top-up of a warm frame with budget `iterations`: with `max_iterations` above it and a

@@ -178,6 +178,14 @@ fn serialize_layers<S: serde::Serializer>(layers: &[(LayerName, f64)], s: S) -> 
     map.end()
 }
 
+/// When an optimisation may end before its iterations ([`Stylizer::optimise_until`]): once it
+/// has taken `min_iterations` steps and the best image so far has J_style ≤ `style_limit`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EnoughStyle {
+    pub min_iterations: usize,
+    pub style_limit: f64,
+}
+
 /// What a content image asks for: a^[l](C) at the content layer, and the image's size; for a
 /// video frame also the previous stylized frame warped into place ([`TemporalTarget`]); with a
 /// matte, the region J_style is computed over ([`ContentTarget::with_matte`]).
@@ -512,6 +520,20 @@ impl Stylizer {
         curvature_scale: Option<f64>,
         progress: &mut dyn Progress,
     ) -> Result<Stylized> {
+        self.optimise_until(content, start, iterations, curvature_scale, None, progress)
+    }
+
+    /// [`Self::optimise_with_curvature`], ending before `iterations` once `enough` says the best
+    /// image so far is painted enough.
+    pub fn optimise_until(
+        &self,
+        content: &ContentTarget,
+        start: &Tensor,
+        iterations: usize,
+        curvature_scale: Option<f64>,
+        enough: Option<EnoughStyle>,
+        progress: &mut dyn Progress,
+    ) -> Result<Stylized> {
         let started = Instant::now();
         if start.dims4()? != content.dims {
             return Err(Error::Settings(format!(
@@ -521,7 +543,7 @@ impl Stylizer {
             )));
         }
         if !self.vgg.compute().uses_crate_kernels() {
-            return self.optimise_on_device(content, start, iterations, curvature_scale, progress, started);
+            return self.optimise_on_device(content, start, (iterations, enough), curvature_scale, progress, started);
         }
         let s = &self.settings;
         let pixel_box = displayable_box(content.dims);
@@ -536,7 +558,7 @@ impl Stylizer {
         loop {
             let (evaluation, terms) = profile::time(|| "J: features and losses".into(), || self.evaluate(&image, content))?;
             record.evaluated(&terms, &image)?;
-            if record.done == iterations || self.levelled_off(&record.history) {
+            if record.done == iterations || self.levelled_off(&record.history) || record.enough(enough) {
                 break;
             }
             if progress.should_stop() {
@@ -654,7 +676,7 @@ impl Stylizer {
         &self,
         content: &ContentTarget,
         start: &Tensor,
-        iterations: usize,
+        (iterations, enough): (usize, Option<EnoughStyle>),
         curvature_scale: Option<f64>,
         progress: &mut dyn Progress,
         started: Instant,
@@ -678,7 +700,7 @@ impl Stylizer {
             let terms = profile::time(|| "read J's terms (waits for the device)".into(), || self.read_terms(&terms_on_device))?;
             record.evaluated(&terms, &x)?;
             let Some(next) = next else { break };
-            if self.levelled_off(&record.history) {
+            if self.levelled_off(&record.history) || record.enough(enough) {
                 break;
             }
             if progress.should_stop() {
@@ -912,6 +934,14 @@ impl Record {
             self.best = Some((terms.total, image.clone(), terms.clone()));
         }
         Ok(())
+    }
+
+    /// Whether the best image so far is painted `enough` (never without a rule).
+    fn enough(&self, enough: Option<EnoughStyle>) -> bool {
+        match (enough, &self.best) {
+            (Some(rule), Some((_, _, terms))) => self.done >= rule.min_iterations && terms.style <= rule.style_limit,
+            _ => false,
+        }
     }
 
     fn finish(self, curvature_scale: Option<f64>, started: Instant) -> Stylized {
