@@ -94,17 +94,22 @@ fn bf16_gradient_matches_finite_differences() {
     check_at(Pooling::Avg, Precision::Bf16, 1.0, 5e-2);
 }
 
+/// A 40×28 content and style image, and weights with every term of J in play (TV and temporal).
+fn temporal_scene(dev: &Device) -> (Tensor, Tensor, Settings) {
+    let content = to_tensor(&common::synthetic_content(40, 28), dev).unwrap();
+    let style = to_tensor(&common::synthetic_style(40, 28), dev).unwrap();
+    let settings = Settings { content_weight: 1.0, style_weight: 1e-3, tv_weight: 1e-2, temporal_weight: 0.5, ..Settings::default() };
+    (content, style, settings)
+}
+
 /// The network's own backward ([`Stylizer::evaluate`] on the CPU kernels) against candle's
 /// autograd through the same kernels ([`Stylizer::cost`]): the same J and the same gradient, in
 /// fp32 and bf16, with TV and a temporal term (per-pixel weights) in play.
 #[test]
 fn own_backward_matches_autograd() {
     use stylize_video::stylize::stylizer::TemporalTarget;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let dev = Device::Cpu;
-    let content = to_tensor(&common::synthetic_content(40, 28), &dev).unwrap();
-    let style = to_tensor(&common::synthetic_style(40, 28), &dev).unwrap();
-    let settings = Settings { content_weight: 1.0, style_weight: 1e-3, tv_weight: 1e-2, temporal_weight: 0.5, ..Settings::default() };
+    let (mut rng, dev) = (rand::rngs::StdRng::seed_from_u64(11), Device::Cpu);
+    let (content, style, settings) = temporal_scene(&dev);
     let mut precisions = vec![Precision::Fp32];
     if stylize_video::net::cpu::bf16::Kernel::detect().is_some() {
         precisions.push(Precision::Bf16);
@@ -145,11 +150,8 @@ fn own_backward_matches_autograd() {
 #[test]
 fn a_temporal_share_scales_j_temporal_alone() {
     use stylize_video::stylize::stylizer::TemporalTarget;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
-    let dev = Device::Cpu;
-    let content = to_tensor(&common::synthetic_content(40, 28), &dev).unwrap();
-    let style = to_tensor(&common::synthetic_style(40, 28), &dev).unwrap();
-    let settings = Settings { content_weight: 1.0, style_weight: 1e-3, tv_weight: 1e-2, temporal_weight: 0.5, ..Settings::default() };
+    let (mut rng, dev) = (rand::rngs::StdRng::seed_from_u64(12), Device::Cpu);
+    let (content, style, settings) = temporal_scene(&dev);
     let vgg = Vgg16::load_with(&weights_path(None), Pooling::Max, Compute::Cpu, Some(Precision::Fp32)).unwrap();
     let stylizer = Stylizer::new(vgg, settings.clone(), &[(style, 1.0)]).unwrap();
     let warped = (&content + random(content.shape(), 20.0, &mut rng)).unwrap();
