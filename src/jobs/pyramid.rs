@@ -326,22 +326,19 @@ impl Painter {
                 Some(finer_curvature_scale(below.curvature_scale?, below.width as f64 * below.height as f64, pixels))
             });
             let finest_top_up = top_up.filter(|_| level + 1 == self.levels.len());
-            let relaxed = |top: TopUp| match temporal.is_empty() {
-                true => Ok(target.clone()),
-                false => target.with_temporal_share(top.temporal_share),
-            };
             let mut stylized = match finest_top_up {
                 // Behind from the start: one run, held loosely throughout, that may go on to the
                 // cap once it has had its budget.
                 Some(top) if top.behind => {
                     level_progress.total += top.max_iterations.saturating_sub(budget);
                     let enough = EnoughStyle { min_iterations: budget, style_limit: top.ratio * top.reference_style };
-                    stylizer.optimise_until(&relaxed(top)?, &level_start, top.max_iterations.max(budget), scale, Some(enough), &mut level_progress)?
+                    let relaxed = target.with_temporal_share(top.temporal_share)?;
+                    stylizer.optimise_until(&relaxed, &level_start, top.max_iterations.max(budget), scale, Some(enough), &mut level_progress)?
                 }
                 _ => stylizer.optimise_with_curvature(&target, &level_start, budget, scale, &mut level_progress)?,
             };
             if let Some(top) = finest_top_up {
-                let (more, why) = top_up_level(stylizer, &relaxed(top)?, stylized, budget, top, &mut level_progress)?;
+                let (more, why) = top_up_level(stylizer, &target, stylized, budget, top, &mut level_progress)?;
                 stylized = more;
                 stopped = Some(why);
             }
@@ -365,9 +362,9 @@ impl Painter {
 }
 
 /// Runs [`TopUp`]'s further iterations on a level's result: chunks of `chunk` iterations (at
-/// least 1), each L-BFGS started with the curvature the previous one ended with, against `target`
-/// (the level's, J_temporal's share multiplied by [`TopUp::temporal_share`]). Returns the result, with the
-/// iterations, evaluations and seconds of all its chunks, and why it stopped.
+/// least 1), each L-BFGS started with the curvature the previous one ended with, against the
+/// level's `target` with J_temporal's share at [`TopUp::temporal_share`]. Returns the result, with
+/// the iterations, evaluations and seconds of all its chunks, and why it stopped.
 fn top_up_level(
     stylizer: &Stylizer,
     target: &ContentTarget,
@@ -387,6 +384,7 @@ fn top_up_level(
         let why = format!("painted: style ratio {:.2} ≤ {} after {after}", ratio(&current), top.ratio);
         return Ok((current, with_behind(why, top)));
     }
+    let target = &target.with_temporal_share(top.temporal_share)?;
     let level_started_at = progress.done_before;
     while current.terms.style > limit && current.iterations < top.max_iterations && !progress.should_stop() {
         let steps = chunk.max(1).min(top.max_iterations - current.iterations);
