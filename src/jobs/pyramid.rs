@@ -166,6 +166,13 @@ pub struct TopUp {
     pub temporal_share: f32,
 }
 
+impl TopUp {
+    /// The J_style a frame must reach to stop before the cap: `ratio` × the shot's reference.
+    fn style_limit(&self) -> f64 {
+        self.ratio * self.reference_style
+    }
+}
+
 /// The stylizers of a pyramid's levels, coarse to fine (the last at the working size), with the
 /// style targets of each level's size.
 pub struct Painter {
@@ -331,7 +338,7 @@ impl Painter {
                 // cap once it has had its budget.
                 Some(top) if top.behind => {
                     level_progress.total += top.max_iterations.saturating_sub(budget);
-                    let enough = EnoughStyle { min_iterations: budget, style_limit: top.ratio * top.reference_style };
+                    let enough = EnoughStyle { min_iterations: budget, style_limit: top.style_limit() };
                     let relaxed = target.with_temporal_share(top.temporal_share)?;
                     stylizer.optimise_until(&relaxed, &level_start, top.max_iterations.max(budget), scale, Some(enough), &mut level_progress)?
                 }
@@ -373,7 +380,7 @@ fn top_up_level(
     top: TopUp,
     progress: &mut LevelProgress,
 ) -> Result<(Stylized, String)> {
-    let limit = top.ratio * top.reference_style;
+    let limit = top.style_limit();
     let ratio = |s: &Stylized| s.terms.style / top.reference_style;
     let mut current = first;
     if current.terms.style <= limit {
